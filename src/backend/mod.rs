@@ -1,0 +1,332 @@
+//! The backend trait both protocols implement, and the types they share.
+//!
+//! A backend's one job is to make the [store](crate::store) agree with its server. It never
+//! talks to the UI: the engine drives it and forwards [`Progress`] as events. POP3 answers "one
+//! folder, local flags, no push" through [`Capabilities`] instead of failing, so the UI adapts.
+//!
+//! Dispatch is a small enum ([`Backend`]) rather than `dyn`: native `async fn` in traits is not
+//! object-safe, and three variants do not justify boxing every future.
+
+pub mod local;
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::error::ErrorKind;
+use crate::store::cache::Cache;
+
+/// The name of an account, as written in `[accounts.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccountName(pub String);
+
+impl fmt::Display for AccountName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An IMAP UID: unique within one folder for one UIDVALIDITY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Uid(pub u32);
+
+/// How the server (or the local file) names one message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RemoteId {
+    /// IMAP: UID within the folder.
+    Uid(Uid),
+    /// POP3: the UIDL string (or a hash of Message-ID/Date/size when the server lacks UIDL).
+    Uidl(String),
+    /// A message in a local mbox, named by its byte offset.
+    Local(u64),
+}
+
+/// Message flags, as a small bit set (the same bits are stored in the cache).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Flags(pub u8);
+
+impl Flags {
+    pub const SEEN: Flags = Flags(1);
+    pub const FLAGGED: Flags = Flags(2);
+    pub const ANSWERED: Flags = Flags(4);
+    pub const DELETED: Flags = Flags(8);
+    pub const DRAFT: Flags = Flags(16);
+
+    /// Every flag with its lower-case name, in display order.
+    pub const NAMED: [(Flags, &'static str); 5] = [
+        (Flags::SEEN, "seen"),
+        (Flags::FLAGGED, "flagged"),
+        (Flags::ANSWERED, "answered"),
+        (Flags::DELETED, "deleted"),
+        (Flags::DRAFT, "draft"),
+    ];
+
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub fn insert(&mut self, other: Flags) {
+        self.0 |= other.0;
+    }
+    pub fn remove(&mut self, other: Flags) {
+        self.0 &= !other.0;
+    }
+    /// The names of the flags that are set, e.g. `["seen", "flagged"]`.
+    pub fn names(self) -> Vec<&'static str> {
+        Flags::NAMED
+            .iter()
+            .filter(|(f, _)| self.contains(*f))
+            .map(|(_, n)| *n)
+            .collect()
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        Flags(self.0 | rhs.0)
+    }
+}
+
+/// The role of a special-use folder (RFC 6154).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FolderRole {
+    Inbox,
+    Sent,
+    Trash,
+    Drafts,
+    Junk,
+    Archive,
+    All,
+    Flagged,
+}
+
+impl FolderRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FolderRole::Inbox => "inbox",
+            FolderRole::Sent => "sent",
+            FolderRole::Trash => "trash",
+            FolderRole::Drafts => "drafts",
+            FolderRole::Junk => "junk",
+            FolderRole::Archive => "archive",
+            FolderRole::All => "all",
+            FolderRole::Flagged => "flagged",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "inbox" => FolderRole::Inbox,
+            "sent" => FolderRole::Sent,
+            "trash" => FolderRole::Trash,
+            "drafts" => FolderRole::Drafts,
+            "junk" => FolderRole::Junk,
+            "archive" => FolderRole::Archive,
+            "all" => FolderRole::All,
+            "flagged" => FolderRole::Flagged,
+            _ => return None,
+        })
+    }
+}
+
+/// A folder as the server lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderInfo {
+    /// The full name as the server spells it (e.g. `INBOX`, `Archive/2024`).
+    pub name: String,
+    /// Hierarchy delimiter, if the server has a hierarchy.
+    pub delimiter: Option<char>,
+    pub role: Option<FolderRole>,
+}
+
+/// The envelope of one message: what the list needs without the body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Envelope {
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    /// Message-IDs from References, in order.
+    pub references: Vec<String>,
+    /// Unix timestamp (seconds, UTC).
+    pub date: Option<i64>,
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+    pub subject: String,
+    pub size: u64,
+    pub has_attachments: bool,
+}
+
+impl Envelope {
+    /// Parse the envelope out of a message's raw bytes (headers, and MIME for attachments).
+    pub fn from_raw(raw: &[u8]) -> Envelope {
+        crate::render::envelope_of(raw)
+    }
+}
+
+/// What a backend can do, so the UI shows only what works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// More than one folder, listed by the server.
+    pub folders: bool,
+    /// Flags live on the server (IMAP); otherwise they are kept locally (POP3, local mbox).
+    pub server_flags: bool,
+    /// The server pushes changes (IMAP IDLE).
+    pub push: bool,
+    /// Messages can be moved between folders.
+    pub move_messages: bool,
+    /// Mail can be changed at all (a local demo mbox is read-only).
+    pub writable: bool,
+}
+
+/// Progress of a sync, reported as it goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+    pub bytes: u64,
+}
+
+/// What one sync pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub new_messages: u64,
+    pub removed_messages: u64,
+    pub flag_changes: u64,
+    pub bytes: u64,
+}
+
+/// A failure in a backend, with enough detail for one readable line.
+#[derive(Debug, Error)]
+pub enum BackendError {
+    #[error("cannot connect to {host}:{port}: {reason}")]
+    Connect {
+        host: String,
+        port: u16,
+        reason: String,
+    },
+    #[error("{host}:{port} did not answer within {secs} s")]
+    Timeout { host: String, port: u16, secs: u64 },
+    #[error("tls with {host} failed: {reason}")]
+    Tls { host: String, reason: String },
+    #[error("{host} refused the login for {user}: {reason}")]
+    Auth {
+        host: String,
+        user: String,
+        reason: String,
+    },
+    #[error("{host} does not offer {what}; refusing to continue without encryption")]
+    NoStartTls { host: String, what: &'static str },
+    #[error("protocol error from {host}: {reason}")]
+    Protocol { host: String, reason: String },
+    #[error("{0} is not supported by this account")]
+    NotSupported(&'static str),
+    #[error("no such folder: {0}")]
+    NoSuchFolder(String),
+    #[error(transparent)]
+    Cache(#[from] crate::store::cache::CacheError),
+    #[error(transparent)]
+    Mbox(#[from] crate::store::mbox::MboxError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BackendError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BackendError::Connect { .. } | BackendError::Timeout { .. } => ErrorKind::Network,
+            BackendError::Tls { .. } | BackendError::NoStartTls { .. } => ErrorKind::Tls,
+            BackendError::Auth { .. } => ErrorKind::Auth,
+            BackendError::Protocol { .. } => ErrorKind::Protocol,
+            BackendError::NotSupported(_) => ErrorKind::NotSupported,
+            BackendError::NoSuchFolder(_) => ErrorKind::Other,
+            BackendError::Cache(_) | BackendError::Mbox(_) | BackendError::Io { .. } => {
+                ErrorKind::Storage
+            }
+        }
+    }
+}
+
+/// The operations every backend offers. Optional ones default to `NotSupported`.
+#[allow(async_fn_in_trait)]
+pub trait MailBackend {
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Connect and authenticate (a no-op for local mail).
+    async fn connect(&mut self) -> Result<(), BackendError>;
+
+    /// The folders on the server (POP3 and local mail answer with one, `INBOX`).
+    async fn list_folders(&mut self) -> Result<Vec<FolderInfo>, BackendError>;
+
+    /// Bring one folder's state into the cache, reporting progress as it goes.
+    async fn sync_folder(
+        &mut self,
+        cache: &mut Cache,
+        folder: &str,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<SyncReport, BackendError>;
+
+    /// The exact raw bytes of one message (from the cache if held, else from the server).
+    async fn fetch_raw(&mut self, cache: &mut Cache, id: i64) -> Result<Vec<u8>, BackendError>;
+
+    /// Push the account's queued operations to the server; returns how many were applied.
+    async fn apply_pending(&mut self, _cache: &mut Cache) -> Result<u64, BackendError> {
+        Err(BackendError::NotSupported("changing mail on the server"))
+    }
+
+    /// Wait until the server reports a change in `folder` (IMAP IDLE).
+    async fn wait_for_changes(&mut self, _folder: &str) -> Result<(), BackendError> {
+        Err(BackendError::NotSupported("push notifications"))
+    }
+}
+
+/// The backends, dispatched by enum.
+pub enum Backend {
+    Local(local::LocalBackend),
+}
+
+impl MailBackend for Backend {
+    fn capabilities(&self) -> Capabilities {
+        match self {
+            Backend::Local(b) => b.capabilities(),
+        }
+    }
+    async fn connect(&mut self) -> Result<(), BackendError> {
+        match self {
+            Backend::Local(b) => b.connect().await,
+        }
+    }
+    async fn list_folders(&mut self) -> Result<Vec<FolderInfo>, BackendError> {
+        match self {
+            Backend::Local(b) => b.list_folders().await,
+        }
+    }
+    async fn sync_folder(
+        &mut self,
+        cache: &mut Cache,
+        folder: &str,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<SyncReport, BackendError> {
+        match self {
+            Backend::Local(b) => b.sync_folder(cache, folder, progress).await,
+        }
+    }
+    async fn fetch_raw(&mut self, cache: &mut Cache, id: i64) -> Result<Vec<u8>, BackendError> {
+        match self {
+            Backend::Local(b) => b.fetch_raw(cache, id).await,
+        }
+    }
+    async fn apply_pending(&mut self, cache: &mut Cache) -> Result<u64, BackendError> {
+        match self {
+            Backend::Local(b) => b.apply_pending(cache).await,
+        }
+    }
+    async fn wait_for_changes(&mut self, folder: &str) -> Result<(), BackendError> {
+        match self {
+            Backend::Local(b) => b.wait_for_changes(folder).await,
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! mailbag — a terminal email client for IMAP and POP3 with one shared, offline cache.
+//!
+//! # A tour of the crate
+//!
+//! ```text
+//!             keys                                events (progress, changed, error)
+//!   terminal ───────► ui ◄──────────────────────────────────────────────┐
+//!                      │ commands                                        │
+//!                      ▼                                                 │
+//!                    engine ── one task per account ──► backend::Backend ┘
+//!                      │                                ├── backend::local (an mbox, read-only)
+//!                      ▼                                ├── backend::imap
+//!                    store ◄──── every backend writes ──└── backend::pop3 (+ pop3:: codec)
+//!                    ├── store::cache  SQLite: folders, messages, flags, sync state, queue, search
+//!                    └── store::mbox   mboxrd files holding POP3 and local mail
+//! ```
+//!
+//! - [`config`] reads `config.toml` (XDG paths, unknown keys rejected, errors name line and key).
+//! - [`credentials`] finds a password in the OS keyring or runs `password_command`.
+//! - [`store`] is the single source of truth for everything the user sees.
+//! - [`backend`] is the trait both protocols implement and the types they share.
+//! - [`pop3`] is a POP3 protocol layer without sockets (commands out, replies in).
+//! - [`render`] turns MIME into sanitised, displayable text.
+//! - [`cli`] implements the scripting commands (`list`, `read`, `folders`, ...).
+//!
+//! `docs/architecture.md` explains the data flow and the decisions behind it.
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod error;
+pub mod pop3;
+pub mod render;
+pub mod sanitize;
+pub mod store;
+pub mod tls;
+
+pub use error::{Error, ErrorKind};

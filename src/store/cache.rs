@@ -1,0 +1,1305 @@
+//! The shared message cache: SQLite in WAL mode, one writer per profile.
+//!
+//! Both backends write here and the UI reads only from here, so browsing, reading and searching
+//! are instant and work offline. It holds accounts; folders with their IMAP sync state
+//! (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ); messages (remote id, envelope, flags, size, thread,
+//! where the body is); the pending-operation queue (RFC 4549 "disconnected" changes waiting for
+//! the server); POP3 UIDL history; and an FTS5 index for local search.
+//!
+//! The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] are applied in order, each
+//! in its own transaction, so an old cache is upgraded in place.
+//!
+//! One writer at a time: [`Cache::open`] takes an exclusive lock on `lock` in the data directory
+//! and a second process gets [`CacheError::InUse`] instead of a corrupted cache. Readers
+//! ([`Cache::open_read_only`]) need no lock: WAL lets them read while the writer writes.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use thiserror::Error;
+
+use crate::backend::{Envelope, Flags, FolderInfo, FolderRole, RemoteId, Uid};
+use crate::store::mbox::Span;
+
+/// A failure of the cache.
+#[derive(Debug, Error)]
+pub enum CacheError {
+    #[error("cache {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cache {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the mailbag profile in {path} is already in use by another mailbag process; close it first"
+    )]
+    InUse { path: String },
+    #[error("cache {path} was written by a newer mailbag (schema {found}, this one knows {known})")]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("no message with id {0} in the cache")]
+    NoSuchMessage(i64),
+    #[error("no account named {0} in the cache")]
+    NoSuchAccount(String),
+}
+
+/// Each entry upgrades the schema by one version.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+    CREATE TABLE accounts (
+        id       INTEGER PRIMARY KEY,
+        name     TEXT NOT NULL UNIQUE,
+        protocol TEXT NOT NULL
+    );
+    CREATE TABLE folders (
+        id            INTEGER PRIMARY KEY,
+        account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        delimiter     TEXT,
+        role          TEXT,
+        mbox_path     TEXT,
+        uidvalidity   INTEGER,
+        uidnext       INTEGER,
+        highestmodseq INTEGER,
+        UNIQUE (account_id, name)
+    );
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY,
+        folder_id       INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        uid             INTEGER,
+        uidl            TEXT,
+        message_id      TEXT,
+        in_reply_to     TEXT,
+        refs            TEXT,
+        date            INTEGER,
+        from_addr       TEXT NOT NULL DEFAULT '',
+        to_addrs        TEXT NOT NULL DEFAULT '',
+        cc_addrs        TEXT NOT NULL DEFAULT '',
+        subject         TEXT NOT NULL DEFAULT '',
+        flags           INTEGER NOT NULL DEFAULT 0,
+        size            INTEGER NOT NULL DEFAULT 0,
+        has_attachments INTEGER NOT NULL DEFAULT 0,
+        modseq          INTEGER,
+        thread_id       INTEGER,
+        mbox_offset     INTEGER,
+        mbox_length     INTEGER
+    );
+    CREATE UNIQUE INDEX messages_by_uid ON messages(folder_id, uid) WHERE uid IS NOT NULL;
+    CREATE UNIQUE INDEX messages_by_uidl ON messages(folder_id, uidl) WHERE uidl IS NOT NULL;
+    CREATE INDEX messages_newest_first ON messages(folder_id, date DESC, id DESC);
+    CREATE INDEX messages_unread ON messages(folder_id) WHERE (flags & 1) = 0;
+    CREATE INDEX messages_by_message_id ON messages(message_id);
+    CREATE INDEX messages_by_thread ON messages(thread_id);
+    CREATE TABLE bodies (
+        message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+        raw        BLOB NOT NULL
+    );
+    CREATE TABLE pending_ops (
+        id         INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        message_id INTEGER,
+        op         TEXT NOT NULL,
+        created    INTEGER NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE TABLE pop3_uidls (
+        account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        uidl          TEXT NOT NULL,
+        downloaded_at INTEGER NOT NULL,
+        PRIMARY KEY (account_id, uidl)
+    ) WITHOUT ROWID;
+    CREATE VIRTUAL TABLE search USING fts5(
+        subject, sender, recipients, body,
+        content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
+    );
+    "#,
+];
+
+/// An account row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub id: i64,
+    pub name: String,
+    pub protocol: String,
+}
+
+/// IMAP synchronisation state of a folder (RFC 4549, RFC 7162).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncState {
+    pub uidvalidity: Option<u32>,
+    pub uidnext: Option<u32>,
+    pub highestmodseq: Option<u64>,
+}
+
+/// A folder row with its counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub name: String,
+    pub delimiter: Option<char>,
+    pub role: Option<FolderRole>,
+    pub mbox_path: Option<PathBuf>,
+    pub sync: SyncState,
+    pub total: u64,
+    pub unread: u64,
+}
+
+/// Where a message's body is, if it is held locally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyLocation {
+    /// Not held: fetch on demand.
+    None,
+    /// Held in the cache's `bodies` table.
+    Cached,
+    /// Held in the folder's mbox file.
+    Mbox(Span),
+}
+
+/// A message to insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub remote: RemoteId,
+    pub envelope: Envelope,
+    pub flags: Flags,
+    pub modseq: Option<u64>,
+    pub mbox: Option<Span>,
+    /// Plain text to index for search, when the body is at hand.
+    pub body_text: Option<String>,
+}
+
+/// A message as the list and the reader see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: i64,
+    pub folder_id: i64,
+    pub uid: Option<Uid>,
+    pub uidl: Option<String>,
+    pub envelope: Envelope,
+    pub flags: Flags,
+    pub modseq: Option<u64>,
+    pub thread_id: Option<i64>,
+    pub body: BodyLocation,
+}
+
+/// A local change waiting to be pushed to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOp {
+    pub id: i64,
+    pub account_id: i64,
+    pub message_id: Option<i64>,
+    /// The operation, as the backend encoded it (a small JSON object).
+    pub op: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+const MESSAGE_COLUMNS: &str = "id, folder_id, uid, uidl, message_id, in_reply_to, refs, date, \
+     from_addr, to_addrs, cc_addrs, subject, flags, size, has_attachments, modseq, thread_id, \
+     mbox_offset, mbox_length, EXISTS(SELECT 1 FROM bodies b WHERE b.message_id = messages.id)";
+
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
+    let refs: Option<String> = row.get(6)?;
+    let offset: Option<i64> = row.get(17)?;
+    let length: Option<i64> = row.get(18)?;
+    let cached: bool = row.get(19)?;
+    let body = match (offset, length) {
+        (Some(offset), Some(length)) => BodyLocation::Mbox(Span {
+            offset: offset as u64,
+            length: length as u64,
+        }),
+        _ if cached => BodyLocation::Cached,
+        _ => BodyLocation::None,
+    };
+    Ok(MessageRow {
+        id: row.get(0)?,
+        folder_id: row.get(1)?,
+        uid: row.get::<_, Option<u32>>(2)?.map(Uid),
+        uidl: row.get(3)?,
+        envelope: Envelope {
+            message_id: row.get(4)?,
+            in_reply_to: row.get(5)?,
+            references: refs
+                .map(|r| r.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
+            date: row.get(7)?,
+            from: row.get(8)?,
+            to: row.get(9)?,
+            cc: row.get(10)?,
+            subject: row.get(11)?,
+            size: row.get::<_, i64>(13)? as u64,
+            has_attachments: row.get(14)?,
+        },
+        flags: Flags(row.get::<_, u8>(12)?),
+        modseq: row.get::<_, Option<i64>>(15)?.map(|m| m as u64),
+        thread_id: row.get(16)?,
+        body,
+    })
+}
+
+fn folder_from_row(row: &Row<'_>) -> rusqlite::Result<FolderRow> {
+    let delimiter: Option<String> = row.get(3)?;
+    let role: Option<String> = row.get(4)?;
+    let mbox: Option<String> = row.get(5)?;
+    Ok(FolderRow {
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        name: row.get(2)?,
+        delimiter: delimiter.and_then(|d| d.chars().next()),
+        role: role.as_deref().and_then(FolderRole::parse),
+        mbox_path: mbox.map(PathBuf::from),
+        sync: SyncState {
+            uidvalidity: row.get(6)?,
+            uidnext: row.get(7)?,
+            highestmodseq: row.get::<_, Option<i64>>(8)?.map(|m| m as u64),
+        },
+        total: row.get::<_, i64>(9)? as u64,
+        unread: row.get::<_, i64>(10)? as u64,
+    })
+}
+
+const FOLDER_COLUMNS: &str = "f.id, f.account_id, f.name, f.delimiter, f.role, f.mbox_path, \
+     f.uidvalidity, f.uidnext, f.highestmodseq, \
+     (SELECT count(*) FROM messages m WHERE m.folder_id = f.id), \
+     (SELECT count(*) FROM messages m WHERE m.folder_id = f.id AND (m.flags & 1) = 0)";
+
+/// The cache of one mailbag profile.
+pub struct Cache {
+    conn: Connection,
+    path: PathBuf,
+    /// Held for the life of a writer: the profile lock.
+    _lock: Option<File>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("path", &self.path).finish()
+    }
+}
+
+/// The cache file's name inside the data directory.
+pub const CACHE_FILE: &str = "cache.sqlite3";
+/// The profile lock's name inside the data directory.
+pub const LOCK_FILE: &str = "lock";
+
+impl Cache {
+    /// Open the profile in `data_dir` for writing: take the profile lock, create or upgrade.
+    pub fn open(data_dir: &Path) -> Result<Cache, CacheError> {
+        let io = |source| CacheError::Io {
+            path: data_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(data_dir).map_err(io)?;
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(data_dir.join(LOCK_FILE))
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(CacheError::InUse {
+                    path: data_dir.display().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let path = data_dir.join(CACHE_FILE);
+        let conn = Connection::open(&path).map_err(|source| CacheError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut cache = Cache {
+            conn,
+            path,
+            _lock: Some(lock),
+        };
+        cache.configure(true)?;
+        cache.migrate()?;
+        Ok(cache)
+    }
+
+    /// Open the profile in `data_dir` for reading only, alongside a running writer.
+    ///
+    /// A profile that has never been written answers as an empty cache.
+    pub fn open_read_only(data_dir: &Path) -> Result<Cache, CacheError> {
+        let path = data_dir.join(CACHE_FILE);
+        if !path.exists() {
+            let mut cache = Cache::open_in_memory()?;
+            cache.path = path;
+            return Ok(cache);
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| CacheError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let cache = Cache {
+            conn,
+            path,
+            _lock: None,
+        };
+        cache.configure(false)?;
+        let version = cache.schema_version()?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(CacheError::TooNew {
+                path: cache.path.display().to_string(),
+                found: version,
+                known: MIGRATIONS.len() as i64,
+            });
+        }
+        Ok(cache)
+    }
+
+    /// A private cache in memory (tests, the demo account).
+    pub fn open_in_memory() -> Result<Cache, CacheError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| CacheError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut cache = Cache {
+            conn,
+            path,
+            _lock: None,
+        };
+        cache.configure(true)?;
+        cache.migrate()?;
+        Ok(cache)
+    }
+
+    /// Where the cache lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> CacheError {
+        CacheError::Sqlite {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    fn configure(&self, writer: bool) -> Result<(), CacheError> {
+        let sql = if writer {
+            // NOTE: synchronous=NORMAL is durable across application crashes in WAL mode and
+            // only risks the last transactions on power loss; mail itself is made durable in
+            // its mbox with fsync before a server copy is deleted, so the cache can be rebuilt.
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+        } else {
+            "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+        };
+        self.conn.execute_batch(sql).map_err(|e| self.err(e))
+    }
+
+    fn schema_version(&self) -> Result<i64, CacheError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&mut self) -> Result<(), CacheError> {
+        let version = self.schema_version()?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(CacheError::TooNew {
+                path: self.path.display().to_string(),
+                found: version,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let path = self.path.display().to_string();
+            let tx = self
+                .conn
+                .transaction()
+                .map_err(|source| CacheError::Sqlite {
+                    path: path.clone(),
+                    source,
+                })?;
+            tx.execute_batch(sql)
+                .and_then(|_| tx.pragma_update(None, "user_version", (i + 1) as i64))
+                .and_then(|_| tx.commit())
+                .map_err(|source| CacheError::Sqlite { path, source })?;
+        }
+        Ok(())
+    }
+
+    // ---- accounts -------------------------------------------------------------------------
+
+    /// The id of the account `name`, creating it if new.
+    pub fn ensure_account(&mut self, name: &str, protocol: &str) -> Result<i64, CacheError> {
+        self.conn
+            .execute(
+                "INSERT INTO accounts(name, protocol) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET protocol = excluded.protocol",
+                params![name, protocol],
+            )
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .query_row(
+                "SELECT id FROM accounts WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every account in the cache, by name.
+    pub fn accounts(&self) -> Result<Vec<AccountRow>, CacheError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, name, protocol FROM accounts ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            Ok(AccountRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                protocol: r.get(2)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// The account called `name`, if the cache knows it.
+    pub fn account(&self, name: &str) -> Result<Option<AccountRow>, CacheError> {
+        Ok(self.accounts()?.into_iter().find(|a| a.name == name))
+    }
+
+    // ---- folders --------------------------------------------------------------------------
+
+    /// The id of `info.name` in `account`, creating it or updating its delimiter and role.
+    pub fn ensure_folder(&mut self, account: i64, info: &FolderInfo) -> Result<i64, CacheError> {
+        let delimiter = info.delimiter.map(|c| c.to_string());
+        let role = info.role.map(FolderRole::as_str);
+        self.conn
+            .execute(
+                "INSERT INTO folders(account_id, name, delimiter, role) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(account_id, name)
+                 DO UPDATE SET delimiter = excluded.delimiter, role = excluded.role",
+                params![account, info.name, delimiter, role],
+            )
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .query_row(
+                "SELECT id FROM folders WHERE account_id = ?1 AND name = ?2",
+                params![account, info.name],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Record which mbox file holds a folder's messages.
+    pub fn set_folder_mbox(&mut self, folder: i64, path: &Path) -> Result<(), CacheError> {
+        self.conn
+            .execute(
+                "UPDATE folders SET mbox_path = ?2 WHERE id = ?1",
+                params![folder, path.to_string_lossy()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The folders of `account`, INBOX first, then by name; with total and unread counts.
+    pub fn folders(&self, account: i64) -> Result<Vec<FolderRow>, CacheError> {
+        let sql = format!(
+            "SELECT {FOLDER_COLUMNS} FROM folders f WHERE f.account_id = ?1
+             ORDER BY upper(f.name) <> 'INBOX', f.name"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        stmt.query_map(params![account], folder_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// One folder by id.
+    pub fn folder(&self, id: i64) -> Result<Option<FolderRow>, CacheError> {
+        let sql = format!("SELECT {FOLDER_COLUMNS} FROM folders f WHERE f.id = ?1");
+        self.conn
+            .query_row(&sql, params![id], folder_from_row)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// One folder of `account` by name.
+    pub fn folder_by_name(
+        &self,
+        account: i64,
+        name: &str,
+    ) -> Result<Option<FolderRow>, CacheError> {
+        let sql = format!(
+            "SELECT {FOLDER_COLUMNS} FROM folders f WHERE f.account_id = ?1 AND f.name = ?2"
+        );
+        self.conn
+            .query_row(&sql, params![account, name], folder_from_row)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Forget a folder and everything in it (it was deleted on the server).
+    pub fn delete_folder(&mut self, folder: i64) -> Result<(), CacheError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| CacheError::Sqlite {
+                path: self.path.display().to_string(),
+                source,
+            })?;
+        let result = tx
+            .execute(
+                "DELETE FROM search WHERE rowid IN (SELECT id FROM messages WHERE folder_id = ?1)",
+                params![folder],
+            )
+            .and_then(|_| tx.execute("DELETE FROM folders WHERE id = ?1", params![folder]))
+            .and_then(|_| tx.commit());
+        result.map_err(|e| self.err(e))
+    }
+
+    /// Rename a folder (it was renamed on the server), keeping its messages.
+    pub fn rename_folder(&mut self, folder: i64, new_name: &str) -> Result<(), CacheError> {
+        self.conn
+            .execute(
+                "UPDATE folders SET name = ?2 WHERE id = ?1",
+                params![folder, new_name],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Save a folder's IMAP sync state.
+    pub fn set_sync_state(&mut self, folder: i64, state: SyncState) -> Result<(), CacheError> {
+        self.conn
+            .execute(
+                "UPDATE folders SET uidvalidity = ?2, uidnext = ?3, highestmodseq = ?4
+                 WHERE id = ?1",
+                params![
+                    folder,
+                    state.uidvalidity,
+                    state.uidnext,
+                    state.highestmodseq.map(|m| m as i64)
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Drop every cached message of a folder (its UIDVALIDITY changed) and reset its state.
+    pub fn clear_folder(&mut self, folder: i64) -> Result<u64, CacheError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| CacheError::Sqlite {
+                path: self.path.display().to_string(),
+                source,
+            })?;
+        let result = tx
+            .execute(
+                "DELETE FROM search WHERE rowid IN (SELECT id FROM messages WHERE folder_id = ?1)",
+                params![folder],
+            )
+            .and_then(|_| tx.execute("DELETE FROM messages WHERE folder_id = ?1", params![folder]))
+            .and_then(|n| {
+                tx.execute(
+                    "UPDATE folders SET uidvalidity = NULL, uidnext = NULL, highestmodseq = NULL
+                     WHERE id = ?1",
+                    params![folder],
+                )?;
+                tx.commit()?;
+                Ok(n as u64)
+            });
+        result.map_err(|e| self.err(e))
+    }
+
+    // ---- messages -------------------------------------------------------------------------
+
+    /// Insert messages into a folder in one transaction; returns their new ids in order.
+    ///
+    /// A message whose remote id the folder already holds is updated in place (flags, modseq,
+    /// body location) and keeps its id, so a repeated sync never duplicates.
+    pub fn insert_messages(
+        &mut self,
+        folder: i64,
+        messages: &[NewMessage],
+    ) -> Result<Vec<i64>, CacheError> {
+        let path = self.path.display().to_string();
+        let sqlite = |source| CacheError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sqlite)?;
+        let mut ids = Vec::with_capacity(messages.len());
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO messages(folder_id, uid, uidl, message_id, in_reply_to, refs,
+                         date, from_addr, to_addrs, cc_addrs, subject, flags, size,
+                         has_attachments, modseq, mbox_offset, mbox_length)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                         ?16, ?17)
+                     ON CONFLICT DO UPDATE SET flags = excluded.flags, modseq = excluded.modseq,
+                         mbox_offset = excluded.mbox_offset, mbox_length = excluded.mbox_length
+                     RETURNING id",
+                )
+                .map_err(sqlite)?;
+            let mut index = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO search(rowid, subject, sender, recipients, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(sqlite)?;
+            for m in messages {
+                let (uid, uidl) = match &m.remote {
+                    RemoteId::Uid(u) => (Some(u.0), None),
+                    RemoteId::Uidl(s) => (None, Some(s.as_str())),
+                    RemoteId::Local(_) => (None, None),
+                };
+                let e = &m.envelope;
+                let refs = (!e.references.is_empty()).then(|| e.references.join(" "));
+                let id: i64 = insert
+                    .query_row(
+                        params![
+                            folder,
+                            uid,
+                            uidl,
+                            e.message_id,
+                            e.in_reply_to,
+                            refs,
+                            e.date,
+                            e.from,
+                            e.to,
+                            e.cc,
+                            e.subject,
+                            m.flags.0,
+                            e.size as i64,
+                            e.has_attachments,
+                            m.modseq.map(|v| v as i64),
+                            m.mbox.map(|s| s.offset as i64),
+                            m.mbox.map(|s| s.length as i64),
+                        ],
+                        |r| r.get(0),
+                    )
+                    .map_err(sqlite)?;
+                let recipients = format!("{} {}", e.to, e.cc);
+                index
+                    .execute(params![
+                        id,
+                        e.subject,
+                        e.from,
+                        recipients,
+                        m.body_text.as_deref().unwrap_or("")
+                    ])
+                    .map_err(sqlite)?;
+                ids.push(id);
+            }
+        }
+        tx.commit().map_err(sqlite)?;
+        Ok(ids)
+    }
+
+    /// One message by its cache id.
+    pub fn message(&self, id: i64) -> Result<Option<MessageRow>, CacheError> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1");
+        self.conn
+            .query_row(&sql, params![id], message_from_row)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// A window of a folder's messages, newest first: `limit` rows from `offset`.
+    pub fn window(
+        &self,
+        folder: i64,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<MessageRow>, CacheError> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE folder_id = ?1
+             ORDER BY date DESC, id DESC LIMIT ?2 OFFSET ?3"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        stmt.query_map(
+            params![folder, limit as i64, offset as i64],
+            message_from_row,
+        )
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Messages across folders for the command line: newest first, optionally unread only.
+    pub fn list(
+        &self,
+        folders: &[i64],
+        unread_only: bool,
+        limit: u64,
+    ) -> Result<Vec<MessageRow>, CacheError> {
+        let placeholders = vec!["?"; folders.len()].join(",");
+        let unread = if unread_only {
+            " AND (flags & 1) = 0"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE folder_id IN ({placeholders}){unread}
+             ORDER BY date DESC, id DESC LIMIT {limit}"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        stmt.query_map(rusqlite::params_from_iter(folders.iter()), message_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// How many messages a folder holds.
+    pub fn count(&self, folder: i64) -> Result<u64, CacheError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM messages WHERE folder_id = ?1",
+                params![folder],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// How many messages of a folder are unread.
+    pub fn unread_count(&self, folder: i64) -> Result<u64, CacheError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM messages WHERE folder_id = ?1 AND (flags & 1) = 0",
+                params![folder],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Set a message's flags.
+    pub fn set_flags(&mut self, id: i64, flags: Flags) -> Result<(), CacheError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE messages SET flags = ?2 WHERE id = ?1",
+                params![id, flags.0],
+            )
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(CacheError::NoSuchMessage(id));
+        }
+        Ok(())
+    }
+
+    /// Set flags (and modseq) by UID for many messages of a folder in one transaction.
+    pub fn update_flags_by_uid(
+        &mut self,
+        folder: i64,
+        changes: &[(Uid, Flags, Option<u64>)],
+    ) -> Result<u64, CacheError> {
+        let path = self.path.display().to_string();
+        let sqlite = |source| CacheError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sqlite)?;
+        let mut changed = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE messages SET flags = ?3, modseq = coalesce(?4, modseq)
+                     WHERE folder_id = ?1 AND uid = ?2 AND flags <> ?3",
+                )
+                .map_err(sqlite)?;
+            for (uid, flags, modseq) in changes {
+                changed += stmt
+                    .execute(params![folder, uid.0, flags.0, modseq.map(|m| m as i64)])
+                    .map_err(sqlite)? as u64;
+            }
+        }
+        tx.commit().map_err(sqlite)?;
+        Ok(changed)
+    }
+
+    /// The UIDs a folder holds, ascending.
+    pub fn uids(&self, folder: i64) -> Result<Vec<Uid>, CacheError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT uid FROM messages WHERE folder_id = ?1 AND uid IS NOT NULL ORDER BY uid",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![folder], |r| r.get(0).map(Uid))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The UIDLs a folder holds.
+    pub fn uidls(&self, folder: i64) -> Result<Vec<String>, CacheError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT uidl FROM messages WHERE folder_id = ?1 AND uidl IS NOT NULL")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![folder], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Remove messages of a folder by UID (expunged on the server).
+    pub fn remove_by_uid(&mut self, folder: i64, uids: &[Uid]) -> Result<u64, CacheError> {
+        let path = self.path.display().to_string();
+        let sqlite = |source| CacheError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sqlite)?;
+        let mut removed = 0;
+        {
+            let mut unindex = tx
+                .prepare_cached(
+                    "DELETE FROM search WHERE rowid =
+                     (SELECT id FROM messages WHERE folder_id = ?1 AND uid = ?2)",
+                )
+                .map_err(sqlite)?;
+            let mut delete = tx
+                .prepare_cached("DELETE FROM messages WHERE folder_id = ?1 AND uid = ?2")
+                .map_err(sqlite)?;
+            for uid in uids {
+                unindex.execute(params![folder, uid.0]).map_err(sqlite)?;
+                removed += delete.execute(params![folder, uid.0]).map_err(sqlite)? as u64;
+            }
+        }
+        tx.commit().map_err(sqlite)?;
+        Ok(removed)
+    }
+
+    /// Remove messages by cache id.
+    pub fn remove_messages(&mut self, ids: &[i64]) -> Result<u64, CacheError> {
+        let path = self.path.display().to_string();
+        let sqlite = |source| CacheError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sqlite)?;
+        let mut removed = 0;
+        {
+            let mut unindex = tx
+                .prepare_cached("DELETE FROM search WHERE rowid = ?1")
+                .map_err(sqlite)?;
+            let mut delete = tx
+                .prepare_cached("DELETE FROM messages WHERE id = ?1")
+                .map_err(sqlite)?;
+            for id in ids {
+                unindex.execute(params![id]).map_err(sqlite)?;
+                removed += delete.execute(params![id]).map_err(sqlite)? as u64;
+            }
+        }
+        tx.commit().map_err(sqlite)?;
+        Ok(removed)
+    }
+
+    /// Keep a message's raw bytes in the cache (fetched on demand) and index its text.
+    pub fn store_body(&mut self, id: i64, raw: &[u8], text: &str) -> Result<(), CacheError> {
+        let path = self.path.display().to_string();
+        let sqlite = |source| CacheError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let row = self.message(id)?.ok_or(CacheError::NoSuchMessage(id))?;
+        let tx = self.conn.transaction().map_err(sqlite)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO bodies(message_id, raw) VALUES (?1, ?2)",
+            params![id, raw],
+        )
+        .map_err(sqlite)?;
+        let e = &row.envelope;
+        tx.execute(
+            "INSERT OR REPLACE INTO search(rowid, subject, sender, recipients, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, e.subject, e.from, format!("{} {}", e.to, e.cc), text],
+        )
+        .map_err(sqlite)?;
+        tx.commit().map_err(sqlite)
+    }
+
+    /// A message's raw bytes if the cache holds them (not the mbox: see `store::mbox`).
+    pub fn cached_body(&self, id: i64) -> Result<Option<Vec<u8>>, CacheError> {
+        self.conn
+            .query_row(
+                "SELECT raw FROM bodies WHERE message_id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The end of the last message recorded in a folder's mbox (0 if none).
+    pub fn mbox_committed_end(&self, folder: i64) -> Result<u64, CacheError> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(max(mbox_offset + mbox_length), 0) FROM messages
+                 WHERE folder_id = ?1",
+                params![folder],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Ids of messages in a folder whose subject, sender, recipients or cached text match.
+    ///
+    /// `query` is taken as plain words (every word must match, as a prefix); FTS syntax
+    /// characters in it are not interpreted, so user input can never make the query fail.
+    pub fn search(&self, folder: i64, query: &str, limit: u64) -> Result<Vec<i64>, CacheError> {
+        let fts: Vec<String> = query
+            .split_whitespace()
+            .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+            .collect();
+        if fts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT m.id FROM search s JOIN messages m ON m.id = s.rowid
+                 WHERE search MATCH ?1 AND m.folder_id = ?2
+                 ORDER BY m.date DESC, m.id DESC LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![fts.join(" "), folder, limit as i64], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    // ---- the pending-operation queue ------------------------------------------------------
+
+    /// Append an operation to the account's queue; returns its id.
+    pub fn enqueue(
+        &mut self,
+        account: i64,
+        message: Option<i64>,
+        op: &str,
+        now: i64,
+    ) -> Result<i64, CacheError> {
+        self.conn
+            .execute(
+                "INSERT INTO pending_ops(account_id, message_id, op, created) VALUES (?1,?2,?3,?4)",
+                params![account, message, op, now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The account's queued operations, oldest first.
+    pub fn pending(&self, account: i64) -> Result<Vec<PendingOp>, CacheError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, account_id, message_id, op, attempts, last_error FROM pending_ops
+                 WHERE account_id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![account], |r| {
+            Ok(PendingOp {
+                id: r.get(0)?,
+                account_id: r.get(1)?,
+                message_id: r.get(2)?,
+                op: r.get(3)?,
+                attempts: r.get(4)?,
+                last_error: r.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Remove an operation that the server has applied.
+    pub fn complete(&mut self, op: i64) -> Result<(), CacheError> {
+        self.conn
+            .execute("DELETE FROM pending_ops WHERE id = ?1", params![op])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Record a failed attempt at an operation, keeping it queued.
+    pub fn record_attempt(&mut self, op: i64, error: &str) -> Result<(), CacheError> {
+        self.conn
+            .execute(
+                "UPDATE pending_ops SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                params![op, error],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    // ---- POP3 UIDL history ----------------------------------------------------------------
+
+    /// Whether this account already downloaded the message with `uidl`.
+    pub fn uidl_downloaded(&self, account: i64, uidl: &str) -> Result<bool, CacheError> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM pop3_uidls WHERE account_id = ?1 AND uidl = ?2",
+                params![account, uidl],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every UIDL this account downloaded, with the time of download.
+    pub fn uidl_history(&self, account: i64) -> Result<Vec<(String, i64)>, CacheError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT uidl, downloaded_at FROM pop3_uidls WHERE account_id = ?1")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![account], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Remember that `uidl` was downloaded at `when`.
+    pub fn record_uidl(&mut self, account: i64, uidl: &str, when: i64) -> Result<(), CacheError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO pop3_uidls(account_id, uidl, downloaded_at)
+                 VALUES (?1, ?2, ?3)",
+                params![account, uidl, when],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Forget UIDLs the server no longer lists.
+    pub fn forget_uidls(&mut self, account: i64, uidls: &[String]) -> Result<(), CacheError> {
+        let path = self.path.display().to_string();
+        let sqlite = |source| CacheError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sqlite)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("DELETE FROM pop3_uidls WHERE account_id = ?1 AND uidl = ?2")
+                .map_err(sqlite)?;
+            for u in uidls {
+                stmt.execute(params![account, u]).map_err(sqlite)?;
+            }
+        }
+        tx.commit().map_err(sqlite)
+    }
+
+    /// Run `f` inside one transaction on the raw connection (for backends' group commits).
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, CacheError> {
+        let path = self.path.display().to_string();
+        let sqlite = |source| CacheError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sqlite)?;
+        let value = f(&tx).map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(uid: u32, date: i64, subject: &str) -> NewMessage {
+        NewMessage {
+            remote: RemoteId::Uid(Uid(uid)),
+            envelope: Envelope {
+                message_id: Some(format!("<{uid}@test>")),
+                date: Some(date),
+                from: "Ann <ann@example.com>".into(),
+                subject: subject.into(),
+                size: 100,
+                ..Envelope::default()
+            },
+            flags: Flags::default(),
+            modseq: None,
+            mbox: None,
+            body_text: None,
+        }
+    }
+
+    fn inbox(cache: &mut Cache) -> i64 {
+        let acct = cache.ensure_account("work", "imap").unwrap();
+        cache
+            .ensure_folder(
+                acct,
+                &FolderInfo {
+                    name: "INBOX".into(),
+                    delimiter: Some('/'),
+                    role: Some(FolderRole::Inbox),
+                },
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn window_is_newest_first_and_counts_unread() {
+        let mut cache = Cache::open_in_memory().unwrap();
+        let f = inbox(&mut cache);
+        let msgs: Vec<_> = (1..=10).map(|i| msg(i, 1000 + i as i64, "s")).collect();
+        cache.insert_messages(f, &msgs).unwrap();
+        let w = cache.window(f, 2, 3).unwrap();
+        let uids: Vec<u32> = w.iter().map(|m| m.uid.unwrap().0).collect();
+        assert_eq!(uids, vec![8, 7, 6]);
+        assert_eq!(cache.unread_count(f).unwrap(), 10);
+        let id = w[0].id;
+        cache.set_flags(id, Flags::SEEN).unwrap();
+        assert_eq!(cache.unread_count(f).unwrap(), 9);
+        assert_eq!(cache.folders(1).unwrap()[0].unread, 9);
+    }
+
+    #[test]
+    fn reinserting_the_same_uid_updates_instead_of_duplicating() {
+        let mut cache = Cache::open_in_memory().unwrap();
+        let f = inbox(&mut cache);
+        let a = cache.insert_messages(f, &[msg(7, 1, "a")]).unwrap();
+        let mut again = msg(7, 1, "a");
+        again.flags = Flags::FLAGGED;
+        let b = cache.insert_messages(f, &[again]).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(cache.count(f).unwrap(), 1);
+        assert_eq!(cache.message(a[0]).unwrap().unwrap().flags, Flags::FLAGGED);
+    }
+
+    #[test]
+    fn search_matches_words_and_survives_fts_syntax() {
+        let mut cache = Cache::open_in_memory().unwrap();
+        let f = inbox(&mut cache);
+        let ids = cache
+            .insert_messages(f, &[msg(1, 1, "Quarterly report"), msg(2, 2, "Lunch?")])
+            .unwrap();
+        assert_eq!(cache.search(f, "quart", 10).unwrap(), vec![ids[0]]);
+        assert_eq!(cache.search(f, "ann", 10).unwrap().len(), 2);
+        assert!(cache.search(f, "\"AND OR (*", 10).unwrap().is_empty());
+        cache
+            .store_body(ids[1], b"raw", "sandwiches at noon")
+            .unwrap();
+        assert_eq!(cache.search(f, "sandwich", 10).unwrap(), vec![ids[1]]);
+        cache.remove_by_uid(f, &[Uid(2)]).unwrap();
+        assert!(cache.search(f, "sandwich", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn queue_is_ordered_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut cache = Cache::open(dir.path()).unwrap();
+            let acct = cache.ensure_account("work", "imap").unwrap();
+            cache.enqueue(acct, Some(1), r#"{"a":1}"#, 0).unwrap();
+            let second = cache.enqueue(acct, Some(2), r#"{"a":2}"#, 0).unwrap();
+            cache.record_attempt(second, "offline").unwrap();
+        }
+        let mut cache = Cache::open(dir.path()).unwrap();
+        let ops = cache.pending(1).unwrap();
+        assert_eq!(ops.len(), 2);
+        assert_eq!(ops[0].op, r#"{"a":1}"#);
+        assert_eq!(ops[1].attempts, 1);
+        assert_eq!(ops[1].last_error.as_deref(), Some("offline"));
+        cache.complete(ops[0].id).unwrap();
+        assert_eq!(cache.pending(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_but_a_reader_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Cache::open(dir.path()).unwrap();
+        let f = inbox(&mut first);
+        first.insert_messages(f, &[msg(1, 1, "x")]).unwrap();
+        match Cache::open(dir.path()) {
+            Err(CacheError::InUse { .. }) => {}
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        let err = Cache::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("already in use"), "{err}");
+        let reader = Cache::open_read_only(dir.path()).unwrap();
+        assert_eq!(reader.count(f).unwrap(), 1);
+        drop(first);
+        assert!(Cache::open(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn uidvalidity_reset_clears_a_folder() {
+        let mut cache = Cache::open_in_memory().unwrap();
+        let f = inbox(&mut cache);
+        cache
+            .set_sync_state(
+                f,
+                SyncState {
+                    uidvalidity: Some(5),
+                    uidnext: Some(3),
+                    highestmodseq: Some(9),
+                },
+            )
+            .unwrap();
+        cache
+            .insert_messages(f, &[msg(1, 1, "a"), msg(2, 2, "b")])
+            .unwrap();
+        assert_eq!(cache.clear_folder(f).unwrap(), 2);
+        assert_eq!(cache.count(f).unwrap(), 0);
+        assert_eq!(cache.folder(f).unwrap().unwrap().sync, SyncState::default());
+    }
+
+    #[test]
+    fn uidl_history_and_mbox_spans() {
+        let mut cache = Cache::open_in_memory().unwrap();
+        let acct = cache.ensure_account("pop", "pop3").unwrap();
+        let f = cache
+            .ensure_folder(
+                acct,
+                &FolderInfo {
+                    name: "INBOX".into(),
+                    delimiter: None,
+                    role: Some(FolderRole::Inbox),
+                },
+            )
+            .unwrap();
+        let mut m = msg(0, 5, "pop");
+        m.remote = RemoteId::Uidl("abc".into());
+        m.mbox = Some(Span {
+            offset: 100,
+            length: 50,
+        });
+        let ids = cache.insert_messages(f, &[m]).unwrap();
+        cache.record_uidl(acct, "abc", 5).unwrap();
+        assert!(cache.uidl_downloaded(acct, "abc").unwrap());
+        assert!(!cache.uidl_downloaded(acct, "abd").unwrap());
+        assert_eq!(cache.mbox_committed_end(f).unwrap(), 150);
+        let row = cache.message(ids[0]).unwrap().unwrap();
+        assert_eq!(row.uidl.as_deref(), Some("abc"));
+        assert_eq!(
+            row.body,
+            BodyLocation::Mbox(Span {
+                offset: 100,
+                length: 50
+            })
+        );
+        cache.forget_uidls(acct, &["abc".to_string()]).unwrap();
+        assert!(!cache.uidl_downloaded(acct, "abc").unwrap());
+    }
+}
