@@ -13,6 +13,7 @@
 //! and a second process gets [`CacheError::InUse`] instead of a corrupted cache. Readers
 //! ([`Cache::open_read_only`]) need no lock: WAL lets them read while the writer writes.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -97,6 +98,8 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX messages_by_uid ON messages(folder_id, uid) WHERE uid IS NOT NULL;
     CREATE UNIQUE INDEX messages_by_uidl ON messages(folder_id, uidl) WHERE uidl IS NOT NULL;
+    CREATE UNIQUE INDEX messages_by_mbox_offset ON messages(folder_id, mbox_offset)
+        WHERE mbox_offset IS NOT NULL;
     CREATE INDEX messages_newest_first ON messages(folder_id, date DESC, id DESC);
     CREATE INDEX messages_unread ON messages(folder_id) WHERE (flags & 1) = 0;
     CREATE INDEX messages_by_message_id ON messages(message_id);
@@ -911,6 +914,19 @@ impl Cache {
         }
         tx.commit().map_err(sqlite)?;
         Ok(removed)
+    }
+
+    /// The mbox offsets a folder's messages start at.
+    pub fn mbox_offsets(&self, folder: i64) -> Result<HashSet<u64>, CacheError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT mbox_offset FROM messages WHERE folder_id = ?1 AND mbox_offset IS NOT NULL",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![folder], |r| r.get::<_, i64>(0).map(|o| o as u64))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
     }
 
     /// Keep a message's raw bytes in the cache (fetched on demand) and index its text.

@@ -289,11 +289,8 @@ pub fn scan(
         prev_blank = line == b"\n" || line == b"\r\n" || current.is_none();
         pos += n as u64;
     }
-    if let Some((start, mut quoted)) = current.take() {
-        // The last message: the file's final empty line is the separator's.
-        if quoted.ends_with(b"\n\n") {
-            quoted.pop();
-        }
+    if let Some((start, quoted)) = current.take() {
+        // NOTE: the file's final empty line is the last message's separator; finish drops it.
         finish(start, quoted, &mut visit)?;
     }
     Ok(())
