@@ -114,3 +114,23 @@ impl Paths {
         }
     }
 }
+
+/// Load the config file at `path`; a missing file means no accounts.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        path: path.display().to_string(),
+        line: 0,
+        key: String::new(),
+        message: e.to_string(),
+    })
+}
