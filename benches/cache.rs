@@ -119,7 +119,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     report(
         "search: one word over 100,000 subjects",
         time(|| {
-            assert!(!cache.search(folder, "topic", 50).expect("search").is_empty());
+            assert!(
+                !cache
+                    .search(folder, "topic", 50)
+                    .expect("search")
+                    .is_empty()
+            );
         }),
     );
     Ok(())

@@ -328,11 +328,15 @@ fn list_line(row: &MessageRow) -> String {
     .iter()
     .map(|&(on, c)| if on { c } else { ' ' })
     .collect();
+    let subject = match row.envelope.subject.trim() {
+        "" => "(no subject)",
+        s => s,
+    };
     format!(
         "{:>6}  {date}  {marks}  {}  {}",
         row.id,
         sanitize::line(&row.envelope.from),
-        sanitize::line(&row.envelope.subject)
+        sanitize::line(subject)
     )
 }
 

@@ -14,7 +14,11 @@ fn mailbag(home: &Path, args: &[&str]) -> Output {
 }
 
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
@@ -24,10 +28,23 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 #[test]
 fn demo_list_json_has_every_message_newest_first() {
     let home = tempfile::tempdir().unwrap();
-    let rows = json_lines(&mailbag(home.path(), &["--demo", "list", "--json", "--limit", "1000"]));
+    let rows = json_lines(&mailbag(
+        home.path(),
+        &["--demo", "list", "--json", "--limit", "1000"],
+    ));
     assert_eq!(rows.len(), 40, "the demo mailbox holds 40 messages");
     for row in &rows {
-        for key in ["id", "account", "folder", "message_id", "date", "from", "subject", "flags", "size"] {
+        for key in [
+            "id",
+            "account",
+            "folder",
+            "message_id",
+            "date",
+            "from",
+            "subject",
+            "flags",
+            "size",
+        ] {
             assert!(row.get(key).is_some(), "missing {key} in {row}");
         }
         assert_eq!(row["account"], "demo");
@@ -37,15 +54,25 @@ fn demo_list_json_has_every_message_newest_first() {
     let mut sorted = dates.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(dates, sorted, "newest first");
-    let unread = json_lines(&mailbag(home.path(), &["--demo", "list", "--json", "--unread"]));
+    let unread = json_lines(&mailbag(
+        home.path(),
+        &["--demo", "list", "--json", "--unread"],
+    ));
     assert!(!unread.is_empty() && unread.len() < 40);
-    assert!(unread.iter().all(|r| !r["flags"].as_array().unwrap().contains(&"seen".into())));
+    assert!(
+        unread
+            .iter()
+            .all(|r| !r["flags"].as_array().unwrap().contains(&"seen".into()))
+    );
 }
 
 #[test]
 fn demo_read_raw_returns_the_exact_bytes() {
     let home = tempfile::tempdir().unwrap();
-    let rows = json_lines(&mailbag(home.path(), &["--demo", "list", "--json", "--limit", "1000"]));
+    let rows = json_lines(&mailbag(
+        home.path(),
+        &["--demo", "list", "--json", "--limit", "1000"],
+    ));
     let mbox = std::fs::read(home.path().join("data/mailbag/demo.mbox")).unwrap();
     for row in rows {
         let id = row["id"].as_i64().unwrap().to_string();
@@ -70,10 +97,18 @@ fn demo_read_raw_returns_the_exact_bytes() {
 #[test]
 fn demo_read_never_prints_control_sequences() {
     let home = tempfile::tempdir().unwrap();
-    let rows = json_lines(&mailbag(home.path(), &["--demo", "list", "--json", "--limit", "1000"]));
+    let rows = json_lines(&mailbag(
+        home.path(),
+        &["--demo", "list", "--json", "--limit", "1000"],
+    ));
     let hostile = rows
         .iter()
-        .find(|r| r["subject"].as_str().unwrap_or("").contains("terminal safety"))
+        .find(|r| {
+            r["subject"]
+                .as_str()
+                .unwrap_or("")
+                .contains("terminal safety")
+        })
         .expect("the demo has a terminal-safety message");
     let id = hostile["id"].as_i64().unwrap().to_string();
     let out = mailbag(home.path(), &["--demo", "read", &id]);
@@ -81,8 +116,10 @@ fn demo_read_never_prints_control_sequences() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("^["), "escape shown visibly");
     assert!(
-        !text.chars().any(|c| (c.is_control() && c != '\n' && c != '\t')
-            || ('\u{202A}'..='\u{202E}').contains(&c)),
+        !text
+            .chars()
+            .any(|c| (c.is_control() && c != '\n' && c != '\t')
+                || ('\u{202A}'..='\u{202E}').contains(&c)),
         "no control character reaches the terminal"
     );
     let list = mailbag(home.path(), &["--demo", "list", "--limit", "1000"]);
