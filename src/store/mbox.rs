@@ -64,6 +64,8 @@ pub struct Mbox {
     len: u64,
     /// Whether appended bytes have not been synced yet.
     dirty: bool,
+    /// Whether the file is known to end with an empty line (true after our own appends).
+    ends_clean: bool,
 }
 
 impl Mbox {
@@ -97,6 +99,7 @@ impl Mbox {
             file,
             len,
             dirty: false,
+            ends_clean: false,
         })
     }
 
@@ -127,29 +130,37 @@ impl Mbox {
     /// `sender` goes into the `From ` line (spaces and controls are replaced); `time` is the
     /// Unix time for its date, normally the time of delivery.
     pub fn append(&mut self, raw: &[u8], sender: &str, time: i64) -> Result<Span, MboxError> {
-        let mut buf = Vec::with_capacity(raw.len() + raw.len() / 64 + 80);
+        let mut appender = self.begin(sender, time)?;
+        appender.write(raw)?;
+        appender.finish()
+    }
+
+    /// Start appending one message that arrives in pieces (a large download is never held in
+    /// memory whole). Quoting works across piece boundaries.
+    pub fn begin(&mut self, sender: &str, time: i64) -> Result<Appender<'_>, MboxError> {
         // NOTE: a file that does not end with an empty line (written by another tool, or cut
         // short) would glue our From line onto its last message; start on a fresh line.
         let lead = self.needed_lead()?;
+        let mut buf = Vec::with_capacity(64 * 1024);
         buf.extend_from_slice(lead);
         let offset = self.len + lead.len() as u64;
-        let start = buf.len();
         buf.extend_from_slice(from_line(sender, time).as_bytes());
-        quote_into(raw, &mut buf);
-        let length = (buf.len() - start) as u64;
-        if !raw.ends_with(b"\n") {
-            buf.push(b'\n');
-        }
-        buf.push(b'\n');
-        self.file.write_all(&buf).map_err(|e| self.io_err(e))?;
-        self.len += buf.len() as u64;
-        self.dirty = true;
-        Ok(Span { offset, length })
+        let from_len = buf.len() as u64 - lead.len() as u64;
+        Ok(Appender {
+            start_len: self.len,
+            mbox: self,
+            buf,
+            offset,
+            length: from_len,
+            line_start: Vec::new(),
+            at_line_start: true,
+            last: None,
+        })
     }
 
     /// The bytes to write before a new message so that it starts after an empty line.
     fn needed_lead(&mut self) -> Result<&'static [u8], MboxError> {
-        if self.len == 0 {
+        if self.len == 0 || self.ends_clean {
             return Ok(b"");
         }
         let take = self.len.min(2);
@@ -181,6 +192,7 @@ impl Mbox {
             self.file.set_len(len).map_err(|e| self.io_err(e))?;
             self.file.sync_all().map_err(|e| self.io_err(e))?;
             self.len = len;
+            self.ends_clean = false;
         }
         Ok(())
     }
@@ -188,6 +200,114 @@ impl Mbox {
     /// Read one message back: exactly the bytes that were appended.
     pub fn read(&mut self, span: Span) -> Result<Vec<u8>, MboxError> {
         read_span(&mut self.file, &self.path, span)
+    }
+}
+
+/// How many bytes an [`Appender`] gathers before it writes them to the file.
+const WRITE_CHUNK: usize = 256 * 1024;
+
+/// One message being appended in pieces; see [`Mbox::begin`].
+///
+/// Dropping it without [`Appender::finish`] leaves a partial tail that the caller must cut off
+/// with [`Mbox::truncate_to`] (as startup repair does); [`Appender::abort`] does it at once.
+pub struct Appender<'a> {
+    mbox: &'a mut Mbox,
+    /// The file's length before this message.
+    start_len: u64,
+    buf: Vec<u8>,
+    offset: u64,
+    /// Bytes of the span so far (From line plus quoted message).
+    length: u64,
+    /// The start of the current line while it may still turn out to be `>*From `.
+    line_start: Vec<u8>,
+    at_line_start: bool,
+    last: Option<u8>,
+}
+
+impl Appender<'_> {
+    /// Append the next piece of the message.
+    pub fn write(&mut self, mut chunk: &[u8]) -> Result<(), MboxError> {
+        while !chunk.is_empty() {
+            if self.at_line_start {
+                // Decide whether this line needs one more '>' (mboxrd), byte by byte, since
+                // the deciding bytes may arrive in the next piece.
+                let b = chunk[0];
+                chunk = &chunk[1..];
+                self.line_start.push(b);
+                let gt = self.line_start.iter().take_while(|&&c| c == b'>').count();
+                let rest = &self.line_start[gt..];
+                if rest.len() == 5 && rest == b"From " {
+                    self.push(b">");
+                    self.flush_line_start();
+                } else if !b"From ".starts_with(rest) || b == b'\n' {
+                    self.flush_line_start();
+                    if b == b'\n' {
+                        self.at_line_start = true;
+                    }
+                }
+                continue;
+            }
+            let (line, rest) = match chunk.iter().position(|&c| c == b'\n') {
+                Some(i) => (&chunk[..=i], &chunk[i + 1..]),
+                None => (chunk, &chunk[..0]),
+            };
+            self.push(line);
+            self.at_line_start = line.ends_with(b"\n");
+            chunk = rest;
+            if self.buf.len() >= WRITE_CHUNK {
+                self.write_buf()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if let Some(&b) = bytes.last() {
+            self.last = Some(b);
+        }
+        self.buf.extend_from_slice(bytes);
+        self.length += bytes.len() as u64;
+    }
+
+    fn flush_line_start(&mut self) {
+        let pending = std::mem::take(&mut self.line_start);
+        self.push(&pending);
+        self.at_line_start = false;
+    }
+
+    fn write_buf(&mut self) -> Result<(), MboxError> {
+        self.mbox
+            .file
+            .write_all(&self.buf)
+            .map_err(|e| self.mbox.io_err(e))?;
+        self.mbox.len += self.buf.len() as u64;
+        self.mbox.dirty = true;
+        self.mbox.ends_clean = false;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Finish the message; returns where it was written. Not durable until [`Mbox::sync`].
+    pub fn finish(mut self) -> Result<Span, MboxError> {
+        if !self.line_start.is_empty() {
+            self.flush_line_start();
+        }
+        if self.last != Some(b'\n') {
+            self.buf.push(b'\n');
+        }
+        self.buf.push(b'\n');
+        self.write_buf()?;
+        self.mbox.ends_clean = true;
+        Ok(Span {
+            offset: self.offset,
+            length: self.length,
+        })
+    }
+
+    /// Give up on this message and cut the file back to where it was.
+    pub fn abort(self) -> Result<(), MboxError> {
+        let start = self.start_len;
+        self.mbox.truncate_to(start)
     }
 }
 
@@ -511,6 +631,32 @@ mod tests {
             for (m, s) in msgs.iter().zip(&spans) {
                 prop_assert_eq!(&mbox.read(*s).unwrap(), m);
             }
+        }
+
+        /// Appending in arbitrary pieces stores exactly what appending at once does.
+        #[test]
+        fn pieces_quote_like_a_whole(msg in proptest::collection::vec(prop_oneof![
+                Just(b'\n'), Just(b'>'), Just(b'F'), Just(b'r'), Just(b'o'), Just(b'm'),
+                Just(b' '), any::<u8>()], 0..300),
+            cuts in proptest::collection::vec(0usize..300, 0..10)) {
+            let dir = tempfile::tempdir().unwrap();
+            let whole_path = dir.path().join("whole.mbox");
+            let mut whole = Mbox::open(&whole_path).unwrap();
+            let a = whole.append(&msg, "p", 0).unwrap();
+            let pieces_path = dir.path().join("pieces.mbox");
+            let mut pieces = Mbox::open(&pieces_path).unwrap();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(msg.len())).collect();
+            cuts.sort();
+            let mut appender = pieces.begin("p", 0).unwrap();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([msg.len()]) {
+                appender.write(&msg[at..c]).unwrap();
+                at = c;
+            }
+            let b = appender.finish().unwrap();
+            prop_assert_eq!(a, b);
+            drop((whole, pieces));
+            prop_assert_eq!(std::fs::read(&whole_path).unwrap(), std::fs::read(&pieces_path).unwrap());
         }
 
         /// Messages that end with a newline (as all RFC 5322 mail does) survive a plain scan.
