@@ -69,8 +69,19 @@ pub struct Account {
 }
 
 /// A configuration problem, naming the file, line and key.
+///
+/// Messages never contain a secret: the config holds none by design, and a `password` key is
+/// reported without its value.
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// The file is not valid TOML.
+    #[error("{path}:{line}: syntax error: {message}")]
+    Syntax {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    /// The TOML is valid but a key is unknown, missing, of the wrong type or out of range.
     #[error("{path}:{line}: {key}: {message}")]
     Invalid {
         path: String,
@@ -78,12 +89,639 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// The file exists but could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl ConfigError {
+    /// The 1-based line the problem is on, when it is about the file's contents.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Syntax { line, .. } | ConfigError::Invalid { line, .. } => Some(*line),
+            ConfigError::Read { .. } => None,
+        }
+    }
+
+    /// The dotted key (`accounts.work.port`) the problem is about, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Syntax { .. } | ConfigError::Read { .. } => None,
+        }
+    }
+}
+
+/// Keys allowed at the top level of the file.
+pub const TOP_LEVEL_KEYS: &[&str] = &["accounts"];
+
+/// Keys allowed in an `[accounts.NAME]` table, in the order the docs list them.
+pub const ACCOUNT_KEYS: &[&str] = &[
+    "email",
+    "display_name",
+    "protocol",
+    "host",
+    "port",
+    "security",
+    "username",
+    "password_command",
+    "tls_ca_file",
+    "tls_cert_sha256",
+    "leave_on_server",
+    "delete_after_days",
+    "mbox_path",
+    "idle",
+];
+
+/// Keys every account must have.
+const REQUIRED_ACCOUNT_KEYS: &[&str] = &["email", "protocol", "host"];
+
+/// Keys that only make sense for POP3 accounts.
+pub const POP3_ONLY_KEYS: &[&str] = &["leave_on_server", "delete_after_days", "mbox_path"];
+
+/// Keys that only make sense for IMAP accounts.
+pub const IMAP_ONLY_KEYS: &[&str] = &["idle"];
+
+/// What the message says when someone puts a password into the config.
+const PASSWORD_KEY_MESSAGE: &str = "passwords are not stored in config.toml: use the OS keyring \
+     (mailbag setup) or password_command";
+
+impl Config {
+    /// The account called `name`, if the config has one.
+    pub fn account(&self, name: &str) -> Option<&Account> {
+        self.accounts.get(name)
+    }
+}
+
+impl Protocol {
+    /// The name as written in the config (`imap`, `pop3`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+        }
+    }
+}
+
+impl Account {
+    /// The port to connect to: `port` if set, else the well-known port for protocol and security.
+    ///
+    /// IMAP: 993 with implicit TLS, 143 otherwise (RFC 8314 §7.3, RFC 3501 §2.1).
+    /// POP3: 995 with implicit TLS, 110 otherwise (RFC 8314 §7.3, RFC 1939 §3).
+    pub fn port(&self) -> u16 {
+        if let Some(port) = self.port {
+            return port;
+        }
+        match (self.protocol, self.security) {
+            (Protocol::Imap, Security::Tls) => 993,
+            (Protocol::Imap, Security::Starttls | Security::None) => 143,
+            (Protocol::Pop3, Security::Tls) => 995,
+            (Protocol::Pop3, Security::Starttls | Security::None) => 110,
+        }
+    }
+
+    /// The login name: `username` if set, else the email address.
+    pub fn username(&self) -> &str {
+        self.username.as_deref().unwrap_or(&self.email)
+    }
+
+    /// Whether POP3 leaves fetched mail on the server (default true).
+    pub fn leave_on_server(&self) -> bool {
+        self.leave_on_server.unwrap_or(true)
+    }
+
+    /// Whether IMAP waits for new mail with IDLE (default true).
+    pub fn idle(&self) -> bool {
+        self.idle.unwrap_or(true)
+    }
+
+    /// The mbox file POP3 mail is appended to.
+    ///
+    /// `mbox_path` if set (a leading `~/` is the home directory, a relative path is relative to
+    /// the data directory), else `data_dir/mail/<account_name>.mbox`.
+    pub fn mbox_path(&self, data_dir: &Path, account_name: &str) -> PathBuf {
+        match &self.mbox_path {
+            Some(p) => {
+                let p = expand_home(p);
+                if p.is_absolute() { p } else { data_dir.join(p) }
+            }
+            None => data_dir.join("mail").join(format!("{account_name}.mbox")),
+        }
+    }
+
+    /// `tls_ca_file` with a leading `~/` expanded to the home directory.
+    pub fn tls_ca_file(&self) -> Option<PathBuf> {
+        self.tls_ca_file.as_deref().map(expand_home)
+    }
+
+    /// The pinned certificate fingerprint as 32 bytes, if `tls_cert_sha256` is set.
+    ///
+    /// After [`parse`] the field holds 64 lower-case hex digits, so this is `Some` whenever the
+    /// key was given.
+    pub fn tls_cert_sha256_bytes(&self) -> Option<[u8; 32]> {
+        self.tls_cert_sha256.as_deref().and_then(parse_fingerprint)
+    }
+}
+
+/// `~/x` → `$HOME/x`; anything else unchanged.
+fn expand_home(p: &Path) -> PathBuf {
+    if let Ok(rest) = p.strip_prefix("~")
+        && let Some(home) = directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf())
+    {
+        return home.join(rest);
+    }
+    p.to_path_buf()
+}
+
+/// Parses a SHA-256 fingerprint: 64 hex digits, optionally with a colon between each byte.
+fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
+    let digits: Vec<u8> = text.bytes().filter(|b| *b != b':').collect();
+    if digits.len() != 64 {
+        return None;
+    }
+    // NOTE: colons, when present, must sit between every pair of digits (the `openssl x509
+    // -fingerprint` form); a stray colon is more likely a paste error than a format.
+    if text.contains(':') {
+        let groups: Vec<&str> = text.split(':').collect();
+        if groups.len() != 32 || groups.iter().any(|g| g.len() != 2) {
+            return None;
+        }
+    }
+    let mut out = [0u8; 32];
+    for (slot, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let hi = hex_value(*pair.first()?)?;
+        let lo = hex_value(*pair.get(1)?)?;
+        *slot = hi << 4 | lo;
+    }
+    Some(out)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Reads and validates the config file at `path`.
+///
+/// A file that does not exist is not an error: it gives an empty [`Config`] (no accounts), so
+/// a first run can start the setup wizard.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+        Err(source) => Err(ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Parses and validates config `text`; `path` is only used in error messages.
+///
+/// Checks run in the order a user would fix them: TOML syntax, then the shape (unknown,
+/// misplaced and missing keys, account names), then types and enum values, then values
+/// (empty strings, port 0, fingerprints, keys for the other protocol).
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let src = Source { text, path };
+    let doc = toml_edit::Document::parse(text).map_err(|e| ConfigError::Syntax {
+        path: src.path_string(),
+        line: src.line_of(e.span().map_or(0, |s| s.start)),
+        message: one_line(e.message()),
+    })?;
+    check_shape(&src, doc.as_item())?;
+
+    let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {
+        path: src.path_string(),
+        line: src.line_of(e.span().map_or(0, |s| s.start)),
+        message: one_line(e.message()),
+    })?;
+    let mut config: Config =
+        serde_path_to_error::deserialize(de).map_err(|e| type_error(&src, doc.as_item(), &e))?;
+
+    for (name, account) in &mut config.accounts {
+        check_account(&src, doc.as_item(), name, account)?;
+    }
+    Ok(config)
+}
+
+/// The text being parsed and its file name, for turning offsets into `file:line`.
+struct Source<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Source<'_> {
+    fn path_string(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// The 1-based line holding byte `offset`.
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text
+            .as_bytes()
+            .get(..end)
+            .map_or(0, |b| b.iter().filter(|c| **c == b'\n').count())
+            + 1
+    }
+
+    /// The line of the key at `segments` (or of its nearest ancestor that has a position).
+    fn line_of_key(&self, root: &toml_edit::Item, segments: &[&str]) -> usize {
+        self.line_of(key_offset(root, segments).unwrap_or(0))
+    }
+
+    fn invalid(&self, line: usize, segments: &[&str], message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path_string(),
+            line,
+            key: dotted(segments),
+            message: message.into(),
+        }
+    }
+
+    /// An error about the key at `segments`, on that key's line.
+    fn invalid_at(
+        &self,
+        root: &toml_edit::Item,
+        segments: &[&str],
+        message: impl Into<String>,
+    ) -> ConfigError {
+        self.invalid(self.line_of_key(root, segments), segments, message)
+    }
+}
+
+/// The byte offset where the key at `segments` is written, or the nearest ancestor's.
+fn key_offset(root: &toml_edit::Item, segments: &[&str]) -> Option<usize> {
+    let mut item = root;
+    let mut best = None;
+    for seg in segments {
+        let Some((key, next)) = item.as_table_like().and_then(|t| t.get_key_value(seg)) else {
+            break;
+        };
+        if let Some(span) = key.span().or_else(|| next.span()) {
+            best = Some(span.start);
+        }
+        item = next;
+    }
+    best
+}
+
+/// `accounts.work.port`, quoting segments that are not bare TOML keys.
+fn dotted(segments: &[&str]) -> String {
+    segments
+        .iter()
+        .map(|s| {
+            let bare = !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if bare {
+                (*s).to_string()
+            } else {
+                format!("{s:?}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Joins a possibly multi-line message into one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Checks keys before types: unknown keys, `password`, account names, missing required keys.
+fn check_shape(src: &Source<'_>, root: &toml_edit::Item) -> Result<(), ConfigError> {
+    let Some(top) = root.as_table_like() else {
+        return Ok(());
+    };
+    for (key, _) in top.iter() {
+        if !TOP_LEVEL_KEYS.contains(&key) {
+            return Err(unknown_key(src, root, &[key], TOP_LEVEL_KEYS));
+        }
+    }
+    let Some(accounts_item) = top.get("accounts") else {
+        return Ok(());
+    };
+    let Some(accounts) = accounts_item.as_table_like() else {
+        return Err(src.invalid_at(
+            root,
+            &["accounts"],
+            format!(
+                "invalid type: found {}, expected a table of accounts ([accounts.NAME])",
+                describe(accounts_item)
+            ),
+        ));
+    };
+    for (name, account_item) in accounts.iter() {
+        if let Err(why) = check_account_name(name) {
+            return Err(src.invalid_at(root, &["accounts", name], why));
+        }
+        let Some(account) = account_item.as_table_like() else {
+            return Err(src.invalid_at(
+                root,
+                &["accounts", name],
+                format!(
+                    "invalid type: found {}, expected a table of account settings ([accounts.{name}])",
+                    describe(account_item)
+                ),
+            ));
+        };
+        for (key, _) in account.iter() {
+            if key == "password" {
+                return Err(src.invalid_at(root, &["accounts", name, key], PASSWORD_KEY_MESSAGE));
+            }
+            if !ACCOUNT_KEYS.contains(&key) {
+                return Err(unknown_key(
+                    src,
+                    root,
+                    &["accounts", name, key],
+                    ACCOUNT_KEYS,
+                ));
+            }
+        }
+        for required in REQUIRED_ACCOUNT_KEYS {
+            if !account.contains_key(required) {
+                // NOTE: the line of the `[accounts.NAME]` header, where the key belongs.
+                return Err(src.invalid(
+                    src.line_of_key(root, &["accounts", name]),
+                    &["accounts", name, required],
+                    format!("missing required key: add `{required} = ...` to [accounts.{name}]"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Account names become file names (`mail/NAME.mbox`), so they are kept to safe characters.
+fn check_account_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("account names must not be empty".to_string());
+    }
+    if name.starts_with('.') {
+        return Err("account names must not start with '.'".to_string());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(
+            "account names may only contain letters A-Z a-z, digits 0-9, '_', '.' and '-'"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+fn unknown_key(
+    src: &Source<'_>,
+    root: &toml_edit::Item,
+    segments: &[&str],
+    allowed: &[&str],
+) -> ConfigError {
+    let key = segments.last().copied().unwrap_or_default();
+    let hint = allowed
+        .iter()
+        .find(|a| edit_distance(a, key) <= 2)
+        .map(|a| format!(" (did you mean `{a}`?)"))
+        .unwrap_or_default();
+    src.invalid_at(
+        root,
+        segments,
+        format!(
+            "unknown key{hint}; allowed keys here: {}",
+            allowed.join(", ")
+        ),
+    )
+}
+
+/// Levenshtein distance, for "did you mean" hints on short key names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = Vec::with_capacity(b.len() + 1);
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev.get(j).copied().unwrap_or(usize::MAX) + usize::from(ca != *cb);
+            let del = prev.get(j + 1).copied().unwrap_or(usize::MAX) + 1;
+            let ins = cur.last().copied().unwrap_or(usize::MAX) + 1;
+            cur.push(sub.min(del).min(ins));
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(usize::MAX)
+}
+
+/// What a key accepts, in words for error messages.
+fn expected(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "email" => "an email address (a string)",
+        "display_name" | "username" | "password_command" => "a string",
+        "protocol" => "\"imap\" or \"pop3\"",
+        "host" => "a host name (a string)",
+        "port" => "a port number 1-65535",
+        "security" => "\"tls\", \"starttls\" or \"none\"",
+        "tls_ca_file" | "mbox_path" => "a file path (a string)",
+        "tls_cert_sha256" => "a SHA-256 fingerprint: 32 hex bytes, with or without colons",
+        "leave_on_server" | "idle" => "true or false",
+        "delete_after_days" => "a whole number of days (0 or more)",
+        _ => return None,
+    })
+}
+
+/// A short description of a TOML value for messages: `string "x"`, `integer 7`, `a table`.
+fn describe(item: &toml_edit::Item) -> String {
+    use toml_edit::Value;
+    match item {
+        toml_edit::Item::Value(Value::String(s)) => {
+            let v = s.value();
+            let short: String = v.chars().take(40).collect();
+            let dots = if short.len() < v.len() { "..." } else { "" };
+            format!("string {:?}", format!("{short}{dots}"))
+        }
+        toml_edit::Item::Value(Value::Integer(i)) => format!("integer {}", i.value()),
+        toml_edit::Item::Value(Value::Float(f)) => format!("float {}", f.value()),
+        toml_edit::Item::Value(Value::Boolean(b)) => format!("boolean {}", b.value()),
+        toml_edit::Item::Value(Value::Datetime(_)) => "a date-time".to_string(),
+        toml_edit::Item::Value(Value::Array(_)) => "an array".to_string(),
+        toml_edit::Item::Value(Value::InlineTable(_)) | toml_edit::Item::Table(_) => {
+            "a table".to_string()
+        }
+        toml_edit::Item::ArrayOfTables(_) => "an array of tables".to_string(),
+        toml_edit::Item::None => "nothing".to_string(),
+    }
+}
+
+/// Turns a serde error at a key path into a message that says what the key accepts.
+fn type_error(
+    src: &Source<'_>,
+    root: &toml_edit::Item,
+    err: &serde_path_to_error::Error<toml::de::Error>,
+) -> ConfigError {
+    let segments: Vec<String> = err
+        .path()
+        .iter()
+        .map(|s| match s {
+            serde_path_to_error::Segment::Map { key } => key.clone(),
+            serde_path_to_error::Segment::Seq { index } => index.to_string(),
+            serde_path_to_error::Segment::Enum { variant } => variant.clone(),
+            serde_path_to_error::Segment::Unknown => "?".to_string(),
+        })
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let inner = err.inner();
+    let line = match key_offset(root, &segments) {
+        Some(offset) => src.line_of(offset),
+        None => src.line_of(inner.span().map_or(0, |s| s.start)),
+    };
+    let leaf = segments.last().copied().unwrap_or_default();
+    let item = segments.iter().try_fold(root, |item, seg| {
+        item.as_table_like().and_then(|t| t.get(seg))
+    });
+    let message = match (expected(leaf), item) {
+        (Some(want), Some(item)) => {
+            let what = if inner.message().starts_with("invalid type") {
+                "invalid type"
+            } else {
+                "invalid value"
+            };
+            format!("{what}: {}, expected {want}", describe(item))
+        }
+        _ => one_line(inner.message()),
+    };
+    src.invalid(line, &segments, message)
+}
+
+/// Value checks that serde cannot express; normalises `tls_cert_sha256`.
+fn check_account(
+    src: &Source<'_>,
+    root: &toml_edit::Item,
+    name: &str,
+    account: &mut Account,
+) -> Result<(), ConfigError> {
+    let at = |key: &str, message: String| src.invalid_at(root, &["accounts", name, key], message);
+    if account.email.trim().is_empty() {
+        return Err(at(
+            "email",
+            "must not be empty: expected an email address".into(),
+        ));
+    }
+    if account.host.trim().is_empty() {
+        return Err(at("host", "must not be empty: expected a host name".into()));
+    }
+    if account.host.chars().any(char::is_whitespace) {
+        return Err(at(
+            "host",
+            "must not contain spaces: expected a host name".into(),
+        ));
+    }
+    if account.port == Some(0) {
+        return Err(at(
+            "port",
+            "invalid value: integer 0, expected a port number 1-65535".into(),
+        ));
+    }
+    if account.username.as_deref().is_some_and(|u| u.is_empty()) {
+        return Err(at(
+            "username",
+            "must not be empty: leave it out to log in with the email address".into(),
+        ));
+    }
+    if account
+        .display_name
+        .as_deref()
+        .is_some_and(|d| d.trim().is_empty())
+    {
+        return Err(at(
+            "display_name",
+            "must not be empty: leave it out instead".into(),
+        ));
+    }
+    if account
+        .password_command
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty())
+    {
+        return Err(at(
+            "password_command",
+            "must not be empty: give a shell command that prints the password, or leave it out \
+             to use the OS keyring"
+                .into(),
+        ));
+    }
+    if account
+        .tls_ca_file
+        .as_deref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        return Err(at(
+            "tls_ca_file",
+            "must not be empty: expected a file path".into(),
+        ));
+    }
+    if account
+        .mbox_path
+        .as_deref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        return Err(at(
+            "mbox_path",
+            "must not be empty: expected a file path".into(),
+        ));
+    }
+    if let Some(fp) = &account.tls_cert_sha256 {
+        match parse_fingerprint(fp.trim()) {
+            Some(bytes) => {
+                account.tls_cert_sha256 = Some(bytes.iter().map(|b| format!("{b:02x}")).collect());
+            }
+            None => {
+                return Err(at(
+                    "tls_cert_sha256",
+                    "invalid value: expected a SHA-256 fingerprint: 32 hex bytes (64 hex digits), \
+                     with or without a colon between each byte"
+                        .into(),
+                ));
+            }
+        }
+    }
+    let (wrong, other) = match account.protocol {
+        Protocol::Imap => (POP3_ONLY_KEYS, "POP3"),
+        Protocol::Pop3 => (IMAP_ONLY_KEYS, "IMAP"),
+    };
+    let present = |key: &str| match key {
+        "leave_on_server" => account.leave_on_server.is_some(),
+        "delete_after_days" => account.delete_after_days.is_some(),
+        "mbox_path" => account.mbox_path.is_some(),
+        "idle" => account.idle.is_some(),
+        _ => false,
+    };
+    if let Some(key) = wrong.iter().copied().find(|k| present(k)) {
+        return Err(at(
+            key,
+            format!(
+                "only applies to {other} accounts, but this account has protocol = \"{}\"",
+                account.protocol.as_str()
+            ),
+        ));
+    }
+    if account.delete_after_days.is_some() && account.leave_on_server == Some(false) {
+        return Err(at(
+            "delete_after_days",
+            "has no effect with leave_on_server = false (mail is deleted from the server right \
+             after download): remove one of them"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Where mailbag keeps its files.
