@@ -752,3 +752,463 @@ impl Paths {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "/home/u/.config/mailbag/config.toml";
+
+    fn parse_ok(text: &str) -> Config {
+        match parse(text, Path::new(FILE)) {
+            Ok(c) => c,
+            Err(e) => panic!("expected a valid config, got: {e}"),
+        }
+    }
+
+    /// Parses `text`, expects an error at `line` about `key`, and returns the message.
+    fn expect_err(text: &str, line: usize, key: &str) -> String {
+        let err = match parse(text, Path::new(FILE)) {
+            Ok(c) => panic!("expected an error, got {c:?}"),
+            Err(e) => e,
+        };
+        let msg = err.to_string();
+        let prefix = format!("{FILE}:{line}: {key}: ");
+        assert!(
+            msg.starts_with(&prefix),
+            "expected prefix {prefix:?} in {msg:?}"
+        );
+        assert_eq!(err.line(), Some(line), "{msg}");
+        assert_eq!(err.key(), Some(key), "{msg}");
+        assert!(!msg.contains('\n'), "message must be one line: {msg:?}");
+        msg
+    }
+
+    const IMAP: &str = r#"
+[accounts.work]
+email = "me@example.com"
+protocol = "imap"
+host = "imap.example.com"
+"#;
+
+    const POP3: &str = r#"
+[accounts.home]
+email = "me@example.org"
+protocol = "pop3"
+host = "pop.example.org"
+"#;
+
+    #[test]
+    fn minimal_accounts_parse_with_defaults() {
+        let c = parse_ok(&format!("{IMAP}{POP3}"));
+        let work = c.account("work").expect("work");
+        assert_eq!(work.protocol, Protocol::Imap);
+        assert_eq!(work.security, Security::Tls);
+        assert_eq!(work.port(), 993);
+        assert_eq!(work.username(), "me@example.com");
+        assert!(work.idle());
+        let home = c.account("home").expect("home");
+        assert_eq!(home.port(), 995);
+        assert!(home.leave_on_server());
+        assert_eq!(
+            home.mbox_path(Path::new("/data"), "home"),
+            PathBuf::from("/data/mail/home.mbox")
+        );
+        assert!(c.account("nope").is_none());
+    }
+
+    #[test]
+    fn default_ports_follow_protocol_and_security() {
+        let mut a = parse_ok(IMAP).accounts.remove("work").expect("work");
+        let cases = [
+            (Protocol::Imap, Security::Tls, 993),
+            (Protocol::Imap, Security::Starttls, 143),
+            (Protocol::Imap, Security::None, 143),
+            (Protocol::Pop3, Security::Tls, 995),
+            (Protocol::Pop3, Security::Starttls, 110),
+            (Protocol::Pop3, Security::None, 110),
+        ];
+        for (protocol, security, port) in cases {
+            a.protocol = protocol;
+            a.security = security;
+            assert_eq!(a.port(), port, "{protocol:?} {security:?}");
+        }
+        a.port = Some(1143);
+        assert_eq!(a.port(), 1143);
+    }
+
+    #[test]
+    fn all_keys_parse() {
+        let c = parse_ok(
+            r#"
+[accounts.work]
+email = "me@example.com"
+display_name = "Me"
+protocol = "imap"
+host = "imap.example.com"
+port = 1993
+security = "starttls"
+username = "me"
+password_command = "pass show mail/work"
+tls_ca_file = "/etc/ssl/my-ca.pem"
+tls_cert_sha256 = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
+idle = false
+
+[accounts.pop]
+email = "me@example.org"
+protocol = "pop3"
+host = "pop.example.org"
+security = "none"
+leave_on_server = true
+delete_after_days = 14
+mbox_path = "pop.mbox"
+"#,
+        );
+        let w = c.account("work").expect("work");
+        assert_eq!(w.port(), 1993);
+        assert_eq!(w.username(), "me");
+        assert!(!w.idle());
+        assert_eq!(w.display_name.as_deref(), Some("Me"));
+        assert_eq!(
+            w.tls_cert_sha256.as_deref(),
+            Some("abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789")
+        );
+        let bytes = w.tls_cert_sha256_bytes().expect("fingerprint");
+        assert_eq!(bytes[0], 0xab);
+        assert_eq!(bytes[31], 0x89);
+        let p = c.account("pop").expect("pop");
+        assert_eq!(p.port(), 110);
+        assert_eq!(p.delete_after_days, Some(14));
+        assert_eq!(
+            p.mbox_path(Path::new("/data"), "pop"),
+            PathBuf::from("/data/pop.mbox")
+        );
+    }
+
+    #[test]
+    fn fingerprint_without_colons_in_any_case_is_normalised() {
+        let fp = "ABCDEF0123456789abcdef0123456789ABCDEF0123456789abcdef0123456789";
+        let c = parse_ok(&format!("{IMAP}tls_cert_sha256 = \"{fp}\"\n"));
+        assert_eq!(
+            c.account("work").and_then(|a| a.tls_cert_sha256.clone()),
+            Some(fp.to_ascii_lowercase())
+        );
+    }
+
+    #[test]
+    fn absolute_mbox_path_is_kept() {
+        let c = parse_ok(&format!("{POP3}mbox_path = \"/var/mail/me\"\n"));
+        let a = c.account("home").expect("home");
+        assert_eq!(
+            a.mbox_path(Path::new("/data"), "home"),
+            PathBuf::from("/var/mail/me")
+        );
+    }
+
+    #[test]
+    fn empty_file_has_no_accounts() {
+        assert_eq!(parse_ok(""), Config::default());
+        assert_eq!(parse_ok("# only a comment\n"), Config::default());
+    }
+
+    #[test]
+    fn syntax_error_names_file_and_line() {
+        let text = "[accounts.work]\nemail = \"a@b\"\nport = \nhost = \"x\"\n";
+        let err = parse(text, Path::new(FILE)).expect_err("syntax error");
+        let msg = err.to_string();
+        assert!(matches!(err, ConfigError::Syntax { line: 3, .. }), "{msg}");
+        assert!(
+            msg.starts_with(&format!("{FILE}:3: syntax error: ")),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "{msg:?}");
+    }
+
+    #[test]
+    fn duplicate_key_is_a_syntax_error_on_its_line() {
+        let text = format!("{IMAP}host = \"again\"\n");
+        let err = parse(&text, Path::new(FILE)).expect_err("duplicate");
+        assert_eq!(err.line(), Some(6), "{err}");
+    }
+
+    #[test]
+    fn unknown_top_level_key_lists_allowed_keys() {
+        let msg = expect_err(&format!("theme = \"dark\"\n{IMAP}"), 1, "theme");
+        assert!(msg.contains("unknown key"), "{msg}");
+        assert!(msg.contains("allowed keys here: accounts"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_account_key_lists_allowed_keys_and_suggests() {
+        let msg = expect_err(&format!("{IMAP}hots = \"x\"\n"), 6, "accounts.work.hots");
+        assert!(msg.contains("did you mean `host`?"), "{msg}");
+        assert!(
+            msg.contains("allowed keys here: email, display_name, protocol, host, port"),
+            "{msg}"
+        );
+        assert!(msg.contains("idle"), "{msg}");
+    }
+
+    #[test]
+    fn password_key_gets_a_special_message_without_the_value() {
+        let msg = expect_err(
+            &format!("{IMAP}password = \"hunter2-secret\"\n"),
+            6,
+            "accounts.work.password",
+        );
+        assert!(
+            msg.contains(
+                "passwords are not stored in config.toml: use the OS keyring (mailbag setup) \
+                 or password_command"
+            ),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "secret echoed: {msg}");
+    }
+
+    #[test]
+    fn wrong_type_for_port_says_what_is_allowed() {
+        let msg = expect_err(&format!("{IMAP}port = \"x\"\n"), 6, "accounts.work.port");
+        assert!(
+            msg.ends_with("invalid type: string \"x\", expected a port number 1-65535"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn port_out_of_range_and_zero_are_rejected() {
+        let msg = expect_err(&format!("{IMAP}port = 70000\n"), 6, "accounts.work.port");
+        assert!(
+            msg.contains("integer 70000, expected a port number 1-65535"),
+            "{msg}"
+        );
+        let msg = expect_err(&format!("{IMAP}port = 0\n"), 6, "accounts.work.port");
+        assert!(msg.contains("expected a port number 1-65535"), "{msg}");
+    }
+
+    #[test]
+    fn invalid_protocol_lists_the_choices() {
+        let text =
+            "[accounts.work]\nemail = \"me@example.com\"\nprotocol = \"smtp\"\nhost = \"h\"\n";
+        let msg = expect_err(text, 3, "accounts.work.protocol");
+        assert!(msg.contains("string \"smtp\""), "{msg}");
+        assert!(msg.contains("expected \"imap\" or \"pop3\""), "{msg}");
+    }
+
+    #[test]
+    fn invalid_security_lists_the_choices() {
+        let msg = expect_err(
+            &format!("{IMAP}security = \"ssl\"\n"),
+            6,
+            "accounts.work.security",
+        );
+        assert!(
+            msg.contains("expected \"tls\", \"starttls\" or \"none\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_for_bool_and_days() {
+        let msg = expect_err(&format!("{IMAP}idle = \"yes\"\n"), 6, "accounts.work.idle");
+        assert!(msg.contains("expected true or false"), "{msg}");
+        let msg = expect_err(
+            &format!("{POP3}delete_after_days = -1\n"),
+            6,
+            "accounts.home.delete_after_days",
+        );
+        assert!(msg.contains("expected a whole number of days"), "{msg}");
+    }
+
+    #[test]
+    fn missing_required_keys_point_at_the_account_header() {
+        let text = "# mail\n\n[accounts.work]\nprotocol = \"imap\"\nhost = \"h\"\n";
+        let msg = expect_err(text, 3, "accounts.work.email");
+        assert!(msg.contains("missing required key"), "{msg}");
+        let text = "\n[accounts.work]\nemail = \"a@b\"\nhost = \"h\"\n";
+        expect_err(text, 2, "accounts.work.protocol");
+        let text = format!("{IMAP}\n[accounts.x]\nemail = \"a@b\"\nprotocol = \"pop3\"\n");
+        expect_err(&text, 7, "accounts.x.host");
+    }
+
+    #[test]
+    fn pop3_keys_on_an_imap_account_are_rejected() {
+        for (key, value) in [
+            ("leave_on_server", "false"),
+            ("delete_after_days", "3"),
+            ("mbox_path", "\"x.mbox\""),
+        ] {
+            let text = format!("{IMAP}port = 993\n{key} = {value}\n");
+            let msg = expect_err(&text, 7, &format!("accounts.work.{key}"));
+            assert!(msg.contains("only applies to POP3 accounts"), "{msg}");
+            assert!(msg.contains("protocol = \"imap\""), "{msg}");
+        }
+    }
+
+    #[test]
+    fn idle_on_a_pop3_account_is_rejected() {
+        let msg = expect_err(&format!("{POP3}idle = true\n"), 6, "accounts.home.idle");
+        assert!(msg.contains("only applies to IMAP accounts"), "{msg}");
+    }
+
+    #[test]
+    fn empty_host_and_email_are_rejected() {
+        let text = "[accounts.work]\nemail = \"\"\nprotocol = \"imap\"\nhost = \"h\"\n";
+        let msg = expect_err(text, 2, "accounts.work.email");
+        assert!(msg.contains("must not be empty"), "{msg}");
+        let text = "[accounts.work]\nemail = \"a@b\"\nprotocol = \"imap\"\nhost = \"  \"\n";
+        let msg = expect_err(text, 4, "accounts.work.host");
+        assert!(msg.contains("must not be empty"), "{msg}");
+    }
+
+    #[test]
+    fn bad_fingerprints_are_rejected() {
+        let good = "ab".repeat(32);
+        for bad in [
+            "abcd".to_string(),
+            "zz".repeat(32),
+            format!("{good}ab"),
+            format!("a:{}", &good[1..]),
+        ] {
+            let msg = expect_err(
+                &format!("{IMAP}tls_cert_sha256 = \"{bad}\"\n"),
+                6,
+                "accounts.work.tls_cert_sha256",
+            );
+            assert!(msg.contains("32 hex bytes"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn empty_password_command_is_rejected() {
+        let msg = expect_err(
+            &format!("{IMAP}password_command = \"\"\n"),
+            6,
+            "accounts.work.password_command",
+        );
+        assert!(msg.contains("must not be empty"), "{msg}");
+    }
+
+    #[test]
+    fn delete_after_days_needs_leave_on_server() {
+        let text = format!("{POP3}leave_on_server = false\ndelete_after_days = 7\n");
+        let msg = expect_err(&text, 7, "accounts.home.delete_after_days");
+        assert!(msg.contains("leave_on_server = false"), "{msg}");
+    }
+
+    #[test]
+    fn unsafe_account_names_are_rejected() {
+        let body = "email = \"a@b\"\nprotocol = \"imap\"\nhost = \"h\"\n";
+        let msg = expect_err(
+            &format!("\n[accounts.\"my work\"]\n{body}"),
+            2,
+            "accounts.\"my work\"",
+        );
+        assert!(msg.contains("may only contain"), "{msg}");
+        let msg = expect_err(
+            &format!("[accounts.\".hidden\"]\n{body}"),
+            1,
+            "accounts.\".hidden\"",
+        );
+        assert!(msg.contains("must not start with '.'"), "{msg}");
+        let msg = expect_err(&format!("[accounts.\"\"]\n{body}"), 1, "accounts.\"\"");
+        assert!(msg.contains("must not be empty"), "{msg}");
+        let msg = expect_err(
+            &format!("[accounts.\"a/b\"]\n{body}"),
+            1,
+            "accounts.\"a/b\"",
+        );
+        assert!(msg.contains("may only contain"), "{msg}");
+        // Dots are fine inside a name, as long as it does not start with one.
+        let c = parse_ok(&format!("[accounts.\"me.work-2_x\"]\n{body}"));
+        assert!(c.account("me.work-2_x").is_some());
+    }
+
+    #[test]
+    fn accounts_of_the_wrong_shape_are_rejected() {
+        let msg = expect_err("\naccounts = 5\n", 2, "accounts");
+        assert!(msg.contains("expected a table of accounts"), "{msg}");
+        let msg = expect_err("[accounts]\nwork = \"x\"\n", 2, "accounts.work");
+        assert!(
+            msg.contains("expected a table of account settings"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn errors_in_a_later_account_name_its_line() {
+        let text = format!("{IMAP}{POP3}port = \"995\"\n");
+        expect_err(&text, 11, "accounts.home.port");
+    }
+
+    #[test]
+    fn inline_and_dotted_accounts_get_lines_too() {
+        let text = "\naccounts.work = { email = \"a@b\", protocol = \"imap\", host = \"h\", port = \"x\" }\n";
+        expect_err(text, 2, "accounts.work.port");
+        let text = "accounts.work.email = \"a@b\"\naccounts.work.protocol = \"imap\"\n\
+                    accounts.work.host = \"h\"\naccounts.work.idle = 1\n";
+        expect_err(text, 4, "accounts.work.idle");
+    }
+
+    #[test]
+    fn load_of_a_missing_file_gives_no_accounts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = load(&dir.path().join("config.toml")).expect("missing file is fine");
+        assert!(c.accounts.is_empty());
+    }
+
+    #[test]
+    fn load_reads_the_file_and_names_it_in_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, IMAP).expect("write");
+        assert!(load(&path).expect("valid").account("work").is_some());
+        std::fs::write(&path, format!("{IMAP}port = \"x\"\n")).expect("write");
+        let msg = load(&path).expect_err("invalid").to_string();
+        assert!(
+            msg.starts_with(&format!("{}:6: accounts.work.port: ", path.display())),
+            "{msg}"
+        );
+        // A directory where the file should be is a read error, not "no config".
+        let err = load(dir.path()).expect_err("directory");
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn fixtures_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
+        let valid = load(&dir.join("valid.toml")).expect("valid fixture");
+        assert_eq!(valid.accounts.len(), 2);
+        let err = load(&dir.join("pop3-key-on-imap.toml")).expect_err("invalid fixture");
+        assert_eq!(err.key(), Some("accounts.work.leave_on_server"), "{err}");
+    }
+
+    #[test]
+    fn documented_examples_parse_and_every_key_is_documented() {
+        let doc = include_str!("../docs/configuration.md");
+        let mut examples = 0;
+        for block in doc.split("```toml").skip(1) {
+            let text = block.split("```").next().unwrap_or_default();
+            if text.contains("# invalid") {
+                continue;
+            }
+            parse_ok(text);
+            examples += 1;
+        }
+        assert!(
+            examples >= 2,
+            "expected example configs in docs/configuration.md"
+        );
+        for key in ACCOUNT_KEYS {
+            assert!(doc.contains(&format!("`{key}`")), "{key} is not documented");
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("host", "host"), 0);
+        assert_eq!(edit_distance("hots", "host"), 2);
+        assert_eq!(edit_distance("prot", "port"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}

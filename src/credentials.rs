@@ -335,3 +335,226 @@ fn first_line(stderr: &[u8]) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Protocol, Security};
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    fn account(password_command: Option<&str>) -> Account {
+        Account {
+            email: "me@example.com".into(),
+            display_name: None,
+            protocol: Protocol::Imap,
+            host: "imap.example.com".into(),
+            port: None,
+            security: Security::Tls,
+            username: None,
+            password_command: password_command.map(str::to_string),
+            tls_ca_file: None,
+            tls_cert_sha256: None,
+            leave_on_server: None,
+            delete_after_days: None,
+            mbox_path: None,
+            idle: None,
+        }
+    }
+
+    fn run(command: &str) -> Result<Secret, CredentialError> {
+        run_password_command("work", command, LONG)
+    }
+
+    #[test]
+    fn command_output_loses_exactly_one_trailing_newline() {
+        let cases = [
+            ("printf 'hunter2\\n'", "hunter2"),
+            ("printf 'hunter2\\r\\n'", "hunter2"),
+            ("printf 'hunter2'", "hunter2"),
+            ("printf 'hunter2\\n\\n'", "hunter2\n"),
+            ("printf ' spaced pass \\n'", " spaced pass "),
+            ("printf 'line1\\nline2\\n'", "line1\nline2"),
+        ];
+        for (command, want) in cases {
+            match run(command) {
+                Ok(secret) => assert_eq!(secret.expose(), want, "{command}"),
+                Err(e) => panic!("{command}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn password_uses_password_command_when_set() {
+        let secret = password("work", &account(Some("echo from-command"))).expect("command");
+        assert_eq!(secret.expose(), "from-command");
+    }
+
+    #[test]
+    fn failing_command_reports_status_and_first_stderr_line_but_not_stdout() {
+        let err =
+            run("echo leaked-secret; echo 'gpg: decryption failed' >&2; echo more >&2; exit 3")
+                .expect_err("must fail");
+        assert_eq!(err.kind(), CredentialKind::CommandFailed);
+        let msg = err.to_string();
+        assert!(msg.contains("password_command for work failed"), "{msg}");
+        assert!(msg.contains("exit status: 3"), "{msg}");
+        assert!(msg.contains("gpg: decryption failed"), "{msg}");
+        assert!(!msg.contains("more"), "only the first stderr line: {msg}");
+        assert!(!msg.contains("leaked-secret"), "stdout leaked: {msg}");
+    }
+
+    #[test]
+    fn failing_command_without_stderr_says_so() {
+        let err = run("exit 1").expect_err("must fail");
+        let msg = err.to_string();
+        assert!(msg.contains("exit status: 1"), "{msg}");
+        assert!(msg.contains("no message on stderr"), "{msg}");
+    }
+
+    #[test]
+    fn missing_program_is_a_command_failure() {
+        let err = run("mailbag-no-such-program-xyz").expect_err("must fail");
+        assert_eq!(err.kind(), CredentialKind::CommandFailed);
+        assert!(err.to_string().contains("exit status: 127"), "{err}");
+    }
+
+    #[test]
+    fn empty_output_is_an_error() {
+        for command in ["true", "echo", "printf '\\r\\n'"] {
+            let err = run(command).expect_err("empty");
+            assert!(
+                matches!(err, CredentialError::CommandEmpty { .. }),
+                "{command}: {err}"
+            );
+            assert_eq!(err.kind(), CredentialKind::CommandFailed);
+            assert!(err.to_string().contains("printed no password"), "{err}");
+        }
+    }
+
+    #[test]
+    fn stdin_is_not_inherited() {
+        // NOTE: with stdin from /dev/null, `cat` ends at once instead of waiting for input.
+        let err = run("cat").expect_err("empty");
+        assert!(matches!(err, CredentialError::CommandEmpty { .. }), "{err}");
+    }
+
+    #[test]
+    fn non_utf8_output_is_an_error() {
+        let err = run("printf '\\377\\376\\n'").expect_err("not utf-8");
+        assert!(
+            matches!(err, CredentialError::CommandNotUtf8 { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn slow_command_is_killed() {
+        let err = run_password_command("work", "exec sleep 30", Duration::from_millis(100))
+            .expect_err("timeout");
+        assert!(
+            matches!(err, CredentialError::CommandTimedOut { .. }),
+            "{err}"
+        );
+        assert_eq!(err.kind(), CredentialKind::CommandFailed);
+    }
+
+    #[test]
+    fn long_stderr_is_shortened_and_control_characters_dropped() {
+        let line = first_line(format!("\n  \x1b[31m{}\n", "e".repeat(500)).as_bytes());
+        assert!(line.ends_with("..."), "{line}");
+        assert!(line.chars().count() <= STDERR_EXCERPT_CHARS + 3);
+        assert!(!line.contains('\x1b'));
+    }
+
+    #[test]
+    fn secret_never_formats_its_value() {
+        let s = Secret::new("hunter2".into());
+        assert_eq!(format!("{s}"), "***");
+        assert_eq!(format!("{s:?}"), "***");
+        assert_eq!(s.expose(), "hunter2");
+        assert!(!s.is_empty());
+    }
+
+    #[test]
+    fn keyring_user_is_username_at_host() {
+        let mut a = account(None);
+        assert_eq!(keyring_user(&a), "me@example.com@imap.example.com");
+        a.username = Some("me".into());
+        assert_eq!(keyring_user(&a), "me@imap.example.com");
+    }
+
+    #[test]
+    fn keyring_errors_map_to_kinds_without_secrets() {
+        let e = keyring_error("work", keyring::Error::NoEntry);
+        assert_eq!(e.kind(), CredentialKind::NotFound);
+        assert_eq!(
+            e.to_string(),
+            "no password stored for work in the OS keyring: run `mailbag setup` or set \
+             password_command"
+        );
+        let e = keyring_error("work", keyring::Error::BadEncoding(b"hunter2\xff".to_vec()));
+        assert_eq!(e.kind(), CredentialKind::Other);
+        assert!(!format!("{e} {e:?}").contains("hunter2"), "{e:?}");
+        let e = keyring_error("work", keyring::Error::PlatformFailure("no bus".into()));
+        assert_eq!(e.kind(), CredentialKind::NoService);
+        let e = keyring_error("work", keyring::Error::NoStorageAccess("locked".into()));
+        assert_eq!(e.kind(), CredentialKind::Locked);
+    }
+
+    /// The marker the child prints once its assertions have passed.
+    const CHILD_OK: &str = "MAILBAG-KEYRING-CHILD-OK";
+
+    #[test]
+    fn keyring_without_dbus_session_says_no_service() {
+        // NOTE: environment variables are process-wide and other tests run in parallel, so the
+        // check runs in a child process (this test binary, running only the ignored test
+        // below) with the D-Bus address pointing nowhere.
+        let exe = std::env::current_exe().expect("test binary");
+        let out = Command::new(exe)
+            .args([
+                "credentials::tests::keyring_child_without_dbus",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                "unix:path=/nonexistent/mailbag-test-bus",
+            )
+            .env("MAILBAG_KEYRING_CHILD", "1")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains(CHILD_OK),
+            "child failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+    }
+
+    #[test]
+    #[ignore = "run by keyring_without_dbus_session_says_no_service in a child process"]
+    fn keyring_child_without_dbus() {
+        if std::env::var_os("MAILBAG_KEYRING_CHILD").is_none() {
+            println!("skipped: only meaningful as a child of the test above");
+            return;
+        }
+        let a = account(None);
+        let want = "no OS keyring service is reachable (no D-Bus session / Secret Service): \
+                    set password_command in config.toml instead";
+        let err = password("work", &a).expect_err("no keyring");
+        assert_eq!(err.kind(), CredentialKind::NoService, "{err}");
+        assert_eq!(err.to_string(), want);
+        let err = store_password("work", &a, &Secret::new("pw".into())).expect_err("no keyring");
+        assert_eq!(err.kind(), CredentialKind::NoService, "{err}");
+        let err = delete_password("work", &a).expect_err("no keyring");
+        assert_eq!(err.kind(), CredentialKind::NoService, "{err}");
+        println!("{CHILD_OK}");
+    }
+}
