@@ -74,11 +74,15 @@ pub struct Account {
 /// reported without its value.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    /// The file is not valid TOML.
-    #[error("{path}:{line}: syntax error: {message}")]
+    /// The file is not valid TOML. `key` is the key on that line, when it can be told.
+    #[error(
+        "{path}:{line}: {}syntax error: {message}",
+        .key.as_deref().map(|k| format!("{k}: ")).unwrap_or_default()
+    )]
     Syntax {
         path: String,
         line: usize,
+        key: Option<String>,
         message: String,
     },
     /// The TOML is valid but a key is unknown, missing, of the wrong type or out of range.
@@ -111,7 +115,8 @@ impl ConfigError {
     pub fn key(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { key, .. } => Some(key),
-            ConfigError::Syntax { .. } | ConfigError::Read { .. } => None,
+            ConfigError::Syntax { key, .. } => key.as_deref(),
+            ConfigError::Read { .. } => None,
         }
     }
 }
@@ -291,18 +296,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// (empty strings, port 0, fingerprints, keys for the other protocol).
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let src = Source { text, path };
-    let doc = toml_edit::Document::parse(text).map_err(|e| ConfigError::Syntax {
-        path: src.path_string(),
-        line: src.line_of(e.span().map_or(0, |s| s.start)),
-        message: one_line(e.message()),
-    })?;
+    let doc = toml_edit::Document::parse(text)
+        .map_err(|e| src.syntax(e.span().map_or(0, |s| s.start), e.message()))?;
     check_shape(&src, doc.as_item())?;
 
-    let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {
-        path: src.path_string(),
-        line: src.line_of(e.span().map_or(0, |s| s.start)),
-        message: one_line(e.message()),
-    })?;
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| src.syntax(e.span().map_or(0, |s| s.start), e.message()))?;
     let mut config: Config =
         serde_path_to_error::deserialize(de).map_err(|e| type_error(&src, doc.as_item(), &e))?;
 
@@ -338,6 +337,20 @@ impl Source<'_> {
         self.line_of(key_offset(root, segments).unwrap_or(0))
     }
 
+    /// A syntax error at byte `offset`.
+    ///
+    /// NOTE: the message never quotes the offending text: with `password = hunter2` (unquoted)
+    /// that text would be the password.
+    fn syntax(&self, offset: usize, message: &str) -> ConfigError {
+        let line = self.line_of(offset);
+        ConfigError::Syntax {
+            path: self.path_string(),
+            line,
+            key: syntax_key(self.text, line),
+            message: one_line(message),
+        }
+    }
+
     fn invalid(&self, line: usize, segments: &[&str], message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.path_string(),
@@ -356,6 +369,42 @@ impl Source<'_> {
     ) -> ConfigError {
         self.invalid(self.line_of_key(root, segments), segments, message)
     }
+}
+
+/// The dotted key assigned on 1-based `line` of a file that did not parse, if it is plain.
+///
+/// The table comes from the nearest `[header]` above. This is a best guess for the message
+/// only (a header-like line inside a multi-line string would mislead it), so anything that is
+/// not made of bare keys gives `None`.
+fn syntax_key(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let before = lines.get(..line.checked_sub(1)?)?;
+    let here = lines.get(line.checked_sub(1)?)?.trim();
+    let (lhs, _) = here.split_once('=')?;
+    let key = bare_dotted(lhs)?;
+    let header = before
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('['));
+    match header {
+        None => Some(key),
+        Some(h) => {
+            let inner = h.trim_start_matches('[').split(']').next()?;
+            Some(format!("{}.{key}", bare_dotted(inner)?))
+        }
+    }
+}
+
+/// `a . b-c` → `a.b-c` when every part is a bare TOML key, else `None`.
+fn bare_dotted(text: &str) -> Option<String> {
+    let parts: Vec<&str> = text.split('.').map(str::trim).collect();
+    let bare = |p: &&str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    parts.iter().all(bare).then(|| parts.join("."))
 }
 
 /// The byte offset where the key at `segments` is written, or the nearest ancestor's.
@@ -918,10 +967,36 @@ mbox_path = "pop.mbox"
         let msg = err.to_string();
         assert!(matches!(err, ConfigError::Syntax { line: 3, .. }), "{msg}");
         assert!(
-            msg.starts_with(&format!("{FILE}:3: syntax error: ")),
+            msg.starts_with(&format!("{FILE}:3: accounts.work.port: syntax error: ")),
             "{msg}"
         );
+        assert_eq!(err.key(), Some("accounts.work.port"));
         assert!(!msg.contains('\n'), "{msg:?}");
+    }
+
+    #[test]
+    fn syntax_error_never_quotes_the_offending_value() {
+        let text = format!("{IMAP}password = hunter2\n");
+        let err = parse(&text, Path::new(FILE)).expect_err("unquoted");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!("{FILE}:6: accounts.work.password: syntax error: ")),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn syntax_error_key_is_only_named_when_plain() {
+        assert_eq!(syntax_key("a = [1,\n", 1).as_deref(), Some("a"));
+        assert_eq!(
+            syntax_key("[x . y]\nb.c = \n", 2).as_deref(),
+            Some("x.y.b.c")
+        );
+        assert_eq!(syntax_key("[\"a b\"]\nk = \n", 2), None);
+        assert_eq!(syntax_key("no equals sign\n", 1), None);
+        assert_eq!(syntax_key("", 1), None);
+        assert_eq!(syntax_key("k = 1", 0), None);
     }
 
     #[test]
@@ -929,6 +1004,8 @@ mbox_path = "pop.mbox"
         let text = format!("{IMAP}host = \"again\"\n");
         let err = parse(&text, Path::new(FILE)).expect_err("duplicate");
         assert_eq!(err.line(), Some(6), "{err}");
+        assert_eq!(err.key(), Some("accounts.work.host"), "{err}");
+        assert!(err.to_string().contains("duplicate key"), "{err}");
     }
 
     #[test]
