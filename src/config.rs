@@ -6,6 +6,13 @@
 //!
 //! NOTE: the struct below is the whole schema. Keys are snake_case, unknown keys are
 //! rejected, and protocol-specific keys on the wrong protocol are rejected after parsing.
+//!
+//! [`parse`] reads the text twice: `toml_edit` keeps every key's byte span, so each error can
+//! name `file:line: dotted.key`; `serde` (through `serde_path_to_error`, which records the key
+//! path of a type error) builds the typed [`Config`]. The file holds no secrets; a `password`
+//! key gets a message pointing to the keyring or `password_command` and is never echoed.
+//! Default ports: 993 and 995 for implicit TLS (RFC 8314), 143 (RFC 3501 §2.1) and 110
+//! (RFC 1939 §3) otherwise.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -175,8 +182,8 @@ impl Protocol {
 impl Account {
     /// The port to connect to: `port` if set, else the well-known port for protocol and security.
     ///
-    /// IMAP: 993 with implicit TLS, 143 otherwise (RFC 8314 §7.3, RFC 3501 §2.1).
-    /// POP3: 995 with implicit TLS, 110 otherwise (RFC 8314 §7.3, RFC 1939 §3).
+    /// IMAP: 993 with implicit TLS (RFC 8314), 143 otherwise (RFC 3501 §2.1).
+    /// POP3: 995 with implicit TLS (RFC 8314), 110 otherwise (RFC 1939 §3).
     pub fn port(&self) -> u16 {
         if let Some(port) = self.port {
             return port;
