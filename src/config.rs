@@ -71,6 +71,8 @@ pub struct Account {
     pub delete_after_days: Option<u32>,
     /// POP3 only.
     pub mbox_path: Option<PathBuf>,
+    /// POP3 only (default false): a message deleted here is deleted on the server too.
+    pub delete_on_server_when_deleted_locally: Option<bool>,
     /// IMAP only (default true).
     pub idle: Option<bool>,
 }
@@ -146,6 +148,7 @@ pub const ACCOUNT_KEYS: &[&str] = &[
     "leave_on_server",
     "delete_after_days",
     "mbox_path",
+    "delete_on_server_when_deleted_locally",
     "idle",
 ];
 
@@ -153,7 +156,12 @@ pub const ACCOUNT_KEYS: &[&str] = &[
 const REQUIRED_ACCOUNT_KEYS: &[&str] = &["email", "protocol", "host"];
 
 /// Keys that only make sense for POP3 accounts.
-pub const POP3_ONLY_KEYS: &[&str] = &["leave_on_server", "delete_after_days", "mbox_path"];
+pub const POP3_ONLY_KEYS: &[&str] = &[
+    "leave_on_server",
+    "delete_after_days",
+    "mbox_path",
+    "delete_on_server_when_deleted_locally",
+];
 
 /// Keys that only make sense for IMAP accounts.
 pub const IMAP_ONLY_KEYS: &[&str] = &["idle"];
@@ -204,6 +212,11 @@ impl Account {
     /// Whether POP3 leaves fetched mail on the server (default true).
     pub fn leave_on_server(&self) -> bool {
         self.leave_on_server.unwrap_or(true)
+    }
+
+    /// Whether a message deleted locally is deleted on the POP3 server too (default false).
+    pub fn delete_on_server_when_deleted_locally(&self) -> bool {
+        self.delete_on_server_when_deleted_locally.unwrap_or(false)
     }
 
     /// Whether IMAP waits for new mail with IDLE (default true).
@@ -588,7 +601,7 @@ fn expected(key: &str) -> Option<&'static str> {
         "security" => "\"tls\", \"starttls\" or \"none\"",
         "tls_ca_file" | "mbox_path" => "a file path (a string)",
         "tls_cert_sha256" => "a SHA-256 fingerprint: 32 hex bytes, with or without colons",
-        "leave_on_server" | "idle" => "true or false",
+        "leave_on_server" | "idle" | "delete_on_server_when_deleted_locally" => "true or false",
         "delete_after_days" => "a whole number of days (0 or more)",
         _ => return None,
     })
@@ -757,6 +770,9 @@ fn check_account(
         "leave_on_server" => account.leave_on_server.is_some(),
         "delete_after_days" => account.delete_after_days.is_some(),
         "mbox_path" => account.mbox_path.is_some(),
+        "delete_on_server_when_deleted_locally" => {
+            account.delete_on_server_when_deleted_locally.is_some()
+        }
         "idle" => account.idle.is_some(),
         _ => false,
     };

@@ -358,6 +358,7 @@ mod tests {
             leave_on_server: None,
             delete_after_days: None,
             mbox_path: None,
+            delete_on_server_when_deleted_locally: None,
             idle: None,
         }
     }
