@@ -73,6 +73,9 @@ pub const MIGRATIONS: &[&str] = &[
         uidvalidity   INTEGER,
         uidnext       INTEGER,
         highestmodseq INTEGER,
+        mbox_scanned     INTEGER NOT NULL DEFAULT 0,
+        mbox_append_from INTEGER,
+        mbox_rewrite     TEXT,
         UNIQUE (account_id, name)
     );
     CREATE TABLE messages (
@@ -156,8 +159,21 @@ pub struct FolderRow {
     pub role: Option<FolderRole>,
     pub mbox_path: Option<PathBuf>,
     pub sync: SyncState,
+    pub mbox: MboxState,
     pub total: u64,
     pub unread: u64,
+}
+
+/// Where a folder's mbox file stands, for crash recovery (see `backend::pop3`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MboxState {
+    /// The file's existing messages were indexed (done once, before the first download).
+    pub scanned: bool,
+    /// Set while a batch is being appended: the file's length before it. Anything past this
+    /// after a crash is an uncommitted append of ours.
+    pub append_from: Option<u64>,
+    /// Set while an expunge rewrite is being put in place: the new file, not yet renamed.
+    pub rewrite: Option<PathBuf>,
 }
 
 /// Where a message's body is, if it is held locally.
@@ -268,6 +284,11 @@ fn folder_from_row(row: &Row<'_>) -> rusqlite::Result<FolderRow> {
             uidnext: row.get(7)?,
             highestmodseq: row.get::<_, Option<i64>>(8)?.map(|m| m as u64),
         },
+        mbox: MboxState {
+            scanned: row.get(11)?,
+            append_from: row.get::<_, Option<i64>>(12)?.map(|v| v as u64),
+            rewrite: row.get::<_, Option<String>>(13)?.map(PathBuf::from),
+        },
         total: row.get::<_, i64>(9)? as u64,
         unread: row.get::<_, i64>(10)? as u64,
     })
@@ -276,7 +297,71 @@ fn folder_from_row(row: &Row<'_>) -> rusqlite::Result<FolderRow> {
 const FOLDER_COLUMNS: &str = "f.id, f.account_id, f.name, f.delimiter, f.role, f.mbox_path, \
      f.uidvalidity, f.uidnext, f.highestmodseq, \
      (SELECT count(*) FROM messages m WHERE m.folder_id = f.id), \
-     (SELECT count(*) FROM messages m WHERE m.folder_id = f.id AND (m.flags & 1) = 0)";
+     (SELECT count(*) FROM messages m WHERE m.folder_id = f.id AND (m.flags & 1) = 0), \
+     f.mbox_scanned, f.mbox_append_from, f.mbox_rewrite";
+
+/// Insert or update messages inside a transaction; returns their ids in order.
+fn insert_in(
+    tx: &rusqlite::Transaction<'_>,
+    folder: i64,
+    messages: &[NewMessage],
+) -> rusqlite::Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(messages.len());
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO messages(folder_id, uid, uidl, message_id, in_reply_to, refs,
+             date, from_addr, to_addrs, cc_addrs, subject, flags, size,
+             has_attachments, modseq, mbox_offset, mbox_length)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         ON CONFLICT DO UPDATE SET flags = excluded.flags, modseq = excluded.modseq,
+             mbox_offset = excluded.mbox_offset, mbox_length = excluded.mbox_length
+         RETURNING id",
+    )?;
+    let mut index = tx.prepare_cached(
+        "INSERT OR REPLACE INTO search(rowid, subject, sender, recipients, body)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for m in messages {
+        let (uid, uidl) = match &m.remote {
+            RemoteId::Uid(u) => (Some(u.0), None),
+            RemoteId::Uidl(s) => (None, Some(s.as_str())),
+            RemoteId::Local(_) => (None, None),
+        };
+        let e = &m.envelope;
+        let refs = (!e.references.is_empty()).then(|| e.references.join(" "));
+        let id: i64 = insert.query_row(
+            params![
+                folder,
+                uid,
+                uidl,
+                e.message_id,
+                e.in_reply_to,
+                refs,
+                e.date,
+                e.from,
+                e.to,
+                e.cc,
+                e.subject,
+                m.flags.0,
+                e.size as i64,
+                e.has_attachments,
+                m.modseq.map(|v| v as i64),
+                m.mbox.map(|s| s.offset as i64),
+                m.mbox.map(|s| s.length as i64),
+            ],
+            |r| r.get(0),
+        )?;
+        let recipients = format!("{} {}", e.to, e.cc);
+        index.execute(params![
+            id,
+            e.subject,
+            e.from,
+            recipients,
+            m.body_text.as_deref().unwrap_or("")
+        ])?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
 
 /// The cache of one mailbag profile.
 pub struct Cache {
@@ -643,79 +728,160 @@ impl Cache {
         folder: i64,
         messages: &[NewMessage],
     ) -> Result<Vec<i64>, CacheError> {
-        let path = self.path.display().to_string();
-        let sqlite = |source| CacheError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sqlite)?;
-        let mut ids = Vec::with_capacity(messages.len());
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO messages(folder_id, uid, uidl, message_id, in_reply_to, refs,
-                         date, from_addr, to_addrs, cc_addrs, subject, flags, size,
-                         has_attachments, modseq, mbox_offset, mbox_length)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                         ?16, ?17)
-                     ON CONFLICT DO UPDATE SET flags = excluded.flags, modseq = excluded.modseq,
-                         mbox_offset = excluded.mbox_offset, mbox_length = excluded.mbox_length
-                     RETURNING id",
-                )
-                .map_err(sqlite)?;
-            let mut index = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO search(rowid, subject, sender, recipients, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(sqlite)?;
+        self.transaction(|tx| insert_in(tx, folder, messages))
+    }
+
+    /// Record a POP3 download batch in one transaction: the messages (already durable in the
+    /// mbox), their UIDLs in the account's history, and the end of the append.
+    ///
+    /// NOTE: one transaction is what makes a crash harmless: either the batch is in both the
+    /// index and the history, or in neither (and is downloaded again; the mbox tail is cut).
+    pub fn commit_downloads(
+        &mut self,
+        account: i64,
+        folder: i64,
+        messages: &[NewMessage],
+        now: i64,
+    ) -> Result<Vec<i64>, CacheError> {
+        self.transaction(|tx| {
+            let ids = insert_in(tx, folder, messages)?;
+            let mut history = tx.prepare_cached(
+                "INSERT OR IGNORE INTO pop3_uidls(account_id, uidl, downloaded_at)
+                 VALUES (?1, ?2, ?3)",
+            )?;
             for m in messages {
-                let (uid, uidl) = match &m.remote {
-                    RemoteId::Uid(u) => (Some(u.0), None),
-                    RemoteId::Uidl(s) => (None, Some(s.as_str())),
-                    RemoteId::Local(_) => (None, None),
-                };
-                let e = &m.envelope;
-                let refs = (!e.references.is_empty()).then(|| e.references.join(" "));
-                let id: i64 = insert
-                    .query_row(
-                        params![
-                            folder,
-                            uid,
-                            uidl,
-                            e.message_id,
-                            e.in_reply_to,
-                            refs,
-                            e.date,
-                            e.from,
-                            e.to,
-                            e.cc,
-                            e.subject,
-                            m.flags.0,
-                            e.size as i64,
-                            e.has_attachments,
-                            m.modseq.map(|v| v as i64),
-                            m.mbox.map(|s| s.offset as i64),
-                            m.mbox.map(|s| s.length as i64),
-                        ],
-                        |r| r.get(0),
-                    )
-                    .map_err(sqlite)?;
-                let recipients = format!("{} {}", e.to, e.cc);
-                index
-                    .execute(params![
-                        id,
-                        e.subject,
-                        e.from,
-                        recipients,
-                        m.body_text.as_deref().unwrap_or("")
-                    ])
-                    .map_err(sqlite)?;
-                ids.push(id);
+                if let RemoteId::Uidl(u) = &m.remote {
+                    history.execute(params![account, u, now])?;
+                }
             }
-        }
-        tx.commit().map_err(sqlite)?;
-        Ok(ids)
+            tx.execute(
+                "UPDATE folders SET mbox_append_from = NULL WHERE id = ?1",
+                params![folder],
+            )?;
+            Ok(ids)
+        })
+    }
+
+    /// Index messages found in an existing mbox and mark the file as scanned, in one go.
+    pub fn import_mbox(
+        &mut self,
+        folder: i64,
+        messages: &[NewMessage],
+    ) -> Result<Vec<i64>, CacheError> {
+        self.transaction(|tx| {
+            let ids = insert_in(tx, folder, messages)?;
+            tx.execute(
+                "UPDATE folders SET mbox_scanned = 1 WHERE id = ?1",
+                params![folder],
+            )?;
+            Ok(ids)
+        })
+    }
+
+    /// Note that a batch is about to be appended to the folder's mbox from `len` on.
+    pub fn set_mbox_append_from(
+        &mut self,
+        folder: i64,
+        len: Option<u64>,
+    ) -> Result<(), CacheError> {
+        self.conn
+            .execute(
+                "UPDATE folders SET mbox_append_from = ?2 WHERE id = ?1",
+                params![folder, len.map(|l| l as i64)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The messages a folder holds in its mbox, in file order: (id, span, flags).
+    pub fn mbox_messages(&self, folder: i64) -> Result<Vec<(i64, Span, Flags)>, CacheError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, mbox_offset, mbox_length, flags FROM messages
+                 WHERE folder_id = ?1 AND mbox_offset IS NOT NULL ORDER BY mbox_offset",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![folder], |r| {
+            Ok((
+                r.get(0)?,
+                Span {
+                    offset: r.get::<_, i64>(1)? as u64,
+                    length: r.get::<_, i64>(2)? as u64,
+                },
+                Flags(r.get(3)?),
+            ))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Record an mbox rewrite (expunge) before the new file is renamed into place: remove
+    /// `removed`, move `moved` to their new spans, and remember the new file's path.
+    pub fn begin_mbox_rewrite(
+        &mut self,
+        folder: i64,
+        removed: &[i64],
+        moved: &[(i64, Span)],
+        new_file: &Path,
+    ) -> Result<(), CacheError> {
+        self.transaction(|tx| {
+            let mut unindex = tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?;
+            let mut delete = tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
+            for id in removed {
+                unindex.execute(params![id])?;
+                delete.execute(params![id])?;
+            }
+            // NOTE: offsets are unique per folder; park them out of the way first so that
+            // moving one message onto another's old offset never collides.
+            tx.execute(
+                "UPDATE messages SET mbox_offset = -1 - mbox_offset
+                 WHERE folder_id = ?1 AND mbox_offset IS NOT NULL",
+                params![folder],
+            )?;
+            let mut update = tx.prepare_cached(
+                "UPDATE messages SET mbox_offset = ?2, mbox_length = ?3 WHERE id = ?1",
+            )?;
+            for (id, span) in moved {
+                update.execute(params![id, span.offset as i64, span.length as i64])?;
+            }
+            tx.execute(
+                "UPDATE folders SET mbox_rewrite = ?2 WHERE id = ?1",
+                params![folder, new_file.to_string_lossy()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The rewritten mbox is in place: forget the rewrite marker.
+    pub fn finish_mbox_rewrite(&mut self, folder: i64) -> Result<(), CacheError> {
+        self.conn
+            .execute(
+                "UPDATE folders SET mbox_rewrite = NULL WHERE id = ?1",
+                params![folder],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Forget every message of a folder that lives in its mbox (the file changed under us).
+    pub fn forget_mbox_messages(&mut self, folder: i64) -> Result<u64, CacheError> {
+        self.transaction(|tx| {
+            tx.execute(
+                "DELETE FROM search WHERE rowid IN
+                 (SELECT id FROM messages WHERE folder_id = ?1 AND mbox_offset IS NOT NULL)",
+                params![folder],
+            )?;
+            let n = tx.execute(
+                "DELETE FROM messages WHERE folder_id = ?1 AND mbox_offset IS NOT NULL",
+                params![folder],
+            )?;
+            tx.execute(
+                "UPDATE folders SET mbox_scanned = 0, mbox_append_from = NULL WHERE id = ?1",
+                params![folder],
+            )?;
+            Ok(n as u64)
+        })
     }
 
     /// One message by its cache id.
