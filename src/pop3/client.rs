@@ -299,77 +299,83 @@ impl Client {
                         return Ok(None);
                     }
                 }
-                State::Capa(_) | State::List(_) | State::Uidl(_) => {
-                    let what = match self.state {
-                        State::Capa(_) => "CAPA",
-                        State::List(_) => "LIST",
-                        _ => "UIDL",
-                    };
-                    let Some((line, used)) =
-                        response::parse_listing_line(buf).map_err(|e| reply_error(what, e))?
-                    else {
-                        return Ok(None);
-                    };
-                    let event = match (line, &mut self.state) {
-                        (ListingLine::End, State::Capa(caps)) => {
-                            Some(Event::CapaReceived(std::mem::take(caps)))
-                        }
-                        (ListingLine::End, State::List(items)) => {
-                            Some(Event::ListReceived(std::mem::take(items)))
-                        }
-                        (ListingLine::End, State::Uidl(items)) => {
-                            Some(Event::UidlReceived(std::mem::take(items)))
-                        }
-                        (ListingLine::Line(line), state) => {
-                            let too_many = |len: usize| {
-                                if len >= MAX_LISTING_LINES {
-                                    Err(reply_error(
-                                        what,
-                                        ParseError::TooManyLines {
-                                            limit: MAX_LISTING_LINES,
-                                        },
-                                    ))
-                                } else {
-                                    Ok(())
-                                }
-                            };
-                            match state {
-                                State::Capa(caps) => {
-                                    // NOTE: tolerate blank lines some servers put in CAPA.
-                                    if !line.iter().all(u8::is_ascii_whitespace) {
-                                        too_many(caps.len())?;
-                                        let cap = response::parse_capability(line)
-                                            .map_err(|e| reply_error(what, e))?;
-                                        caps.push(cap);
-                                    }
-                                }
-                                State::List(items) => {
-                                    too_many(items.len())?;
-                                    items.push(
-                                        response::parse_scan_line(line)
-                                            .map_err(|e| reply_error(what, e))?,
-                                    );
-                                }
-                                State::Uidl(items) => {
-                                    too_many(items.len())?;
-                                    items.push(
-                                        response::parse_uidl_line(line)
-                                            .map_err(|e| reply_error(what, e))?,
-                                    );
-                                }
-                                _ => {}
-                            }
-                            None
-                        }
-                        (ListingLine::End, _) => None,
-                    };
-                    self.consume(used);
-                    if let Some(event) = event {
-                        self.state = State::Status;
-                        return Ok(Some(event));
-                    }
-                }
+                State::Capa(_) | State::List(_) | State::Uidl(_) => match self.step_listing()? {
+                    Step::Event(event) => return Ok(Some(event)),
+                    Step::Continue => {}
+                    Step::NeedInput => return Ok(None),
+                },
             }
+        }
+    }
+
+    /// Handle one line of a CAPA, LIST or UIDL listing.
+    fn step_listing(&mut self) -> Result<Step, ClientError> {
+        let what = match self.state {
+            State::Capa(_) => "CAPA",
+            State::List(_) => "LIST",
+            _ => "UIDL",
+        };
+        let buf = &self.input[self.read..];
+        let Some((line, used)) =
+            response::parse_listing_line(buf).map_err(|e| reply_error(what, e))?
+        else {
+            return Ok(Step::NeedInput);
+        };
+        let too_many = || {
+            reply_error(
+                what,
+                ParseError::TooManyLines {
+                    limit: MAX_LISTING_LINES,
+                },
+            )
+        };
+        let event = match (line, &mut self.state) {
+            (ListingLine::End, State::Capa(caps)) => {
+                Some(Event::CapaReceived(std::mem::take(caps)))
+            }
+            (ListingLine::End, State::List(items)) => {
+                Some(Event::ListReceived(std::mem::take(items)))
+            }
+            (ListingLine::End, State::Uidl(items)) => {
+                Some(Event::UidlReceived(std::mem::take(items)))
+            }
+            // NOTE: tolerate blank lines some servers put in CAPA.
+            (ListingLine::Line(line), State::Capa(_))
+                if line.iter().all(u8::is_ascii_whitespace) =>
+            {
+                None
+            }
+            (ListingLine::Line(line), State::Capa(caps)) => {
+                if caps.len() >= MAX_LISTING_LINES {
+                    return Err(too_many());
+                }
+                caps.push(response::parse_capability(line).map_err(|e| reply_error(what, e))?);
+                None
+            }
+            (ListingLine::Line(line), State::List(items)) => {
+                if items.len() >= MAX_LISTING_LINES {
+                    return Err(too_many());
+                }
+                items.push(response::parse_scan_line(line).map_err(|e| reply_error(what, e))?);
+                None
+            }
+            (ListingLine::Line(line), State::Uidl(items)) => {
+                if items.len() >= MAX_LISTING_LINES {
+                    return Err(too_many());
+                }
+                items.push(response::parse_uidl_line(line).map_err(|e| reply_error(what, e))?);
+                None
+            }
+            // Not reachable: only called in a listing state.
+            (_, State::Greeting | State::Status | State::Body { .. }) => None,
+        };
+        self.consume(used);
+        match event {
+            Some(event) => {
+                self.state = State::Status;
+                Ok(Step::Event(event))
+            }
+            None => Ok(Step::Continue),
         }
     }
 

@@ -834,7 +834,7 @@ mod tests {
         assert_eq!(decode_all(b"a\r\n."), (b"a\r\n".to_vec(), 4, false));
         assert_eq!(decode_all(b"a\r\n.\r"), (b"a\r\n".to_vec(), 5, false));
         // ".\r" not followed by LF: the dot is stripped, the CR kept.
-        assert_eq!(decode_all(b".\rx\r\n.\r\n"), (b"\rx\r\n".to_vec(), 9, true));
+        assert_eq!(decode_all(b".\rx\r\n.\r\n"), (b"\rx\r\n".to_vec(), 8, true));
     }
 
     #[test]

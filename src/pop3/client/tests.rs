@@ -516,7 +516,7 @@ fn stls_discards_buffered_plaintext_and_blocks_pipelining() {
     );
     client.send(Command::Capa).unwrap();
     let events = run(&mut client, b"+OK\r\nSTLS\r\n.\r\n").unwrap();
-    assert_eq!(events, vec![Event::CapaReceived(vec![])]);
+    assert_eq!(events, vec![Event::CapaReceived(vec![Capability::Stls])]);
 }
 
 #[test]
