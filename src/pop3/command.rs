@@ -565,6 +565,14 @@ mod tests {
         let full = fits.encode_full().unwrap();
         assert_eq!(full.line.len(), 253);
         assert!(full.continuation.is_none());
+        let just_over = Command::AuthPlain {
+            authzid: None,
+            authcid: "u".into(),
+            password: Secret::new("p".repeat(180)),
+        };
+        let full = just_over.encode_full().unwrap();
+        assert_eq!(full.line, b"AUTH PLAIN\r\n");
+        assert_eq!(full.continuation.map(|c| c.len()), Some(244 + 2));
     }
 
     #[test]
