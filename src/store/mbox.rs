@@ -131,13 +131,14 @@ impl Mbox {
     /// Unix time for its date, normally the time of delivery.
     pub fn append(&mut self, raw: &[u8], sender: &str, time: i64) -> Result<Span, MboxError> {
         let mut appender = self.begin(sender, time)?;
-        appender.write(raw)?;
-        appender.finish()
+        appender.write(self, raw)?;
+        appender.finish(self)
     }
 
     /// Start appending one message that arrives in pieces (a large download is never held in
-    /// memory whole). Quoting works across piece boundaries.
-    pub fn begin(&mut self, sender: &str, time: i64) -> Result<Appender<'_>, MboxError> {
+    /// memory whole). Quoting works across piece boundaries. Only one message may be in
+    /// progress at a time: finish (or abort) it before beginning the next.
+    pub fn begin(&mut self, sender: &str, time: i64) -> Result<Appender, MboxError> {
         // NOTE: a file that does not end with an empty line (written by another tool, or cut
         // short) would glue our From line onto its last message; start on a fresh line.
         let lead = self.needed_lead()?;
@@ -148,7 +149,6 @@ impl Mbox {
         let from_len = buf.len() as u64 - lead.len() as u64;
         Ok(Appender {
             start_len: self.len,
-            mbox: self,
             buf,
             offset,
             length: from_len,
@@ -210,8 +210,8 @@ const WRITE_CHUNK: usize = 256 * 1024;
 ///
 /// Dropping it without [`Appender::finish`] leaves a partial tail that the caller must cut off
 /// with [`Mbox::truncate_to`] (as startup repair does); [`Appender::abort`] does it at once.
-pub struct Appender<'a> {
-    mbox: &'a mut Mbox,
+#[derive(Debug)]
+pub struct Appender {
     /// The file's length before this message.
     start_len: u64,
     buf: Vec<u8>,
@@ -224,38 +224,35 @@ pub struct Appender<'a> {
     last: Option<u8>,
 }
 
-impl Appender<'_> {
+impl Appender {
     /// Append the next piece of the message.
-    pub fn write(&mut self, mut chunk: &[u8]) -> Result<(), MboxError> {
-        while !chunk.is_empty() {
+    pub fn write(&mut self, mbox: &mut Mbox, mut chunk: &[u8]) -> Result<(), MboxError> {
+        while let Some((&b, rest)) = chunk.split_first() {
             if self.at_line_start {
                 // Decide whether this line needs one more '>' (mboxrd), byte by byte, since
                 // the deciding bytes may arrive in the next piece.
-                let b = chunk[0];
-                chunk = &chunk[1..];
+                chunk = rest;
                 self.line_start.push(b);
                 let gt = self.line_start.iter().take_while(|&&c| c == b'>').count();
-                let rest = &self.line_start[gt..];
-                if rest.len() == 5 && rest == b"From " {
+                let tail = &self.line_start[gt..];
+                if tail == b"From " {
                     self.push(b">");
                     self.flush_line_start();
-                } else if !b"From ".starts_with(rest) || b == b'\n' {
+                } else if !b"From ".starts_with(tail) || b == b'\n' {
                     self.flush_line_start();
-                    if b == b'\n' {
-                        self.at_line_start = true;
-                    }
+                    self.at_line_start = b == b'\n';
                 }
                 continue;
             }
             let (line, rest) = match chunk.iter().position(|&c| c == b'\n') {
-                Some(i) => (&chunk[..=i], &chunk[i + 1..]),
+                Some(i) => chunk.split_at(i + 1),
                 None => (chunk, &chunk[..0]),
             };
             self.push(line);
             self.at_line_start = line.ends_with(b"\n");
             chunk = rest;
             if self.buf.len() >= WRITE_CHUNK {
-                self.write_buf()?;
+                self.write_buf(mbox)?;
             }
         }
         Ok(())
@@ -275,20 +272,17 @@ impl Appender<'_> {
         self.at_line_start = false;
     }
 
-    fn write_buf(&mut self) -> Result<(), MboxError> {
-        self.mbox
-            .file
-            .write_all(&self.buf)
-            .map_err(|e| self.mbox.io_err(e))?;
-        self.mbox.len += self.buf.len() as u64;
-        self.mbox.dirty = true;
-        self.mbox.ends_clean = false;
+    fn write_buf(&mut self, mbox: &mut Mbox) -> Result<(), MboxError> {
+        mbox.file.write_all(&self.buf).map_err(|e| mbox.io_err(e))?;
+        mbox.len += self.buf.len() as u64;
+        mbox.dirty = true;
+        mbox.ends_clean = false;
         self.buf.clear();
         Ok(())
     }
 
     /// Finish the message; returns where it was written. Not durable until [`Mbox::sync`].
-    pub fn finish(mut self) -> Result<Span, MboxError> {
+    pub fn finish(mut self, mbox: &mut Mbox) -> Result<Span, MboxError> {
         if !self.line_start.is_empty() {
             self.flush_line_start();
         }
@@ -296,8 +290,8 @@ impl Appender<'_> {
             self.buf.push(b'\n');
         }
         self.buf.push(b'\n');
-        self.write_buf()?;
-        self.mbox.ends_clean = true;
+        self.write_buf(mbox)?;
+        mbox.ends_clean = true;
         Ok(Span {
             offset: self.offset,
             length: self.length,
@@ -305,9 +299,8 @@ impl Appender<'_> {
     }
 
     /// Give up on this message and cut the file back to where it was.
-    pub fn abort(self) -> Result<(), MboxError> {
-        let start = self.start_len;
-        self.mbox.truncate_to(start)
+    pub fn abort(self, mbox: &mut Mbox) -> Result<(), MboxError> {
+        mbox.truncate_to(self.start_len)
     }
 }
 
@@ -650,10 +643,10 @@ mod tests {
             let mut appender = pieces.begin("p", 0).unwrap();
             let mut at = 0;
             for c in cuts.into_iter().chain([msg.len()]) {
-                appender.write(&msg[at..c]).unwrap();
+                appender.write(&mut pieces, &msg[at..c]).unwrap();
                 at = c;
             }
-            let b = appender.finish().unwrap();
+            let b = appender.finish(&mut pieces).unwrap();
             prop_assert_eq!(a, b);
             drop((whole, pieces));
             prop_assert_eq!(std::fs::read(&whole_path).unwrap(), std::fs::read(&pieces_path).unwrap());
