@@ -563,7 +563,7 @@ pub fn seed_message(id: u64, user: &str) -> SeedMessage {
     } else {
         format!("=?UTF-8?B?{}?= <{from_addr}>", base64(from_name.as_bytes()))
     };
-    let (subject, subject_header) = if id % 7 == 0 {
+    let (subject, subject_header) = if id.is_multiple_of(7) {
         let s = format!("Grüße Nummer {id} — café");
         let h = format!("=?UTF-8?B?{}?=", base64(s.as_bytes()));
         (s, h)
@@ -586,7 +586,7 @@ pub fn seed_message(id: u64, user: &str) -> SeedMessage {
          It has a few lines of text so that previews have something to show.\r\n\
          \r\n-- \r\n{from_name}\r\n"
     );
-    if id % 5 == 0 {
+    if id.is_multiple_of(5) {
         let boundary = format!("=_mailbag_{id:08x}");
         let attachment: Vec<u8> = (0..300u32).map(|i| (i * 7 + id as u32) as u8).collect();
         let _ = write!(
