@@ -158,7 +158,9 @@ impl Dovecot {
                      (apt-get install -y dovecot-imapd dovecot-pop3d) or unset {REQUIRE_ENV}"
                 );
             }
-            eprintln!("SKIPPED (dovecot not found): {test}");
+            // NOTE: write to the stderr handle, not `eprintln!`, which libtest
+            // captures and hides for passing tests.
+            let _ = writeln!(io::stderr(), "SKIPPED (dovecot not found): {test}");
             return None;
         };
         match Self::start_with(&dovecot_bin) {
