@@ -89,6 +89,6 @@ fi
 install_missing
 
 status=0
-cargo test --all-targets "$@" || status=$?
+cargo test --all-targets --no-fail-fast "$@" || status=$?
 cargo test --doc "$@" || status=$?
 exit "$status"
