@@ -13,8 +13,9 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::backend::local::{self, LocalBackend};
-use crate::backend::{Flags, MailBackend};
-use crate::config::Paths;
+use crate::backend::pop3::Pop3Backend;
+use crate::backend::{Backend, Flags, MailBackend, Progress};
+use crate::config::{Paths, Protocol};
 use crate::error::{Error, Result};
 use crate::render;
 use crate::sanitize;
@@ -70,6 +71,35 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sync accounts with their servers (all by default): pushes local changes, then fetches.
+    Sync {
+        /// Only these accounts.
+        accounts: Vec<String>,
+    },
+    /// Set or clear flags on messages (by the ids `list` prints).
+    Flag {
+        /// The messages' ids.
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        /// Mark read.
+        #[arg(long, conflicts_with = "unseen")]
+        seen: bool,
+        /// Mark unread.
+        #[arg(long)]
+        unseen: bool,
+        /// Flag (star).
+        #[arg(long, conflicts_with = "unflagged")]
+        flagged: bool,
+        /// Remove the flag.
+        #[arg(long)]
+        unflagged: bool,
+    },
+    /// Delete messages (by the ids `list` prints).
+    Delete {
+        /// The messages' ids.
+        #[arg(required = true)]
+        ids: Vec<i64>,
+    },
     /// Show one message (by the id `list` prints).
     Read {
         /// The message's id in the cache.
@@ -83,6 +113,46 @@ pub enum Command {
 /// Run the command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     let paths = Paths::resolve(cli.config.as_deref());
+    match cli.command {
+        Some(Command::Sync { accounts }) if !cli.demo => return sync(&paths, &accounts),
+        Some(Command::Flag {
+            ids,
+            seen,
+            unseen,
+            flagged,
+            unflagged,
+        }) if !cli.demo => {
+            let mut add = Flags::default();
+            let mut remove = Flags::default();
+            for (on, off, flag) in [
+                (seen, unseen, Flags::SEEN),
+                (flagged, unflagged, Flags::FLAGGED),
+            ] {
+                if on {
+                    add.insert(flag);
+                }
+                if off {
+                    remove.insert(flag);
+                }
+            }
+            if add == Flags::default() && remove == Flags::default() {
+                return Err(Error::Usage(
+                    "say which flag to change: --seen, --unseen, --flagged or --unflagged".into(),
+                ));
+            }
+            return change_flags(&paths, &ids, add, remove);
+        }
+        Some(Command::Delete { ids }) if !cli.demo => {
+            return change_flags(&paths, &ids, Flags::DELETED, Flags::default());
+        }
+        Some(Command::Sync { .. } | Command::Flag { .. } | Command::Delete { .. }) => {
+            return Err(Error::Usage(
+                "the demo account is read-only: it has no server to sync and keeps no changes"
+                    .into(),
+            ));
+        }
+        _ => {}
+    }
     let cache = if cli.demo {
         demo_cache(&paths)?
     } else {
@@ -125,6 +195,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             json,
         ),
         Some(Command::Read { id, raw }) => read(&cache, &mut out, id, raw),
+        Some(Command::Sync { .. } | Command::Flag { .. } | Command::Delete { .. }) => Ok(()),
     };
     match result {
         Ok(()) => Ok(0),
@@ -132,6 +203,115 @@ pub fn run(cli: Cli) -> Result<i32> {
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
         Err(e) => Err(e),
     }
+}
+
+/// `mailbag sync`: one full pass over the chosen accounts; progress on stderr if a terminal.
+fn sync(paths: &Paths, only: &[String]) -> Result<i32> {
+    let config = crate::config::load(&paths.config_file)?;
+    for name in only {
+        if config.account(name).is_none() {
+            return Err(Error::Usage(format!(
+                "no account named {} in {}",
+                sanitize::line(name),
+                paths.config_file.display()
+            )));
+        }
+    }
+    if config.accounts.is_empty() {
+        return Err(Error::Usage(format!(
+            "no accounts configured in {}",
+            paths.config_file.display()
+        )));
+    }
+    let mut cache = Cache::open(&paths.data_dir)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", e))?;
+    let tty = std::io::stderr().is_terminal();
+    let mut failed = 0;
+    for (name, account) in config
+        .accounts
+        .iter()
+        .filter(|(n, _)| only.is_empty() || only.contains(n))
+    {
+        let mut backend = match account.protocol {
+            Protocol::Pop3 => Backend::Pop3(Box::new(Pop3Backend::new(
+                name.as_str(),
+                account.clone(),
+                &paths.data_dir,
+            ))),
+            Protocol::Imap => {
+                eprintln!("mailbag: {name}: IMAP sync is not available yet");
+                failed += 1;
+                continue;
+            }
+        };
+        let started = std::time::Instant::now();
+        let mut show = |p: Progress| {
+            if tty {
+                eprint!(
+                    "\r{}: {}/{} messages, {:.1} MB   ",
+                    sanitize::line(name),
+                    p.done,
+                    p.total,
+                    p.bytes as f64 / 1e6
+                );
+            }
+        };
+        let result = runtime.block_on(async {
+            backend.apply_pending(&mut cache).await?;
+            backend.sync_folder(&mut cache, "INBOX", &mut show).await
+        });
+        if tty {
+            eprint!("\r\x1b[K");
+        }
+        if let Backend::Pop3(b) = &mut backend {
+            for w in b.take_warnings() {
+                eprintln!("mailbag: warning: {}", sanitize::line(&w));
+            }
+        }
+        match result {
+            Ok(report) => eprintln!(
+                "{}: {} new, {} removed, {:.1} MB in {:.1} s",
+                sanitize::line(name),
+                report.new_messages,
+                report.removed_messages,
+                report.bytes as f64 / 1e6,
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => {
+                eprintln!(
+                    "mailbag: {}: {}",
+                    sanitize::line(name),
+                    sanitize::line(&e.to_string())
+                );
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// `mailbag flag` / `mailbag delete`: change the cache (POP3 and local flags live there).
+fn change_flags(paths: &Paths, ids: &[i64], add: Flags, remove: Flags) -> Result<i32> {
+    let mut cache = Cache::open(&paths.data_dir)?;
+    for &id in ids {
+        let row = cache
+            .message(id)?
+            .ok_or(crate::store::cache::CacheError::NoSuchMessage(id))?;
+        let mut flags = row.flags;
+        flags.insert(add);
+        flags.remove(remove);
+        cache.set_flags(id, flags)?;
+    }
+    if add.contains(Flags::DELETED) {
+        eprintln!(
+            "marked {} message(s) deleted; the next `mailbag sync` removes them from the mbox",
+            ids.len()
+        );
+    }
+    Ok(0)
 }
 
 /// An in-memory cache holding the demo mailbox, written to the data directory for reading.
@@ -320,6 +500,7 @@ fn list_line(row: &MessageRow) -> String {
         })
         .unwrap_or_else(|| "-".repeat(16));
     let marks: String = [
+        (row.flags.contains(Flags::DELETED), 'D'),
         (!row.flags.contains(Flags::SEEN), 'N'),
         (row.flags.contains(Flags::FLAGGED), 'F'),
         (row.flags.contains(Flags::ANSWERED), 'A'),

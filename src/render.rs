@@ -57,6 +57,56 @@ pub fn envelope_of(raw: &[u8]) -> Envelope {
     }
 }
 
+/// The envelope of a message of which only the start is at hand (a large download being
+/// streamed to disk): headers only, `size` given, attachments guessed from the content type.
+pub fn envelope_of_head(head: &[u8], size: u64) -> Envelope {
+    let Some(msg) = MessageParser::default().parse_headers(head) else {
+        return Envelope {
+            size,
+            ..Envelope::default()
+        };
+    };
+    let mixed = msg.content_type().is_some_and(|ct| {
+        ct.c_type.eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("mixed"))
+    });
+    Envelope {
+        message_id: msg.message_id().map(str::to_string),
+        in_reply_to: id_list(msg.in_reply_to()).into_iter().next(),
+        references: id_list(msg.references()),
+        date: msg.date().map(|d| d.to_timestamp()),
+        from: addresses(msg.from()),
+        to: addresses(msg.to()),
+        cc: addresses(msg.cc()),
+        subject: msg.subject().unwrap_or_default().to_string(),
+        size,
+        has_attachments: mixed,
+    }
+}
+
+/// The address for an mbox `From ` line: Return-Path if present, else the first From address.
+pub fn envelope_sender(head: &[u8]) -> String {
+    let Some(msg) = MessageParser::default().parse_headers(head) else {
+        return String::new();
+    };
+    let return_path = match msg.return_path() {
+        HeaderValue::Text(t) => Some(t.to_string()),
+        HeaderValue::TextList(l) => l.first().map(|t| t.to_string()),
+        _ => None,
+    };
+    return_path
+        .filter(|r| !r.is_empty())
+        .or_else(|| {
+            msg.from()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
 /// Local flags recorded in an mbox message's `Status:` / `X-Status:` headers (mutt's convention).
 pub fn mbox_flags(raw: &[u8]) -> Flags {
     let mut flags = Flags::default();

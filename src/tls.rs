@@ -186,6 +186,28 @@ mod tests {
 pub enum Transport {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// The stream was taken away (for a STARTTLS handshake); reading or writing fails.
+    Detached,
+}
+
+impl Transport {
+    /// Take the plain TCP stream out for a STARTTLS handshake; `None` if already TLS.
+    pub fn take_plain(&mut self) -> Option<TcpStream> {
+        match std::mem::replace(self, Transport::Detached) {
+            Transport::Plain(tcp) => Some(tcp),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+}
+
+fn detached() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "the connection was detached",
+    )
 }
 
 impl tokio::io::AsyncRead for Transport {
@@ -197,6 +219,7 @@ impl tokio::io::AsyncRead for Transport {
         match self.get_mut() {
             Transport::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
             Transport::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::Detached => std::task::Poll::Ready(Err(detached())),
         }
     }
 }
@@ -210,6 +233,7 @@ impl tokio::io::AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
             Transport::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            Transport::Detached => std::task::Poll::Ready(Err(detached())),
         }
     }
     fn poll_flush(
@@ -219,6 +243,7 @@ impl tokio::io::AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
             Transport::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            Transport::Detached => std::task::Poll::Ready(Err(detached())),
         }
     }
     fn poll_shutdown(
@@ -228,6 +253,7 @@ impl tokio::io::AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
             Transport::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+            Transport::Detached => std::task::Poll::Ready(Ok(())),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! object-safe, and three variants do not justify boxing every future.
 
 pub mod local;
+pub mod pop3;
 
 use std::fmt;
 
@@ -180,9 +181,14 @@ pub struct Capabilities {
 /// Progress of a sync, reported as it goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Progress {
+    /// Messages done so far.
     pub done: u64,
+    /// Messages to do in all.
     pub total: u64,
+    /// Bytes received so far.
     pub bytes: u64,
+    /// Bytes to receive in all, when the server said (0 if unknown).
+    pub total_bytes: u64,
 }
 
 /// What one sync pass did.
@@ -217,6 +223,10 @@ pub enum BackendError {
     NoStartTls { host: String, what: &'static str },
     #[error("protocol error from {host}: {reason}")]
     Protocol { host: String, reason: String },
+    #[error("{host} closed the connection {during}")]
+    Dropped { host: String, during: String },
+    #[error("{host} is busy: {reason}; mailbag will try again later")]
+    Temporary { host: String, reason: String },
     #[error("{0} is not supported by this account")]
     NotSupported(&'static str),
     #[error("no such folder: {0}")]
@@ -236,7 +246,10 @@ pub enum BackendError {
 impl BackendError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            BackendError::Connect { .. } | BackendError::Timeout { .. } => ErrorKind::Network,
+            BackendError::Connect { .. }
+            | BackendError::Timeout { .. }
+            | BackendError::Dropped { .. }
+            | BackendError::Temporary { .. } => ErrorKind::Network,
             BackendError::Tls { .. } | BackendError::NoStartTls { .. } => ErrorKind::Tls,
             BackendError::Auth { .. } => ErrorKind::Auth,
             BackendError::Protocol { .. } => ErrorKind::Protocol,
@@ -286,22 +299,26 @@ pub trait MailBackend {
 /// The backends, dispatched by enum.
 pub enum Backend {
     Local(local::LocalBackend),
+    Pop3(Box<pop3::Pop3Backend>),
 }
 
 impl MailBackend for Backend {
     fn capabilities(&self) -> Capabilities {
         match self {
             Backend::Local(b) => b.capabilities(),
+            Backend::Pop3(b) => b.capabilities(),
         }
     }
     async fn connect(&mut self) -> Result<(), BackendError> {
         match self {
             Backend::Local(b) => b.connect().await,
+            Backend::Pop3(b) => b.connect().await,
         }
     }
     async fn list_folders(&mut self) -> Result<Vec<FolderInfo>, BackendError> {
         match self {
             Backend::Local(b) => b.list_folders().await,
+            Backend::Pop3(b) => b.list_folders().await,
         }
     }
     async fn sync_folder(
@@ -312,21 +329,25 @@ impl MailBackend for Backend {
     ) -> Result<SyncReport, BackendError> {
         match self {
             Backend::Local(b) => b.sync_folder(cache, folder, progress).await,
+            Backend::Pop3(b) => b.sync_folder(cache, folder, progress).await,
         }
     }
     async fn fetch_raw(&mut self, cache: &mut Cache, id: i64) -> Result<Vec<u8>, BackendError> {
         match self {
             Backend::Local(b) => b.fetch_raw(cache, id).await,
+            Backend::Pop3(b) => b.fetch_raw(cache, id).await,
         }
     }
     async fn apply_pending(&mut self, cache: &mut Cache) -> Result<u64, BackendError> {
         match self {
             Backend::Local(b) => b.apply_pending(cache).await,
+            Backend::Pop3(b) => b.apply_pending(cache).await,
         }
     }
     async fn wait_for_changes(&mut self, folder: &str) -> Result<(), BackendError> {
         match self {
             Backend::Local(b) => b.wait_for_changes(folder).await,
+            Backend::Pop3(b) => b.wait_for_changes(folder).await,
         }
     }
 }

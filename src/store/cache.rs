@@ -1047,6 +1047,20 @@ impl Cache {
             .map_err(|e| self.err(e))
     }
 
+    /// The UIDLs of a folder's messages that are not marked deleted.
+    pub fn live_uidls(&self, folder: i64) -> Result<Vec<String>, CacheError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT uidl FROM messages WHERE folder_id = ?1 AND uidl IS NOT NULL
+                 AND (flags & 8) = 0",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![folder], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
     /// Remove messages of a folder by UID (expunged on the server).
     pub fn remove_by_uid(&mut self, folder: i64, uids: &[Uid]) -> Result<u64, CacheError> {
         let path = self.path.display().to_string();

@@ -353,15 +353,25 @@ pub struct Scanned {
 /// that a large mbox is never held in memory whole.
 pub fn scan(
     path: &Path,
+    visit: impl FnMut(Scanned) -> Result<(), MboxError>,
+) -> Result<(), MboxError> {
+    scan_from(path, 0, visit)
+}
+
+/// Like [`scan`], starting at byte `start` (which must be at the start of a line).
+pub fn scan_from(
+    path: &Path,
+    start: u64,
     mut visit: impl FnMut(Scanned) -> Result<(), MboxError>,
 ) -> Result<(), MboxError> {
     let io = |source| MboxError::Io {
         path: path.display().to_string(),
         source,
     };
-    let file = File::open(path).map_err(io)?;
+    let mut file = File::open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(start)).map_err(io)?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let mut pos: u64 = 0;
+    let mut pos: u64 = start;
     let mut line = Vec::new();
     // The current message: its span start, its quoted bytes so far.
     let mut current: Option<(u64, Vec<u8>)> = None;

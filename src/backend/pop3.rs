@@ -1,0 +1,976 @@
+//! A POP3 account: mail is downloaded into a local mbox, and never lost or duplicated.
+//!
+//! The protocol itself lives in [`crate::pop3`] (no sockets); this is the thin tokio loop
+//! around it and the sync rules:
+//!
+//! - **Security** (RFC 8314, RFC 2595): implicit TLS by default; `starttls` sends STLS and stops
+//!   if the server does not offer it; clear text only with `security = "none"`. Bytes the
+//!   server sent before the TLS handshake are discarded by the codec.
+//! - **What is new** is decided by UIDL (RFC 1939 §7): a UIDL in the account's history is never
+//!   downloaded again. Servers without UIDL get a stand-in made from a hash of Message-ID, Date
+//!   and size, with a warning.
+//! - **Fast**: RETRs are pipelined (RFC 2449 §6.6) when the server offers PIPELINING, and a
+//!   message larger than [`STREAM_THRESHOLD`] is streamed to the mbox, never held whole.
+//! - **Durable, in this order** (group commit): append a batch to the mbox → fsync → one cache
+//!   transaction records the messages *and* their UIDLs → only then DELE → QUIT commits the
+//!   deletions (RFC 1939 §6). Before a batch is appended, the cache records the file's length;
+//!   after a crash, anything past that mark is an uncommitted append of ours and is cut off —
+//!   the server still holds those messages, since nothing is deleted before the commit.
+//! - **Leave on server** (default): server copies stay; `delete_after_days` removes them N
+//!   days after download; `delete_on_server_when_deleted_locally` removes those the user
+//!   deleted here. UIDL history is pruned when the server no longer lists a UIDL.
+//! - **Local state**: flags are kept in the cache. Messages marked deleted are expunged from
+//!   the mbox at the next sync by a crash-safe rewrite (new file, fsync, cache records the new
+//!   offsets and the pending rename, rename, fsync the directory).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{
+    BackendError, Capabilities, Envelope, Flags, FolderInfo, FolderRole, MailBackend, Progress,
+    RemoteId, SyncReport,
+};
+use crate::config::{Account, Security};
+use crate::credentials;
+use crate::pop3::{Capability, Client, Command, CommandKind, Event, ResponseCode};
+use crate::render;
+use crate::sanitize;
+use crate::store::cache::{Cache, NewMessage};
+use crate::store::mbox::{self, Appender, Mbox, Span};
+use crate::tls::{self, TlsTrust, Transport};
+
+/// The one folder a POP3 account has.
+pub const INBOX: &str = "INBOX";
+
+/// How long any single read from the server may take before the link is declared dead.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How many RETR commands may be outstanding at once when the server pipelines.
+const PIPELINE_DEPTH: usize = 64;
+
+/// A batch is committed (fsync + one transaction) after this many messages ...
+const BATCH_MESSAGES: usize = 1000;
+/// ... or this many bytes, whichever comes first.
+const BATCH_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Messages larger than this are streamed to the mbox instead of being held in memory.
+pub const STREAM_THRESHOLD: usize = 4 * 1024 * 1024;
+
+/// A POP3 account.
+pub struct Pop3Backend {
+    name: String,
+    account: Account,
+    mbox_path: PathBuf,
+    session: Option<Session>,
+    warnings: Vec<String>,
+}
+
+impl Pop3Backend {
+    /// The account `name` as configured, keeping its mail under `data_dir` unless `mbox_path`
+    /// says otherwise.
+    pub fn new(name: impl Into<String>, account: Account, data_dir: &Path) -> Self {
+        let name = name.into();
+        let mbox_path = account.mbox_path(data_dir, &name);
+        Pop3Backend {
+            name,
+            account,
+            mbox_path,
+            session: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The mbox this account downloads into.
+    pub fn mbox_path(&self) -> &Path {
+        &self.mbox_path
+    }
+
+    /// Warnings gathered since the last call (no UIDL support, skipped messages, ...).
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    fn warn(&mut self, text: String) {
+        if !self.warnings.contains(&text) {
+            self.warnings.push(text);
+        }
+    }
+
+    async fn session(&mut self) -> Result<&mut Session, BackendError> {
+        if self.session.is_none() {
+            if self.account.security == Security::None {
+                self.warn(format!(
+                    "{}: security = \"none\": the password and mail cross the network unencrypted",
+                    self.name
+                ));
+            }
+            let session = Session::open(&self.name, &self.account).await?;
+            self.session = Some(session);
+        }
+        self.session
+            .as_mut()
+            .ok_or(BackendError::NotSupported("pop3"))
+    }
+
+    fn folder(&self, cache: &mut Cache) -> Result<(i64, i64), BackendError> {
+        let account = cache.ensure_account(&self.name, "pop3")?;
+        let folder = cache.ensure_folder(
+            account,
+            &FolderInfo {
+                name: INBOX.into(),
+                delimiter: None,
+                role: Some(FolderRole::Inbox),
+            },
+        )?;
+        cache.set_folder_mbox(folder, &self.mbox_path)?;
+        Ok((account, folder))
+    }
+
+    /// Bring the mbox and the cache back into agreement after a crash or outside changes.
+    fn recover(
+        &mut self,
+        cache: &mut Cache,
+        folder: i64,
+        mbox: &mut Mbox,
+    ) -> Result<(), BackendError> {
+        let state = cache.folder(folder)?.map(|f| f.mbox).unwrap_or_default();
+        if let Some(new_file) = &state.rewrite {
+            // An expunge was recorded but its rename may not have happened.
+            if new_file.exists() {
+                install_rewrite(new_file, &self.mbox_path)?;
+                *mbox = Mbox::open(&self.mbox_path)?;
+            }
+            cache.finish_mbox_rewrite(folder)?;
+        }
+        if let Some(mark) = state.append_from {
+            if mbox.len() > mark {
+                // NOTE: an append of ours that was never committed: the server still has
+                // every message in it (no DELE happens before the commit).
+                mbox.truncate_to(mark)?;
+            }
+            cache.set_mbox_append_from(folder, None)?;
+        }
+        let committed = cache.mbox_committed_end(folder)?;
+        if !state.scanned || mbox.len() < committed {
+            if state.scanned {
+                self.warn(format!(
+                    "{} changed outside mailbag (it is shorter than mailbag recorded); it was re-read",
+                    self.mbox_path.display()
+                ));
+                cache.forget_mbox_messages(folder)?;
+            }
+            import_mbox(cache, folder, &self.mbox_path, 0)?;
+        } else if mbox.len() > committed {
+            // Mail appended by another program since we last looked: index it, never cut it.
+            import_mbox(cache, folder, &self.mbox_path, committed)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrite the mbox without the messages marked deleted, crash-safely.
+    fn expunge(
+        &mut self,
+        cache: &mut Cache,
+        folder: i64,
+        mbox: &mut Mbox,
+    ) -> Result<u64, BackendError> {
+        let messages = cache.mbox_messages(folder)?;
+        let removed: Vec<i64> = messages
+            .iter()
+            .filter(|(_, _, flags)| flags.contains(Flags::DELETED))
+            .map(|(id, _, _)| *id)
+            .collect();
+        if removed.is_empty() {
+            return Ok(0);
+        }
+        let new_file = rewrite_path(&self.mbox_path);
+        let moved = write_without(&self.mbox_path, &new_file, &messages)?;
+        cache.begin_mbox_rewrite(folder, &removed, &moved, &new_file)?;
+        install_rewrite(&new_file, &self.mbox_path)?;
+        *mbox = Mbox::open(&self.mbox_path)?;
+        cache.finish_mbox_rewrite(folder)?;
+        Ok(removed.len() as u64)
+    }
+}
+
+impl MailBackend for Pop3Backend {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            folders: false,
+            server_flags: false,
+            push: false,
+            move_messages: false,
+            writable: true,
+        }
+    }
+
+    async fn connect(&mut self) -> Result<(), BackendError> {
+        self.session().await.map(|_| ())
+    }
+
+    async fn list_folders(&mut self) -> Result<Vec<FolderInfo>, BackendError> {
+        Ok(vec![FolderInfo {
+            name: INBOX.into(),
+            delimiter: None,
+            role: Some(FolderRole::Inbox),
+        }])
+    }
+
+    async fn sync_folder(
+        &mut self,
+        cache: &mut Cache,
+        folder_name: &str,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<SyncReport, BackendError> {
+        if folder_name != INBOX {
+            return Err(BackendError::NoSuchFolder(folder_name.to_string()));
+        }
+        let (account, folder) = self.folder(cache)?;
+        let mut mbox = Mbox::open(&self.mbox_path)?;
+        self.recover(cache, folder, &mut mbox)?;
+        let mut report = SyncReport {
+            removed_messages: self.expunge(cache, folder, &mut mbox)?,
+            ..SyncReport::default()
+        };
+
+        let result = self
+            .download_and_clean(cache, account, folder, &mut mbox, &mut report, progress)
+            .await;
+        if result.is_err() {
+            // NOTE: a failed session is not reused: its state is unknown. Nothing is deleted
+            // on the server without a clean QUIT, so dropping it is safe.
+            self.session = None;
+        }
+        result.map(|()| report)
+    }
+
+    async fn fetch_raw(&mut self, cache: &mut Cache, id: i64) -> Result<Vec<u8>, BackendError> {
+        super::local::read_local(cache, id)
+    }
+
+    async fn apply_pending(&mut self, _cache: &mut Cache) -> Result<u64, BackendError> {
+        // NOTE: POP3 keeps flags locally; deletions reach the server during sync.
+        Ok(0)
+    }
+}
+
+/// One entry of the server's listing.
+#[derive(Debug, Clone)]
+struct Listed {
+    msg: u32,
+    uidl: String,
+    size: u64,
+}
+
+impl Pop3Backend {
+    async fn download_and_clean(
+        &mut self,
+        cache: &mut Cache,
+        account: i64,
+        folder: i64,
+        mbox: &mut Mbox,
+        report: &mut SyncReport,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<(), BackendError> {
+        let session = self.session().await?;
+        let (listing, fallback) = session.listing().await?;
+        if fallback {
+            self.warn(format!(
+                "{}: the server does not support UIDL; messages are told apart by a hash of \
+                 Message-ID, Date and size",
+                self.name
+            ));
+        }
+        let history: HashMap<String, i64> = cache.uidl_history(account)?.into_iter().collect();
+        let in_cache: HashSet<String> = cache.uidls(folder)?.into_iter().collect();
+        let mut seen = HashSet::new();
+        let to_fetch: Vec<Listed> = listing
+            .iter()
+            .filter(|l| !history.contains_key(&l.uidl) && !in_cache.contains(&l.uidl))
+            .filter(|l| seen.insert(l.uidl.clone()))
+            .cloned()
+            .collect();
+
+        let session = self.session().await?;
+        let downloaded = session
+            .download(cache, account, folder, mbox, &to_fetch, progress)
+            .await?;
+        report.new_messages = downloaded.count;
+        report.bytes = downloaded.bytes;
+        for w in downloaded.warnings {
+            self.warn(w);
+        }
+
+        // Which server copies go now.
+        let now = now_unix();
+        let history: HashMap<String, i64> = cache.uidl_history(account)?.into_iter().collect();
+        let kept_locally: HashSet<String> = cache.live_uidls(folder)?.into_iter().collect();
+        let leave = self.account.leave_on_server();
+        let days = self.account.delete_after_days;
+        let when_deleted = self.account.delete_on_server_when_deleted_locally();
+        let to_delete: Vec<u32> = listing
+            .iter()
+            .filter(|l| match history.get(&l.uidl) {
+                // NOTE: only mail recorded as downloaded (durable in the mbox) is ever deleted.
+                None => false,
+                Some(&at) => {
+                    !leave
+                        || days.is_some_and(|d| now - at >= i64::from(d) * 86_400)
+                        || (when_deleted && !kept_locally.contains(&l.uidl))
+                }
+            })
+            .map(|l| l.msg)
+            .collect();
+        let session = self.session().await?;
+        session.delete(&to_delete).await?;
+
+        // Forget UIDLs the server no longer lists (after this session's deletions commit).
+        let listed: HashSet<&str> = listing.iter().map(|l| l.uidl.as_str()).collect();
+        let deleted: HashSet<u32> = to_delete.iter().copied().collect();
+        let gone: Vec<String> = history
+            .keys()
+            .filter(|u| !listed.contains(u.as_str()))
+            .cloned()
+            .chain(
+                listing
+                    .iter()
+                    .filter(|l| deleted.contains(&l.msg))
+                    .map(|l| l.uidl.clone()),
+            )
+            .collect();
+        session.quit().await?;
+        self.session = None;
+        // NOTE: pruned only after QUIT succeeded, i.e. the deletions are committed on the
+        // server; pruning earlier could bring a message back as new if QUIT failed.
+        cache.forget_uidls(account, &gone)?;
+        Ok(())
+    }
+}
+
+/// What a download pass did.
+struct Downloaded {
+    count: u64,
+    bytes: u64,
+    warnings: Vec<String>,
+}
+
+/// A message whose RETR reply is arriving.
+struct Incoming {
+    msg: u32,
+    /// The message so far while it is small; the first part of it once streaming.
+    head: Vec<u8>,
+    /// Set once the message outgrew [`STREAM_THRESHOLD`] and is being written as it comes.
+    streaming: Option<Appender>,
+    bytes: u64,
+}
+
+/// A connected, authenticated POP3 session.
+struct Session {
+    io: Transport,
+    client: Client,
+    caps: Vec<Capability>,
+    host: String,
+    port: u16,
+    user: String,
+    buf: Vec<u8>,
+}
+
+impl Session {
+    async fn open(name: &str, account: &Account) -> Result<Session, BackendError> {
+        let host = account.host.clone();
+        let port = account.port();
+        let trust = TlsTrust {
+            ca_file: account.tls_ca_file(),
+            cert_sha256: account.tls_cert_sha256_bytes(),
+        };
+        let tcp = tls::connect_tcp(&host, port).await?;
+        let io = match account.security {
+            Security::Tls => Transport::Tls(Box::new(tls::handshake(tcp, &host, &trust).await?)),
+            Security::Starttls | Security::None => Transport::Plain(tcp),
+        };
+        let mut session = Session {
+            io,
+            client: Client::new(),
+            caps: Vec::new(),
+            host: host.clone(),
+            port,
+            user: account.username().to_string(),
+            buf: vec![0; 256 * 1024],
+        };
+        match session.event().await? {
+            Event::GreetingReceived { .. } => {}
+            Event::GreetingRejected { code, text } => {
+                return Err(session.refused(CommandKind::User, code, &text));
+            }
+            other => return Err(session.unexpected("the greeting", &other)),
+        }
+        session.caps = session.capa().await?;
+        if account.security == Security::Starttls {
+            if !session.caps.contains(&Capability::Stls) {
+                return Err(BackendError::NoStartTls { host, what: "STLS" });
+            }
+            match session.command(Command::Stls).await? {
+                Event::Ok { .. } => {}
+                Event::Err { code, text, .. } => {
+                    return Err(session.refused(CommandKind::Stls, code, &text));
+                }
+                other => return Err(session.unexpected("STLS", &other)),
+            }
+            let Some(tcp) = session.io.take_plain() else {
+                return Err(session.unexpected_text("STLS", "the connection is already encrypted"));
+            };
+            session.io = Transport::Tls(Box::new(tls::handshake(tcp, &host, &trust).await?));
+            // RFC 2595 §4: capabilities may differ after TLS; ask again.
+            session.caps = session.capa().await?;
+        }
+        let password = {
+            let name = name.to_string();
+            let owned = account.clone();
+            tokio::task::spawn_blocking(move || credentials::password(&name, &owned))
+                .await
+                .map_err(|e| BackendError::Protocol {
+                    host: host.clone(),
+                    reason: format!("password lookup failed: {e}"),
+                })?
+                .map_err(|e| BackendError::Auth {
+                    host: host.clone(),
+                    user: account.username().to_string(),
+                    reason: e.to_string(),
+                })?
+        };
+        session.login(password.expose()).await?;
+        Ok(session)
+    }
+
+    async fn capa(&mut self) -> Result<Vec<Capability>, BackendError> {
+        match self.command(Command::Capa).await? {
+            Event::CapaReceived(caps) => Ok(caps),
+            // RFC 2449 is optional: a server without CAPA simply has no extensions.
+            Event::Err { .. } => Ok(Vec::new()),
+            other => Err(self.unexpected("CAPA", &other)),
+        }
+    }
+
+    fn pipelining(&self) -> bool {
+        self.caps.contains(&Capability::Pipelining)
+    }
+
+    async fn login(&mut self, password: &str) -> Result<(), BackendError> {
+        let plain = self
+            .caps
+            .iter()
+            .any(|c| matches!(c, Capability::Sasl(m) if m.iter().any(|m| m == "PLAIN")));
+        let user = self.user.clone();
+        let steps = if plain {
+            vec![Command::AuthPlain {
+                authzid: None,
+                authcid: user,
+                password: password.into(),
+            }]
+        } else {
+            vec![Command::User(user), Command::Pass(password.into())]
+        };
+        for cmd in steps {
+            let kind = cmd.kind();
+            match self.command(cmd).await? {
+                Event::Ok { .. } => {}
+                Event::Err { code, text, .. } => return Err(self.refused(kind, code, &text)),
+                other => return Err(self.unexpected(kind.name(), &other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The server's UIDL and LIST listings joined; `true` if UIDL had to be stood in for.
+    async fn listing(&mut self) -> Result<(Vec<Listed>, bool), BackendError> {
+        let pipelined = self.pipelining();
+        self.send(Command::Uidl(None))?;
+        if !pipelined {
+            self.flush().await?;
+        }
+        let uidls = match self.event().await? {
+            Event::UidlReceived(list) => Some(list),
+            Event::Err { .. } => None,
+            other => return Err(self.unexpected("UIDL", &other)),
+        };
+        let sizes = match self.command(Command::List(None)).await? {
+            Event::ListReceived(list) => list,
+            Event::Err { code, text, .. } => {
+                return Err(self.refused(CommandKind::List(None), code, &text));
+            }
+            other => return Err(self.unexpected("LIST", &other)),
+        };
+        let size_of: HashMap<u32, u64> = sizes.iter().copied().collect();
+        match uidls {
+            Some(list) => Ok((
+                list.into_iter()
+                    .map(|(msg, uidl)| Listed {
+                        msg,
+                        size: size_of.get(&msg).copied().unwrap_or(0),
+                        uidl,
+                    })
+                    .collect(),
+                false,
+            )),
+            None => Ok((self.hashed_ids(&sizes).await?, true)),
+        }
+    }
+
+    /// Stand-in UIDLs for a server without UIDL: a hash of Message-ID, Date and size.
+    async fn hashed_ids(&mut self, sizes: &[(u32, u64)]) -> Result<Vec<Listed>, BackendError> {
+        let mut out = Vec::with_capacity(sizes.len());
+        let mut used: HashMap<String, u32> = HashMap::new();
+        for &(msg, size) in sizes {
+            self.send(Command::Top(msg, 0))?;
+            let mut head = Vec::new();
+            loop {
+                match self.event().await? {
+                    Event::TopStarted { .. } => {}
+                    Event::TopData { chunk, .. } => {
+                        if head.len() < 256 * 1024 {
+                            head.extend_from_slice(&chunk);
+                        }
+                    }
+                    Event::TopFinished { .. } => break,
+                    Event::Err { code, text, .. } => {
+                        return Err(self.refused(CommandKind::Top(msg, 0), code, &text));
+                    }
+                    other => return Err(self.unexpected("TOP", &other)),
+                }
+            }
+            let env = render::envelope_of_head(&head, size);
+            let mut hasher = Sha256::new();
+            hasher.update(env.message_id.unwrap_or_default().as_bytes());
+            hasher.update([0]);
+            hasher.update(env.date.unwrap_or_default().to_le_bytes());
+            hasher.update(size.to_le_bytes());
+            let digest = hasher.finalize();
+            let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+            let base = format!("mailbag-{hex}");
+            // NOTE: two messages with no Message-ID, the same Date and size would collide;
+            // number the repeats so that neither is skipped.
+            let n = used.entry(base.clone()).or_insert(0);
+            *n += 1;
+            let uidl = if *n == 1 { base } else { format!("{base}-{n}") };
+            out.push(Listed { msg, uidl, size });
+        }
+        Ok(out)
+    }
+
+    async fn download(
+        &mut self,
+        cache: &mut Cache,
+        account: i64,
+        folder: i64,
+        mbox: &mut Mbox,
+        wanted: &[Listed],
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Downloaded, BackendError> {
+        let depth = if self.pipelining() { PIPELINE_DEPTH } else { 1 };
+        let mut next = wanted.iter();
+        let mut in_flight: VecDeque<&Listed> = VecDeque::new();
+        let mut incoming: Option<Incoming> = None;
+        let mut batch: Vec<NewMessage> = Vec::new();
+        let mut batch_bytes = 0u64;
+        let mut done = Downloaded {
+            count: 0,
+            bytes: 0,
+            warnings: Vec::new(),
+        };
+        let mut state = Progress {
+            total: wanted.len() as u64,
+            total_bytes: wanted.iter().map(|l| l.size).sum(),
+            ..Progress::default()
+        };
+        progress(state);
+        loop {
+            while in_flight.len() < depth {
+                let Some(item) = next.next() else { break };
+                self.send(Command::Retr(item.msg))?;
+                in_flight.push_back(item);
+            }
+            let Some(&current) = in_flight.front() else {
+                break;
+            };
+            match self.event().await? {
+                Event::RetrStarted { msg, .. } if msg == current.msg => {
+                    if batch.is_empty() {
+                        cache.set_mbox_append_from(folder, Some(mbox.len()))?;
+                    }
+                    incoming = Some(Incoming {
+                        msg,
+                        head: Vec::new(),
+                        streaming: None,
+                        bytes: 0,
+                    });
+                }
+                Event::RetrData { msg, chunk } => {
+                    let Some(inc) = incoming.as_mut().filter(|i| i.msg == msg) else {
+                        return Err(self.unexpected_text("RETR", "data for another message"));
+                    };
+                    inc.bytes += chunk.len() as u64;
+                    if let Some(appender) = inc.streaming.as_mut() {
+                        appender.write(mbox, &chunk)?;
+                    } else {
+                        inc.head.extend_from_slice(&chunk);
+                        if inc.head.len() > STREAM_THRESHOLD {
+                            let sender = render::envelope_sender(&inc.head);
+                            let mut appender = mbox.begin(&sender, now_unix())?;
+                            appender.write(mbox, &inc.head)?;
+                            inc.head.truncate(256 * 1024);
+                            inc.streaming = Some(appender);
+                        }
+                    }
+                    state.bytes += chunk.len() as u64;
+                }
+                Event::RetrFinished { msg } if msg == current.msg => {
+                    in_flight.pop_front();
+                    let Some(inc) = incoming.take() else {
+                        return Err(self.unexpected_text("RETR", "end without a start"));
+                    };
+                    let (span, envelope, body_text) = match inc.streaming {
+                        Some(appender) => {
+                            let span = appender.finish(mbox)?;
+                            (span, render::envelope_of_head(&inc.head, inc.bytes), None)
+                        }
+                        None => {
+                            let sender = render::envelope_sender(&inc.head);
+                            let span = mbox.append(&inc.head, &sender, now_unix())?;
+                            let mut envelope = Envelope::from_raw(&inc.head);
+                            envelope.size = inc.bytes;
+                            (span, envelope, Some(render::search_text(&inc.head)))
+                        }
+                    };
+                    batch_bytes += inc.bytes;
+                    done.bytes += inc.bytes;
+                    batch.push(NewMessage {
+                        remote: RemoteId::Uidl(current.uidl.clone()),
+                        envelope,
+                        flags: Flags::default(),
+                        modseq: None,
+                        mbox: Some(span),
+                        body_text,
+                    });
+                    state.done += 1;
+                    if batch.len() >= BATCH_MESSAGES || batch_bytes >= BATCH_BYTES {
+                        done.count += commit(cache, account, folder, mbox, &mut batch)?;
+                        batch_bytes = 0;
+                    }
+                    progress(state);
+                }
+                Event::Err {
+                    cmd: CommandKind::Retr(_),
+                    text,
+                    ..
+                } => {
+                    // The message vanished (another session deleted it): skip, never stop.
+                    in_flight.pop_front();
+                    done.warnings.push(format!(
+                        "message {} ({}) could not be downloaded: {}",
+                        current.msg,
+                        sanitize::line(&current.uidl),
+                        sanitize::line(&text)
+                    ));
+                }
+                other => return Err(self.unexpected("RETR", &other)),
+            }
+        }
+        done.count += commit(cache, account, folder, mbox, &mut batch)?;
+        Ok(done)
+    }
+
+    async fn delete(&mut self, msgs: &[u32]) -> Result<(), BackendError> {
+        let depth = if self.pipelining() { PIPELINE_DEPTH } else { 1 };
+        for chunk in msgs.chunks(depth) {
+            for &msg in chunk {
+                self.send(Command::Dele(msg))?;
+            }
+            for _ in chunk {
+                match self.event().await? {
+                    Event::Ok { .. } => {}
+                    // Already deleted in this session or gone: nothing to do.
+                    Event::Err { .. } => {}
+                    other => return Err(self.unexpected("DELE", &other)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn quit(&mut self) -> Result<(), BackendError> {
+        match self.command(Command::Quit).await? {
+            Event::Ok { .. } => Ok(()),
+            Event::Err { code, text, .. } => Err(self.refused(CommandKind::Quit, code, &text)),
+            other => Err(self.unexpected("QUIT", &other)),
+        }
+    }
+
+    fn send(&mut self, cmd: Command) -> Result<(), BackendError> {
+        let what = cmd.kind().name();
+        self.client.send(cmd).map_err(|e| BackendError::Protocol {
+            host: self.host.clone(),
+            reason: format!("cannot send {what}: {e}"),
+        })
+    }
+
+    async fn command(&mut self, cmd: Command) -> Result<Event, BackendError> {
+        self.send(cmd)?;
+        self.event().await
+    }
+
+    async fn flush(&mut self) -> Result<(), BackendError> {
+        let mut wrote = false;
+        while let Some(bytes) = self.client.next_output() {
+            let write = tokio::time::timeout(READ_TIMEOUT, self.io.write_all(&bytes)).await;
+            match write {
+                Ok(Ok(())) => wrote = true,
+                Ok(Err(e)) => return Err(self.io_error("while sending a command", &e)),
+                Err(_) => return Err(self.timed_out()),
+            }
+        }
+        if wrote {
+            match tokio::time::timeout(READ_TIMEOUT, self.io.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(self.io_error("while sending a command", &e)),
+                Err(_) => return Err(self.timed_out()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next event, sending queued commands and reading as needed.
+    async fn event(&mut self) -> Result<Event, BackendError> {
+        loop {
+            match self.client.next_event() {
+                Ok(Some(event)) => return Ok(event),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(BackendError::Protocol {
+                        host: self.host.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            self.flush().await?;
+            let read = tokio::time::timeout(READ_TIMEOUT, self.io.read(&mut self.buf)).await;
+            match read {
+                Ok(Ok(0)) => {
+                    return Err(BackendError::Dropped {
+                        host: self.host.clone(),
+                        during: if self.client.pending_replies() > 0 {
+                            "in the middle of a reply".into()
+                        } else {
+                            "unexpectedly".into()
+                        },
+                    });
+                }
+                Ok(Ok(n)) => {
+                    let (head, _) = self.buf.split_at(n);
+                    self.client.enqueue_input(head);
+                }
+                Ok(Err(e)) => return Err(self.io_error("while reading a reply", &e)),
+                Err(_) => return Err(self.timed_out()),
+            }
+        }
+    }
+
+    fn timed_out(&self) -> BackendError {
+        BackendError::Timeout {
+            host: self.host.clone(),
+            port: self.port,
+            secs: READ_TIMEOUT.as_secs(),
+        }
+    }
+
+    fn io_error(&self, during: &str, e: &std::io::Error) -> BackendError {
+        BackendError::Dropped {
+            host: self.host.clone(),
+            during: format!("{during} ({e})"),
+        }
+    }
+
+    fn unexpected(&self, what: &str, event: &Event) -> BackendError {
+        let name = match event {
+            Event::GreetingReceived { .. } | Event::GreetingRejected { .. } => "a greeting",
+            Event::Ok { .. } => "+OK",
+            Event::Err { .. } => "-ERR",
+            Event::CapaReceived(_) => "a CAPA listing",
+            Event::StatReceived { .. } => "a STAT reply",
+            Event::ListReceived(_) => "a LIST listing",
+            Event::UidlReceived(_) => "a UIDL listing",
+            Event::RetrStarted { .. } | Event::RetrData { .. } | Event::RetrFinished { .. } => {
+                "a message"
+            }
+            Event::TopStarted { .. } | Event::TopData { .. } | Event::TopFinished { .. } => {
+                "a TOP reply"
+            }
+        };
+        self.unexpected_text(what, &format!("got {name}"))
+    }
+
+    fn unexpected_text(&self, what: &str, detail: &str) -> BackendError {
+        BackendError::Protocol {
+            host: self.host.clone(),
+            reason: format!("unexpected reply to {what}: {detail}"),
+        }
+    }
+
+    /// The error for a `-ERR`, chosen by its RFC 2449/3206 response code and the command.
+    fn refused(&self, cmd: CommandKind, code: Option<ResponseCode>, text: &str) -> BackendError {
+        let text = sanitize::line(text).into_owned();
+        let host = self.host.clone();
+        match code {
+            Some(ResponseCode::InUse) => BackendError::Temporary {
+                host,
+                reason: format!(
+                    "the mailbox is in use by another POP3 session (another mail client may be \
+                     downloading) [IN-USE] {text}"
+                ),
+            },
+            Some(ResponseCode::LoginDelay) => BackendError::Temporary {
+                host,
+                reason: format!("the server limits how often you may log in [LOGIN-DELAY] {text}"),
+            },
+            Some(ResponseCode::SysTemp) => BackendError::Temporary {
+                host,
+                reason: format!("a temporary problem on the server [SYS/TEMP] {text}"),
+            },
+            Some(ResponseCode::Auth) => BackendError::Auth {
+                host,
+                user: self.user.clone(),
+                reason: format!("wrong user name or password ({text})"),
+            },
+            None if matches!(
+                cmd,
+                CommandKind::User | CommandKind::Pass | CommandKind::AuthPlain | CommandKind::Apop
+            ) =>
+            {
+                BackendError::Auth {
+                    host,
+                    user: self.user.clone(),
+                    reason: format!("wrong user name or password ({text})"),
+                }
+            }
+            _ => BackendError::Protocol {
+                host,
+                reason: format!("{} was refused: {text}", cmd.name()),
+            },
+        }
+    }
+}
+
+/// Make a batch durable and record it: fsync the mbox, then one cache transaction.
+fn commit(
+    cache: &mut Cache,
+    account: i64,
+    folder: i64,
+    mbox: &mut Mbox,
+    batch: &mut Vec<NewMessage>,
+) -> Result<u64, BackendError> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    mbox.sync()?;
+    cache.commit_downloads(account, folder, batch, now_unix())?;
+    let n = batch.len() as u64;
+    batch.clear();
+    Ok(n)
+}
+
+/// Index the messages of an mbox from byte `from` on, marking the file as scanned.
+fn import_mbox(cache: &mut Cache, folder: i64, path: &Path, from: u64) -> Result<(), BackendError> {
+    let mut found = Vec::new();
+    mbox::scan_from(path, from, |m| {
+        let mut envelope = Envelope::from_raw(&m.raw);
+        envelope.size = m.raw.len() as u64;
+        found.push(NewMessage {
+            remote: RemoteId::Local(m.span.offset),
+            flags: render::mbox_flags(&m.raw),
+            body_text: Some(render::search_text(&m.raw)),
+            envelope,
+            modseq: None,
+            mbox: Some(m.span),
+        });
+        Ok(())
+    })?;
+    cache.import_mbox(folder, &found)?;
+    Ok(())
+}
+
+/// Where an expunge writes the new mbox before renaming it into place.
+fn rewrite_path(mbox: &Path) -> PathBuf {
+    let mut name = mbox.file_name().unwrap_or_default().to_os_string();
+    name.push(".mailbag-expunge");
+    mbox.with_file_name(name)
+}
+
+/// Copy every message not marked deleted into `new_file` (fsynced); returns the new spans.
+fn write_without(
+    old: &Path,
+    new_file: &Path,
+    messages: &[(i64, Span, Flags)],
+) -> Result<Vec<(i64, Span)>, BackendError> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let io = |context: String| move |source| BackendError::Io { context, source };
+    let mut src = std::fs::File::open(old).map_err(io(format!("cannot read {}", old.display())))?;
+    let mut dst = std::fs::File::create(new_file)
+        .map_err(io(format!("cannot write {}", new_file.display())))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut dst);
+    let mut moved = Vec::new();
+    let mut at = 0u64;
+    let mut buf = Vec::new();
+    for (id, span, flags) in messages {
+        if flags.contains(Flags::DELETED) {
+            continue;
+        }
+        buf.resize(span.length as usize, 0);
+        src.seek(SeekFrom::Start(span.offset))
+            .and_then(|_| src.read_exact(&mut buf))
+            .map_err(io(format!("cannot read {}", old.display())))?;
+        // The span holds the From line and the quoted message; the separator follows it.
+        let sep: &[u8] = if buf.ends_with(b"\n") { b"\n" } else { b"\n\n" };
+        out.write_all(&buf)
+            .and_then(|_| out.write_all(sep))
+            .map_err(io(format!("cannot write {}", new_file.display())))?;
+        moved.push((
+            *id,
+            Span {
+                offset: at,
+                length: span.length,
+            },
+        ));
+        at += span.length + sep.len() as u64;
+    }
+    out.flush()
+        .map_err(io(format!("cannot write {}", new_file.display())))?;
+    drop(out);
+    dst.sync_all()
+        .map_err(io(format!("cannot write {}", new_file.display())))?;
+    Ok(moved)
+}
+
+/// Rename the rewritten mbox into place and make the rename durable.
+fn install_rewrite(new_file: &Path, mbox: &Path) -> Result<(), BackendError> {
+    std::fs::rename(new_file, mbox).map_err(|source| BackendError::Io {
+        context: format!("cannot replace {}", mbox.display()),
+        source,
+    })?;
+    if let Some(dir) = mbox.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // NOTE: on Linux a directory fsync makes the rename itself durable.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
