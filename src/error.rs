@@ -1,7 +1,7 @@
 //! The crate-level error and its coarse kind.
 //!
 //! Each module has its own `thiserror` enum with a precise message; they all convert into
-//! [`Error`], whose [`ErrorKind`] lets a caller decide whether to re-prompt (auth), retry
+//! [`Error`](enum@Error), whose [`ErrorKind`] lets a caller decide whether to re-prompt (auth), retry
 //! (network), or explain (config, protocol, storage).
 
 use thiserror::Error;
@@ -70,5 +70,5 @@ impl Error {
     }
 }
 
-/// Result with the crate-level [`Error`].
+/// Result with the crate-level [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;

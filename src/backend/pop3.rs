@@ -53,9 +53,12 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const PIPELINE_DEPTH: usize = 64;
 
 /// A batch is committed (fsync + one transaction) after this many messages ...
-const BATCH_MESSAGES: usize = 1000;
-/// ... or this many bytes, whichever comes first.
-const BATCH_BYTES: u64 = 64 * 1024 * 1024;
+const BATCH_MESSAGES: usize = 250;
+/// ... or this many bytes ...
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+/// ... or this long after it began, whichever comes first, so that a slow link that keeps
+/// dropping still makes progress.
+const BATCH_TIME: Duration = Duration::from_secs(1);
 
 /// Messages larger than this are streamed to the mbox instead of being held in memory.
 pub const STREAM_THRESHOLD: usize = 4 * 1024 * 1024;
@@ -576,6 +579,7 @@ impl Session {
         let mut incoming: Option<Incoming> = None;
         let mut batch: Vec<NewMessage> = Vec::new();
         let mut batch_bytes = 0u64;
+        let mut batch_started = std::time::Instant::now();
         let mut done = Downloaded {
             count: 0,
             bytes: 0,
@@ -600,6 +604,7 @@ impl Session {
                 Event::RetrStarted { msg, .. } if msg == current.msg => {
                     if batch.is_empty() {
                         cache.set_mbox_append_from(folder, Some(mbox.len()))?;
+                        batch_started = std::time::Instant::now();
                     }
                     incoming = Some(Incoming {
                         msg,
@@ -656,7 +661,10 @@ impl Session {
                         body_text,
                     });
                     state.done += 1;
-                    if batch.len() >= BATCH_MESSAGES || batch_bytes >= BATCH_BYTES {
+                    if batch.len() >= BATCH_MESSAGES
+                        || batch_bytes >= BATCH_BYTES
+                        || batch_started.elapsed() >= BATCH_TIME
+                    {
                         done.count += commit(cache, account, folder, mbox, &mut batch)?;
                         batch_bytes = 0;
                     }
