@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+use crate::backend::changes::{Change, change_locally};
+use crate::backend::imap::ImapBackend;
 use crate::backend::local::{self, LocalBackend};
 use crate::backend::pop3::Pop3Backend;
 use crate::backend::{Backend, Flags, MailBackend, Progress};
@@ -94,6 +96,12 @@ pub enum Command {
         #[arg(long)]
         unflagged: bool,
     },
+    /// Move messages to another folder of their account.
+    Move {
+        /// The messages' ids, then the folder.
+        #[arg(required = true, num_args = 2..)]
+        args: Vec<String>,
+    },
     /// Delete messages (by the ids `list` prints).
     Delete {
         /// The messages' ids.
@@ -140,12 +148,29 @@ pub fn run(cli: Cli) -> Result<i32> {
                     "say which flag to change: --seen, --unseen, --flagged or --unflagged".into(),
                 ));
             }
-            return change_flags(&paths, &ids, add, remove);
+            return change(&paths, &ids, &Change::Flags { add, remove });
         }
         Some(Command::Delete { ids }) if !cli.demo => {
-            return change_flags(&paths, &ids, Flags::DELETED, Flags::default());
+            return change(&paths, &ids, &Change::Delete);
         }
-        Some(Command::Sync { .. } | Command::Flag { .. } | Command::Delete { .. }) => {
+        Some(Command::Move { mut args }) if !cli.demo => {
+            let to = args.pop().unwrap_or_default();
+            let ids = args
+                .iter()
+                .map(|a| {
+                    a.parse::<i64>().map_err(|_| {
+                        Error::Usage(format!("{} is not a message id", sanitize::line(a)))
+                    })
+                })
+                .collect::<Result<Vec<i64>>>()?;
+            return change(&paths, &ids, &Change::Move { to });
+        }
+        Some(
+            Command::Sync { .. }
+            | Command::Flag { .. }
+            | Command::Delete { .. }
+            | Command::Move { .. },
+        ) => {
             return Err(Error::Usage(
                 "the demo account is read-only: it has no server to sync and keeps no changes"
                     .into(),
@@ -195,7 +220,12 @@ pub fn run(cli: Cli) -> Result<i32> {
             json,
         ),
         Some(Command::Read { id, raw }) => read(&cache, &mut out, id, raw),
-        Some(Command::Sync { .. } | Command::Flag { .. } | Command::Delete { .. }) => Ok(()),
+        Some(
+            Command::Sync { .. }
+            | Command::Flag { .. }
+            | Command::Delete { .. }
+            | Command::Move { .. },
+        ) => Ok(()),
     };
     match result {
         Ok(()) => Ok(0),
@@ -242,9 +272,7 @@ fn sync(paths: &Paths, only: &[String]) -> Result<i32> {
                 &paths.data_dir,
             ))),
             Protocol::Imap => {
-                eprintln!("mailbag: {name}: IMAP sync is not available yet");
-                failed += 1;
-                continue;
+                Backend::Imap(Box::new(ImapBackend::new(name.as_str(), account.clone())))
             }
         };
         let started = std::time::Instant::now();
@@ -261,22 +289,28 @@ fn sync(paths: &Paths, only: &[String]) -> Result<i32> {
         };
         let result = runtime.block_on(async {
             backend.apply_pending(&mut cache).await?;
-            backend.sync_folder(&mut cache, "INBOX", &mut show).await
+            match &mut backend {
+                Backend::Imap(imap) => {
+                    let r = imap.sync_all(&mut cache, &mut |_, p| show(p)).await;
+                    imap.logout().await;
+                    r
+                }
+                other => other.sync_folder(&mut cache, "INBOX", &mut show).await,
+            }
         });
         if tty {
             eprint!("\r\x1b[K");
         }
-        if let Backend::Pop3(b) = &mut backend {
-            for w in b.take_warnings() {
-                eprintln!("mailbag: warning: {}", sanitize::line(&w));
-            }
+        for w in backend.take_warnings() {
+            eprintln!("mailbag: warning: {}", sanitize::line(&w));
         }
         match result {
             Ok(report) => eprintln!(
-                "{}: {} new, {} removed, {:.1} MB in {:.1} s",
+                "{}: {} new, {} removed, {} flag changes, {:.1} MB in {:.1} s",
                 sanitize::line(name),
                 report.new_messages,
                 report.removed_messages,
+                report.flag_changes,
                 report.bytes as f64 / 1e6,
                 started.elapsed().as_secs_f64()
             ),
@@ -293,25 +327,58 @@ fn sync(paths: &Paths, only: &[String]) -> Result<i32> {
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-/// `mailbag flag` / `mailbag delete`: change the cache (POP3 and local flags live there).
-fn change_flags(paths: &Paths, ids: &[i64], add: Flags, remove: Flags) -> Result<i32> {
+/// `mailbag flag` / `move` / `delete`: change the cache at once, then push to the server if
+/// it can be reached; otherwise the change stays queued for the next sync.
+fn change(paths: &Paths, ids: &[i64], change: &Change) -> Result<i32> {
+    let config = crate::config::load(&paths.config_file)?;
     let mut cache = Cache::open(&paths.data_dir)?;
-    for &id in ids {
-        let row = cache
-            .message(id)?
-            .ok_or(crate::store::cache::CacheError::NoSuchMessage(id))?;
-        let mut flags = row.flags;
-        flags.insert(add);
-        flags.remove(remove);
-        cache.set_flags(id, flags)?;
-    }
-    if add.contains(Flags::DELETED) {
+    let to_push = change_locally(&mut cache, ids, change, now_unix())?;
+    if *change == Change::Delete && to_push.is_empty() {
         eprintln!(
             "marked {} message(s) deleted; the next `mailbag sync` removes them from the mbox",
             ids.len()
         );
     }
+    if to_push.is_empty() {
+        return Ok(0);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", e))?;
+    for name in to_push {
+        let Some(account) = config.account(&name) else {
+            eprintln!(
+                "mailbag: {}: not in the config any more; the change stays queued",
+                sanitize::line(&name)
+            );
+            continue;
+        };
+        let mut backend = ImapBackend::new(name.as_str(), account.clone());
+        let result = runtime.block_on(async {
+            let r = backend.apply_pending(&mut cache).await;
+            backend.logout().await;
+            r
+        });
+        for w in backend.take_warnings() {
+            eprintln!("mailbag: warning: {}", sanitize::line(&w));
+        }
+        if let Err(e) = result {
+            eprintln!(
+                "mailbag: {}: queued, not sent yet ({}); the next `mailbag sync` sends it",
+                sanitize::line(&name),
+                sanitize::line(&e.to_string())
+            );
+        }
+    }
     Ok(0)
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// An in-memory cache holding the demo mailbox, written to the data directory for reading.

@@ -75,6 +75,8 @@ pub struct Account {
     pub delete_on_server_when_deleted_locally: Option<bool>,
     /// IMAP only (default true).
     pub idle: Option<bool>,
+    /// IMAP only (default 100): how many of the newest INBOX bodies to keep for offline reading.
+    pub prefetch: Option<u32>,
 }
 
 /// A configuration problem, naming the file, line and key.
@@ -150,6 +152,7 @@ pub const ACCOUNT_KEYS: &[&str] = &[
     "mbox_path",
     "delete_on_server_when_deleted_locally",
     "idle",
+    "prefetch",
 ];
 
 /// Keys every account must have.
@@ -164,7 +167,7 @@ pub const POP3_ONLY_KEYS: &[&str] = &[
 ];
 
 /// Keys that only make sense for IMAP accounts.
-pub const IMAP_ONLY_KEYS: &[&str] = &["idle"];
+pub const IMAP_ONLY_KEYS: &[&str] = &["idle", "prefetch"];
 
 /// What the message says when someone puts a password into the config.
 const PASSWORD_KEY_MESSAGE: &str = "passwords are not stored in config.toml: use the OS keyring \
@@ -217,6 +220,11 @@ impl Account {
     /// Whether a message deleted locally is deleted on the POP3 server too (default false).
     pub fn delete_on_server_when_deleted_locally(&self) -> bool {
         self.delete_on_server_when_deleted_locally.unwrap_or(false)
+    }
+
+    /// How many of the newest INBOX bodies IMAP keeps for offline reading (default 100).
+    pub fn prefetch(&self) -> u64 {
+        u64::from(self.prefetch.unwrap_or(100))
     }
 
     /// Whether IMAP waits for new mail with IDLE (default true).
@@ -603,6 +611,7 @@ fn expected(key: &str) -> Option<&'static str> {
         "tls_cert_sha256" => "a SHA-256 fingerprint: 32 hex bytes, with or without colons",
         "leave_on_server" | "idle" | "delete_on_server_when_deleted_locally" => "true or false",
         "delete_after_days" => "a whole number of days (0 or more)",
+        "prefetch" => "a whole number of messages (0 or more)",
         _ => return None,
     })
 }
@@ -774,6 +783,7 @@ fn check_account(
             account.delete_on_server_when_deleted_locally.is_some()
         }
         "idle" => account.idle.is_some(),
+        "prefetch" => account.prefetch.is_some(),
         _ => false,
     };
     if let Some(key) = wrong.iter().copied().find(|k| present(k)) {

@@ -360,6 +360,7 @@ mod tests {
             mbox_path: None,
             delete_on_server_when_deleted_locally: None,
             idle: None,
+            prefetch: None,
         }
     }
 

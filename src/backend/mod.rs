@@ -7,6 +7,8 @@
 //! Dispatch is a small enum ([`Backend`]) rather than `dyn`: native `async fn` in traits is not
 //! object-safe, and three variants do not justify boxing every future.
 
+pub mod changes;
+pub mod imap;
 pub mod local;
 pub mod pop3;
 
@@ -290,8 +292,9 @@ pub trait MailBackend {
         Err(BackendError::NotSupported("changing mail on the server"))
     }
 
-    /// Wait until the server reports a change in `folder` (IMAP IDLE).
-    async fn wait_for_changes(&mut self, _folder: &str) -> Result<(), BackendError> {
+    /// Wait a while for the server to report a change in `folder` (IMAP IDLE): `true` as soon
+    /// as it does, `false` if the wait ended without one (the caller simply waits again).
+    async fn wait_for_changes(&mut self, _folder: &str) -> Result<bool, BackendError> {
         Err(BackendError::NotSupported("push notifications"))
     }
 }
@@ -300,6 +303,18 @@ pub trait MailBackend {
 pub enum Backend {
     Local(local::LocalBackend),
     Pop3(Box<pop3::Pop3Backend>),
+    Imap(Box<imap::ImapBackend>),
+}
+
+impl Backend {
+    /// Warnings the backend gathered since the last call.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        match self {
+            Backend::Local(_) => Vec::new(),
+            Backend::Pop3(b) => b.take_warnings(),
+            Backend::Imap(b) => b.take_warnings(),
+        }
+    }
 }
 
 impl MailBackend for Backend {
@@ -307,18 +322,21 @@ impl MailBackend for Backend {
         match self {
             Backend::Local(b) => b.capabilities(),
             Backend::Pop3(b) => b.capabilities(),
+            Backend::Imap(b) => b.capabilities(),
         }
     }
     async fn connect(&mut self) -> Result<(), BackendError> {
         match self {
             Backend::Local(b) => b.connect().await,
             Backend::Pop3(b) => b.connect().await,
+            Backend::Imap(b) => b.connect().await,
         }
     }
     async fn list_folders(&mut self) -> Result<Vec<FolderInfo>, BackendError> {
         match self {
             Backend::Local(b) => b.list_folders().await,
             Backend::Pop3(b) => b.list_folders().await,
+            Backend::Imap(b) => b.list_folders().await,
         }
     }
     async fn sync_folder(
@@ -330,24 +348,28 @@ impl MailBackend for Backend {
         match self {
             Backend::Local(b) => b.sync_folder(cache, folder, progress).await,
             Backend::Pop3(b) => b.sync_folder(cache, folder, progress).await,
+            Backend::Imap(b) => b.sync_folder(cache, folder, progress).await,
         }
     }
     async fn fetch_raw(&mut self, cache: &mut Cache, id: i64) -> Result<Vec<u8>, BackendError> {
         match self {
             Backend::Local(b) => b.fetch_raw(cache, id).await,
             Backend::Pop3(b) => b.fetch_raw(cache, id).await,
+            Backend::Imap(b) => b.fetch_raw(cache, id).await,
         }
     }
     async fn apply_pending(&mut self, cache: &mut Cache) -> Result<u64, BackendError> {
         match self {
             Backend::Local(b) => b.apply_pending(cache).await,
             Backend::Pop3(b) => b.apply_pending(cache).await,
+            Backend::Imap(b) => b.apply_pending(cache).await,
         }
     }
-    async fn wait_for_changes(&mut self, folder: &str) -> Result<(), BackendError> {
+    async fn wait_for_changes(&mut self, folder: &str) -> Result<bool, BackendError> {
         match self {
             Backend::Local(b) => b.wait_for_changes(folder).await,
             Backend::Pop3(b) => b.wait_for_changes(folder).await,
+            Backend::Imap(b) => b.wait_for_changes(folder).await,
         }
     }
 }

@@ -568,6 +568,11 @@ impl Cache {
         .map_err(|e| self.err(e))
     }
 
+    /// The account with this id.
+    pub fn account_by_id(&self, id: i64) -> Result<Option<AccountRow>, CacheError> {
+        Ok(self.accounts()?.into_iter().find(|a| a.id == id))
+    }
+
     /// The account called `name`, if the cache knows it.
     pub fn account(&self, name: &str) -> Result<Option<AccountRow>, CacheError> {
         Ok(self.accounts()?.into_iter().find(|a| a.name == name))

@@ -81,6 +81,7 @@ const START_ATTEMPTS: usize = 5;
 pub struct Dovecot {
     dir: tempfile::TempDir,
     child: Child,
+    dovecot_bin: PathBuf,
     doveadm_bin: PathBuf,
     version: String,
     imap_plain_port: u16,
@@ -217,6 +218,7 @@ impl Dovecot {
                     return Ok(Dovecot {
                         dir,
                         child,
+                        dovecot_bin: dovecot_bin.to_path_buf(),
                         doveadm_bin,
                         version,
                         imap_plain_port: ports.imap,
@@ -238,6 +240,69 @@ impl Dovecot {
         }
         Err(io::Error::other(format!(
             "dovecot hit a port clash {START_ATTEMPTS} times; last log: {last_clash}"
+        )))
+    }
+
+    /// Freezes every Dovecot process (SIGSTOP): connections stay open but nothing answers,
+    /// like a link that died silently.
+    pub fn pause(&self) {
+        signal_group(self.child.id(), "STOP");
+    }
+
+    /// Lets a paused Dovecot run again (SIGCONT).
+    pub fn resume(&self) {
+        signal_group(self.child.id(), "CONT");
+    }
+
+    /// Stops the server (mail and config stay) until [`Dovecot::restart`].
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+
+    /// Starts the stopped server again on the same ports with the same mail.
+    pub fn restart(&mut self) -> Result<()> {
+        let root = self.dir.path();
+        let stderr = fs::File::create(root.join("dovecot.stderr"))?;
+        self.child = Command::new(&self.dovecot_bin)
+            .arg("-F")
+            .arg("-c")
+            .arg(root.join("dovecot.conf"))
+            .stdin(Stdio::null())
+            .stdout(stderr.try_clone()?)
+            .stderr(stderr)
+            .process_group(0)
+            .spawn()?;
+        let ports = Ports {
+            imap: self.imap_plain_port,
+            imaps: self.imap_tls_port,
+            pop3: self.pop3_plain_port,
+            pop3s: self.pop3_tls_port,
+        };
+        // NOTE: the old listening sockets may linger briefly; retry while the port is busy.
+        let mut last = None;
+        for _ in 0..20 {
+            match wait_ready(&mut self.child, root, ports) {
+                Ok(()) => return Ok(()),
+                Err(StartError::PortClash(log)) => {
+                    last = Some(log);
+                    thread::sleep(Duration::from_millis(250));
+                    let stderr = fs::File::create(root.join("dovecot.stderr"))?;
+                    self.child = Command::new(&self.dovecot_bin)
+                        .arg("-F")
+                        .arg("-c")
+                        .arg(root.join("dovecot.conf"))
+                        .stdin(Stdio::null())
+                        .stdout(stderr.try_clone()?)
+                        .stderr(stderr)
+                        .process_group(0)
+                        .spawn()?;
+                }
+                Err(StartError::Fatal(e)) => return Err(e),
+            }
+        }
+        Err(io::Error::other(format!(
+            "dovecot did not restart: {}",
+            last.unwrap_or_default()
         )))
     }
 
@@ -445,6 +510,8 @@ impl Dovecot {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
+        // A paused server would ignore SIGTERM until the stop timeout.
+        signal_group(self.child.id(), "CONT");
         stop_child(&mut self.child);
         if thread::panicking() {
             let log = self.logs();

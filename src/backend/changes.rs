@@ -1,0 +1,204 @@
+//! Changes the user makes here: applied to the cache at once, queued for the server.
+//!
+//! Local first (RFC 4549 §3): marking read, flagging, moving and deleting change what the user
+//! sees immediately, then wait in the cache's persistent queue until the account's backend
+//! pushes them. The queue survives restarts; offline, it simply waits. POP3 and local accounts
+//! keep flags only here, so nothing is queued for them: a deletion is carried out on the mbox at
+//! the next sync.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::{BackendError, Flags};
+use crate::store::cache::{Cache, CacheError};
+
+/// One change waiting for an IMAP server, as stored in the queue.
+///
+/// It names the message by folder, UIDVALIDITY and UID, and keeps its Message-ID so that a
+/// change recorded before a UIDVALIDITY reset can be re-targeted instead of hitting whatever
+/// message now carries that UID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum QueuedOp {
+    Flags {
+        folder: String,
+        uidvalidity: u32,
+        uid: u32,
+        message_id: Option<String>,
+        add: u8,
+        remove: u8,
+    },
+    Move {
+        folder: String,
+        uidvalidity: u32,
+        uid: u32,
+        message_id: Option<String>,
+        to: String,
+    },
+    Delete {
+        folder: String,
+        uidvalidity: u32,
+        uid: u32,
+        message_id: Option<String>,
+    },
+}
+
+impl QueuedOp {
+    pub fn folder(&self) -> &str {
+        match self {
+            QueuedOp::Flags { folder, .. }
+            | QueuedOp::Move { folder, .. }
+            | QueuedOp::Delete { folder, .. } => folder,
+        }
+    }
+    pub fn uidvalidity(&self) -> u32 {
+        match self {
+            QueuedOp::Flags { uidvalidity, .. }
+            | QueuedOp::Move { uidvalidity, .. }
+            | QueuedOp::Delete { uidvalidity, .. } => *uidvalidity,
+        }
+    }
+    pub fn uid(&self) -> u32 {
+        match self {
+            QueuedOp::Flags { uid, .. }
+            | QueuedOp::Move { uid, .. }
+            | QueuedOp::Delete { uid, .. } => *uid,
+        }
+    }
+    pub fn message_id(&self) -> Option<&str> {
+        match self {
+            QueuedOp::Flags { message_id, .. }
+            | QueuedOp::Move { message_id, .. }
+            | QueuedOp::Delete { message_id, .. } => message_id.as_deref(),
+        }
+    }
+    /// The queue's stored form (JSON).
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+    /// Read a stored operation; `None` if it is not one.
+    pub fn decode(s: &str) -> Option<QueuedOp> {
+        serde_json::from_str(s).ok()
+    }
+}
+
+/// What the user asked to do to some messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Flags { add: Flags, remove: Flags },
+    Move { to: String },
+    Delete,
+}
+
+/// Apply `change` to messages in the cache now and queue it for their servers.
+///
+/// Returns the names of the accounts that have something new to push.
+pub fn change_locally(
+    cache: &mut Cache,
+    ids: &[i64],
+    change: &Change,
+    now: i64,
+) -> Result<BTreeSet<String>, BackendError> {
+    let mut to_push = BTreeSet::new();
+    for &id in ids {
+        let row = cache.message(id)?.ok_or(CacheError::NoSuchMessage(id))?;
+        let folder = cache
+            .folder(row.folder_id)?
+            .ok_or(CacheError::NoSuchMessage(id))?;
+        let account = cache
+            .account_by_id(folder.account_id)?
+            .ok_or(CacheError::NoSuchMessage(id))?;
+        if account.protocol != "imap" {
+            match change {
+                Change::Flags { add, remove } => {
+                    let mut flags = row.flags;
+                    flags.insert(*add);
+                    flags.remove(*remove);
+                    cache.set_flags(id, flags)?;
+                }
+                Change::Delete => {
+                    let mut flags = row.flags;
+                    flags.insert(Flags::DELETED);
+                    cache.set_flags(id, flags)?;
+                }
+                Change::Move { .. } => {
+                    return Err(BackendError::NotSupported(
+                        "moving messages between folders (this account has one folder)",
+                    ));
+                }
+            }
+            continue;
+        }
+        let (Some(uidvalidity), Some(uid)) = (folder.sync.uidvalidity, row.uid) else {
+            return Err(BackendError::NotSupported(
+                "changing a message that was never synced",
+            ));
+        };
+        let message_id = row.envelope.message_id.clone();
+        let op = match change {
+            Change::Flags { add, remove } => {
+                let mut flags = row.flags;
+                flags.insert(*add);
+                flags.remove(*remove);
+                cache.set_flags(id, flags)?;
+                QueuedOp::Flags {
+                    folder: folder.name.clone(),
+                    uidvalidity,
+                    uid: uid.0,
+                    message_id,
+                    add: add.0,
+                    remove: remove.0,
+                }
+            }
+            Change::Move { to } => {
+                if *to == folder.name {
+                    continue;
+                }
+                if cache.folder_by_name(account.id, to)?.is_none() {
+                    return Err(BackendError::NoSuchFolder(to.clone()));
+                }
+                cache.remove_messages(&[id])?;
+                QueuedOp::Move {
+                    folder: folder.name.clone(),
+                    uidvalidity,
+                    uid: uid.0,
+                    message_id,
+                    to: to.clone(),
+                }
+            }
+            Change::Delete => {
+                cache.remove_messages(&[id])?;
+                QueuedOp::Delete {
+                    folder: folder.name.clone(),
+                    uidvalidity,
+                    uid: uid.0,
+                    message_id,
+                }
+            }
+        };
+        cache.enqueue(account.id, Some(id), &op.encode(), now)?;
+        to_push.insert(account.name);
+    }
+    Ok(to_push)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_ops_round_trip_through_json() {
+        let op = QueuedOp::Move {
+            folder: "INBOX".into(),
+            uidvalidity: 7,
+            uid: 42,
+            message_id: Some("a@b".into()),
+            to: "Archive".into(),
+        };
+        let s = op.encode();
+        assert!(s.contains("\"op\":\"move\""), "{s}");
+        assert_eq!(QueuedOp::decode(&s), Some(op));
+        assert_eq!(QueuedOp::decode("{\"op\":\"nope\"}"), None);
+    }
+}

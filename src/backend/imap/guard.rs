@@ -1,0 +1,207 @@
+//! A cap on what one IMAP server response may make mailbag buffer.
+//!
+//! The IMAP parser buffers a whole response (up to 512 MiB in async-imap) before handing it
+//! over, so a hostile or broken server could make mailbag hold hundreds of MiB by announcing a
+//! huge literal (RFC 3501 §4.3, `{N}\r\n` followed by N bytes) or by never ending a line. This
+//! wrapper watches the byte stream as it is read — it tracks literals so that a body's content
+//! is never mistaken for syntax — and fails the read when a literal is larger than
+//! [`MAX_LITERAL`] or a line (outside literals) longer than [`MAX_LINE`]. mailbag itself never
+//! asks for more than [`MAX_LITERAL`] at once: message bodies are fetched in parts.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The largest literal a server may send in one response.
+pub const MAX_LITERAL: u64 = 32 * 1024 * 1024;
+/// The longest line (not counting literals) a server may send.
+pub const MAX_LINE: u64 = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    /// In a line, outside any literal.
+    Line,
+    /// After `{`: reading the literal's length.
+    Count(u64),
+    /// After `{N` and `}` or `+}`: expecting CR LF.
+    Close(u64),
+    CloseCr(u64),
+    /// Inside a literal with this many bytes left.
+    Literal(u64),
+}
+
+/// A stream that refuses oversized server responses; see the module docs.
+#[derive(Debug)]
+pub struct Guarded<T> {
+    inner: T,
+    lex: Lex,
+    line: u64,
+}
+
+impl<T> Guarded<T> {
+    pub fn new(inner: T) -> Self {
+        Guarded {
+            inner,
+            lex: Lex::Line,
+            line: 0,
+        }
+    }
+
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+
+    /// Check the bytes just read; an error names the limit that was crossed.
+    fn check(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            self.lex = match self.lex {
+                Lex::Literal(left) => {
+                    let take = left.min((bytes.len() - i) as u64);
+                    i += take as usize;
+                    let left = left - take;
+                    self.lex = if left == 0 {
+                        Lex::Line
+                    } else {
+                        Lex::Literal(left)
+                    };
+                    continue;
+                }
+                Lex::Line => {
+                    self.line += 1;
+                    if self.line > MAX_LINE {
+                        return Err(too_big(format!(
+                            "the server sent a line longer than {} MiB",
+                            MAX_LINE >> 20
+                        )));
+                    }
+                    match b {
+                        b'\n' => {
+                            self.line = 0;
+                            Lex::Line
+                        }
+                        b'{' => Lex::Count(0),
+                        _ => Lex::Line,
+                    }
+                }
+                Lex::Count(n) => match b {
+                    b'0'..=b'9' => {
+                        let n = n.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+                        if n > MAX_LITERAL {
+                            return Err(too_big(format!(
+                                "the server announced a literal larger than {} MiB",
+                                MAX_LITERAL >> 20
+                            )));
+                        }
+                        Lex::Count(n)
+                    }
+                    b'+' => Lex::Count(n),
+                    b'}' => Lex::Close(n),
+                    b'\n' => {
+                        self.line = 0;
+                        Lex::Line
+                    }
+                    _ => Lex::Line,
+                },
+                Lex::Close(n) => match b {
+                    b'\r' => Lex::CloseCr(n),
+                    b'\n' => self.start_literal(n),
+                    _ => Lex::Line,
+                },
+                Lex::CloseCr(n) => match b {
+                    b'\n' => self.start_literal(n),
+                    _ => Lex::Line,
+                },
+            };
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn start_literal(&mut self, n: u64) -> Lex {
+        self.line = 0;
+        if n == 0 { Lex::Line } else { Lex::Literal(n) }
+    }
+}
+
+fn too_big(what: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what)
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let fresh = &buf.filled()[before..];
+                Poll::Ready(this.check(fresh))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(chunks: &[&[u8]]) -> std::io::Result<()> {
+        let mut g = Guarded::new(());
+        for c in chunks {
+            g.check(c)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn literal_contents_are_not_syntax() {
+        // A body that itself contains "{999999999999}\r\n" is just data inside the literal.
+        let body = b"* 1 FETCH (BODY[] {22}\r\n{999999999999}\r\nxxxxx)\r\n";
+        assert!(feed(&[body]).is_ok());
+        // Split anywhere, the same.
+        for cut in 0..body.len() {
+            assert!(feed(&[&body[..cut], &body[cut..]]).is_ok(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn huge_literals_and_endless_lines_are_refused() {
+        let err = feed(&[b"* 1 FETCH (BODY[] {400000000}\r\n"]).unwrap_err();
+        assert!(
+            err.to_string().contains("literal larger than 32 MiB"),
+            "{err}"
+        );
+        let long = vec![b'a'; (MAX_LINE + 1) as usize];
+        let err = feed(&[&long]).unwrap_err();
+        assert!(err.to_string().contains("line longer"), "{err}");
+        // A big literal below the cap is fine, and lines after it are counted afresh.
+        let ok = format!("* 1 FETCH (BODY[] {{{}}}\r\n", MAX_LITERAL);
+        let mut g = Guarded::new(());
+        g.check(ok.as_bytes()).unwrap();
+        g.check(&vec![b'x'; MAX_LITERAL as usize]).unwrap();
+        g.check(b")\r\n").unwrap();
+    }
+}

@@ -1,0 +1,1072 @@
+//! An IMAP account: the server is the truth, the cache a fast, offline copy of it.
+//!
+//! - **Connection** ([`session`]): implicit TLS, STARTTLS (refused if not offered) or, only when
+//!   configured, clear text; AUTHENTICATE PLAIN or LOGIN; `ENABLE QRESYNC` when offered.
+//! - **Folders**: LIST with special-use attributes (RFC 6154); folders gone from the server go
+//!   from the cache, and a folder that reappears under a new name with the same UIDVALIDITY is
+//!   taken as renamed (its messages are kept).
+//! - **Sync of a folder** (RFC 4549, RFC 7162): UIDVALIDITY changed → drop that folder's copies
+//!   and refetch; with QRESYNC one `SELECT ... (QRESYNC (v m))` returns every flag change and
+//!   expunge since the last sync; with CONDSTORE `UID FETCH ... (CHANGEDSINCE m)` and `UID SEARCH
+//!   ALL` (skipped when the count proves nothing was expunged); otherwise `UID FETCH 1:* (FLAGS)`.
+//!   New messages come in one streamed `UID FETCH n:*` of flags, size, BODYSTRUCTURE and the
+//!   headers the list and threading need. Bodies are fetched on demand with `BODY.PEEK[]` (never
+//!   marking a message read) in parts, and the newest `prefetch` bodies are kept for offline use.
+//! - **Changes made here** are queued in the cache (see [`crate::backend::changes`]) and pushed
+//!   by [`ImapBackend::apply_pending`] in order: `UID STORE +FLAGS/-FLAGS`, `UID MOVE` (or COPY,
+//!   \Deleted and `UID EXPUNGE`), delete = move to Trash or \Deleted + `UID EXPUNGE`. An operation
+//!   whose UIDVALIDITY no longer matches is re-targeted by Message-ID or dropped with a warning —
+//!   never applied to whatever now carries the same UID.
+//! - **Real time**: [`ImapBackend::wait_for_changes`] IDLEs (RFC 2177) for a bounded time, or polls
+//!   with NOOP when the server lacks IDLE; every read has a timeout, so a dead link is noticed.
+
+pub mod guard;
+pub mod session;
+
+use std::collections::HashSet;
+use std::ops::RangeInclusive;
+
+use async_imap::imap_proto::{
+    AttributeValue, BodyStructure, MailboxDatum, NameAttribute, Response, ResponseCode, Status,
+};
+
+use super::changes::QueuedOp;
+use super::{
+    BackendError, Capabilities, Flags, FolderInfo, FolderRole, MailBackend, Progress, RemoteId,
+    SyncReport, Uid,
+};
+use crate::config::Account;
+use crate::render;
+use crate::sanitize;
+use crate::store::cache::{BodyLocation, Cache, CacheError, NewMessage, SyncState};
+pub use session::Timeouts;
+use session::{Imap, quote};
+
+/// The header fields fetched with every new message: the list, threading and attachments.
+const HEADER_FIELDS: &str =
+    "DATE FROM TO CC SUBJECT MESSAGE-ID IN-REPLY-TO REFERENCES CONTENT-TYPE";
+
+/// New messages are written to the cache in transactions of this many.
+const INSERT_BATCH: usize = 500;
+
+/// Bodies are fetched in parts of this size (under the guard's literal cap).
+const BODY_PART: u64 = 16 * 1024 * 1024;
+
+/// An IMAP account.
+pub struct ImapBackend {
+    name: String,
+    account: Account,
+    timeouts: Timeouts,
+    imap: Option<Imap>,
+    warnings: Vec<String>,
+}
+
+impl ImapBackend {
+    /// The account `name` as configured.
+    pub fn new(name: impl Into<String>, account: Account) -> Self {
+        ImapBackend {
+            name: name.into(),
+            account,
+            timeouts: Timeouts::default(),
+            imap: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Use other timeouts (shorter ones let tests see a dead link quickly).
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Warnings gathered since the last call (dropped operations, ...).
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Forget the connection (after an error its state is unknown).
+    pub fn disconnect(&mut self) {
+        self.imap = None;
+    }
+
+    /// Log out and close the connection.
+    pub async fn logout(&mut self) {
+        if let Some(mut imap) = self.imap.take() {
+            imap.logout().await;
+        }
+    }
+
+    async fn imap(&mut self) -> Result<&mut Imap, BackendError> {
+        if self.imap.is_none() {
+            if self.account.security == crate::config::Security::None {
+                let w = format!(
+                    "{}: security = \"none\": the password and mail cross the network unencrypted",
+                    self.name
+                );
+                if !self.warnings.contains(&w) {
+                    self.warnings.push(w);
+                }
+            }
+            self.imap = Some(Imap::connect(&self.name, &self.account, self.timeouts).await?);
+        }
+        self.imap.as_mut().ok_or(BackendError::NotSupported("imap"))
+    }
+
+    /// Run `f` on the connection; on any error the connection is dropped (reconnect next time).
+    async fn guarded<T>(&mut self, result: Result<T, BackendError>) -> Result<T, BackendError> {
+        if result.is_err() {
+            self.imap = None;
+        }
+        result
+    }
+
+    /// Bring every folder into the cache: the folder list, then each folder's messages.
+    pub async fn sync_all(
+        &mut self,
+        cache: &mut Cache,
+        progress: &mut (dyn FnMut(&str, Progress) + Send),
+    ) -> Result<SyncReport, BackendError> {
+        let folders = self.list_folders().await?;
+        let account = cache.ensure_account(&self.name, "imap")?;
+        self.reconcile_folders(cache, account, &folders).await?;
+        let mut total = SyncReport::default();
+        for f in folders.iter().filter(|f| f.selectable) {
+            let r = self
+                .sync_folder(cache, &f.info.name, &mut |p| progress(&f.info.name, p))
+                .await?;
+            total.new_messages += r.new_messages;
+            total.removed_messages += r.removed_messages;
+            total.flag_changes += r.flag_changes;
+            total.bytes += r.bytes;
+        }
+        self.prefetch(cache, account).await?;
+        Ok(total)
+    }
+
+    async fn list_folders(&mut self) -> Result<Vec<Listed>, BackendError> {
+        let imap = self.imap().await?;
+        let mut out = Vec::new();
+        let cmd = if imap.has("SPECIAL-USE") {
+            "LIST \"\" \"*\" RETURN (SPECIAL-USE)"
+        } else {
+            "LIST \"\" \"*\""
+        };
+        let result = imap
+            .run(cmd, |r| {
+                if let Response::MailboxData(MailboxDatum::List {
+                    name_attributes,
+                    delimiter,
+                    name,
+                }) = r
+                {
+                    let mut role = None;
+                    let mut selectable = true;
+                    for a in name_attributes {
+                        match a {
+                            NameAttribute::NoSelect => selectable = false,
+                            NameAttribute::Extension(e)
+                                if e.eq_ignore_ascii_case("\\NonExistent") =>
+                            {
+                                selectable = false
+                            }
+                            NameAttribute::Sent => role = Some(FolderRole::Sent),
+                            NameAttribute::Trash => role = Some(FolderRole::Trash),
+                            NameAttribute::Drafts => role = Some(FolderRole::Drafts),
+                            NameAttribute::Junk => role = Some(FolderRole::Junk),
+                            NameAttribute::Archive => role = Some(FolderRole::Archive),
+                            NameAttribute::All => role = Some(FolderRole::All),
+                            NameAttribute::Flagged => role = Some(FolderRole::Flagged),
+                            _ => {}
+                        }
+                    }
+                    if name.eq_ignore_ascii_case("INBOX") {
+                        role = Some(FolderRole::Inbox);
+                    }
+                    out.push(Listed {
+                        info: FolderInfo {
+                            name: name.to_string(),
+                            delimiter: delimiter.as_deref().and_then(|d| d.chars().next()),
+                            role,
+                        },
+                        selectable,
+                    });
+                }
+                Ok(())
+            })
+            .await;
+        self.guarded(result).await?;
+        Ok(out)
+    }
+
+    /// Make the cache's folder list agree with the server's, keeping renamed folders' mail.
+    async fn reconcile_folders(
+        &mut self,
+        cache: &mut Cache,
+        account: i64,
+        listed: &[Listed],
+    ) -> Result<(), BackendError> {
+        let names: HashSet<&str> = listed.iter().map(|f| f.info.name.as_str()).collect();
+        let cached = cache.folders(account)?;
+        let gone: Vec<_> = cached
+            .iter()
+            .filter(|f| !names.contains(f.name.as_str()))
+            .collect();
+        let known: HashSet<&str> = cached.iter().map(|f| f.name.as_str()).collect();
+        let new: Vec<&Listed> = listed
+            .iter()
+            .filter(|f| f.selectable && !known.contains(f.info.name.as_str()))
+            .collect();
+        // A new name whose UIDVALIDITY equals a vanished folder's is that folder, renamed.
+        let mut renamed = HashSet::new();
+        if !gone.is_empty() && !new.is_empty() {
+            for f in &new {
+                let validity = self.uidvalidity_of(&f.info.name).await?;
+                if let Some(old) = gone.iter().find(|g| {
+                    g.sync.uidvalidity.is_some()
+                        && g.sync.uidvalidity == validity
+                        && !renamed.contains(&g.id)
+                }) {
+                    cache.rename_folder(old.id, &f.info.name)?;
+                    renamed.insert(old.id);
+                }
+            }
+        }
+        for g in gone.iter().filter(|g| !renamed.contains(&g.id)) {
+            cache.delete_folder(g.id)?;
+        }
+        for f in listed.iter().filter(|f| f.selectable) {
+            cache.ensure_folder(account, &f.info)?;
+        }
+        Ok(())
+    }
+
+    async fn uidvalidity_of(&mut self, folder: &str) -> Result<Option<u32>, BackendError> {
+        let cmd = format!("STATUS {} (UIDVALIDITY)", quote(folder)?);
+        let imap = self.imap().await?;
+        let mut validity = None;
+        let result = imap
+            .run(&cmd, |r| {
+                if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
+                    for s in status {
+                        if let async_imap::imap_proto::StatusAttribute::UidValidity(v) = s {
+                            validity = Some(*v);
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        self.guarded(result).await?;
+        Ok(validity)
+    }
+
+    /// Select `folder`, with QRESYNC or CONDSTORE when the server has them.
+    async fn select(&mut self, folder: &str, known: SyncState) -> Result<Selected, BackendError> {
+        let imap = self.imap().await?;
+        let name = quote(folder)?;
+        let qresync = imap.qresync && known.uidvalidity.is_some() && known.highestmodseq.is_some();
+        let cmd = match (qresync, known.uidvalidity, known.highestmodseq) {
+            (true, Some(v), Some(m)) => format!("SELECT {name} (QRESYNC ({v} {m}))"),
+            _ if imap.has("CONDSTORE") => format!("SELECT {name} (CONDSTORE)"),
+            _ => format!("SELECT {name}"),
+        };
+        let mut sel = Selected {
+            used_qresync: qresync,
+            ..Selected::default()
+        };
+        let result = imap
+            .run(&cmd, |r| {
+                match r {
+                    Response::MailboxData(MailboxDatum::Exists(n)) => sel.exists = *n,
+                    Response::Data {
+                        status: Status::Ok,
+                        code: Some(code),
+                        ..
+                    } => match code {
+                        ResponseCode::UidValidity(v) => sel.uidvalidity = Some(*v),
+                        ResponseCode::UidNext(n) => sel.uidnext = Some(*n),
+                        ResponseCode::HighestModSeq(m) => sel.highestmodseq = Some(*m),
+                        _ => {}
+                    },
+                    Response::Vanished { uids, .. } => sel.vanished.extend(uids.iter().cloned()),
+                    Response::Fetch(_, attrs) => {
+                        if let Some(f) = fetched(attrs) {
+                            sel.changed.push(f);
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(())
+            })
+            .await;
+        self.guarded(result).await?;
+        if let Some(i) = self.imap.as_mut() {
+            i.selected = Some(folder.to_string());
+        }
+        Ok(sel)
+    }
+
+    /// Fetch headers, flags, size and structure of every message from `from` on.
+    async fn fetch_new(
+        &mut self,
+        cache: &mut Cache,
+        folder_id: i64,
+        from: u32,
+        expected: u64,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<(u64, u64), BackendError> {
+        let imap = self.imap().await?;
+        let modseq = if imap.has("CONDSTORE") { " MODSEQ" } else { "" };
+        let cmd = format!(
+            "UID FETCH {from}:* (UID FLAGS RFC822.SIZE{modseq} BODYSTRUCTURE \
+             BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])"
+        );
+        let mut batch = Vec::with_capacity(INSERT_BATCH);
+        let mut state = Progress {
+            total: expected,
+            ..Progress::default()
+        };
+        let mut count = 0u64;
+        let mut failure: Option<CacheError> = None;
+        let result = imap
+            .run(&cmd, |r| {
+                let Response::Fetch(_, attrs) = r else {
+                    return Ok(());
+                };
+                let Some(m) = new_message(attrs) else {
+                    return Ok(());
+                };
+                // NOTE: `n:*` always matches the last message, even when its UID is below n.
+                if m.uid < from {
+                    return Ok(());
+                }
+                state.done += 1;
+                state.bytes += m.size;
+                batch.push(m.into_new());
+                if batch.len() >= INSERT_BATCH && failure.is_none() {
+                    match cache.insert_messages(folder_id, &batch) {
+                        Ok(ids) => count += ids.len() as u64,
+                        Err(e) => failure = Some(e),
+                    }
+                    batch.clear();
+                    progress(state);
+                }
+                Ok(())
+            })
+            .await;
+        self.guarded(result).await?;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        count += cache.insert_messages(folder_id, &batch)?.len() as u64;
+        progress(state);
+        Ok((count, state.bytes))
+    }
+
+    /// Flag changes since `modseq` (CONDSTORE), or every message's flags.
+    async fn fetch_flags(
+        &mut self,
+        changed_since: Option<u64>,
+        up_to: u32,
+    ) -> Result<Vec<FlagUpdate>, BackendError> {
+        if up_to == 0 {
+            return Ok(Vec::new());
+        }
+        let imap = self.imap().await?;
+        let cmd = match changed_since {
+            Some(m) => format!("UID FETCH 1:{up_to} (UID FLAGS) (CHANGEDSINCE {m})"),
+            None => format!("UID FETCH 1:{up_to} (UID FLAGS)"),
+        };
+        let mut out = Vec::new();
+        let result = imap
+            .run(&cmd, |r| {
+                if let Response::Fetch(_, attrs) = r
+                    && let Some(f) = fetched(attrs)
+                {
+                    out.push(f);
+                }
+                Ok(())
+            })
+            .await;
+        self.guarded(result).await?;
+        Ok(out)
+    }
+
+    async fn search_all(&mut self) -> Result<HashSet<u32>, BackendError> {
+        let imap = self.imap().await?;
+        let mut out = HashSet::new();
+        let result = imap
+            .run("UID SEARCH ALL", |r| {
+                if let Response::MailboxData(MailboxDatum::Search(uids)) = r {
+                    out.extend(uids.iter().copied());
+                }
+                Ok(())
+            })
+            .await;
+        self.guarded(result).await?;
+        Ok(out)
+    }
+
+    /// Keep the bodies of the newest `prefetch` INBOX messages for offline reading.
+    async fn prefetch(&mut self, cache: &mut Cache, account: i64) -> Result<(), BackendError> {
+        let want = self.account.prefetch();
+        if want == 0 {
+            return Ok(());
+        }
+        let Some(inbox) = cache.folder_by_name(account, "INBOX")? else {
+            return Ok(());
+        };
+        let missing: Vec<i64> = cache
+            .window(inbox.id, 0, want)?
+            .into_iter()
+            .filter(|m| m.body == BodyLocation::None)
+            .map(|m| m.id)
+            .collect();
+        for id in missing {
+            self.fetch_raw(cache, id).await?;
+        }
+        Ok(())
+    }
+
+    /// Push one queued operation; `Ok(Some(warning))` if it had to be dropped.
+    async fn push(
+        &mut self,
+        cache: &mut Cache,
+        account: i64,
+        op: &QueuedOp,
+    ) -> Result<Option<String>, BackendError> {
+        let folder = op.folder();
+        let state = cache
+            .folder_by_name(account, folder)?
+            .map(|f| f.sync)
+            .unwrap_or_default();
+        let sel = self.select(folder, state_without_qresync(state)).await?;
+        // RFC 4549 §4.1: an operation recorded against another UIDVALIDITY names another
+        // message now; find ours by Message-ID, or drop the operation.
+        let uid = if sel.uidvalidity == Some(op.uidvalidity()) {
+            op.uid()
+        } else {
+            match op.message_id() {
+                Some(mid) => {
+                    let found = self.search_message_id(mid).await?;
+                    match found.as_slice() {
+                        [one] => *one,
+                        _ => {
+                            return Ok(Some(format!(
+                                "{} changed its UIDVALIDITY and the message {} was not found \
+                                 again; a queued change to it was dropped",
+                                sanitize::line(folder),
+                                sanitize::line(mid)
+                            )));
+                        }
+                    }
+                }
+                None => {
+                    return Ok(Some(format!(
+                        "{} changed its UIDVALIDITY; a queued change to a message without a \
+                         Message-ID was dropped",
+                        sanitize::line(folder)
+                    )));
+                }
+            }
+        };
+        let trash = cache
+            .folders(account)?
+            .into_iter()
+            .find(|f| f.role == Some(FolderRole::Trash))
+            .map(|f| f.name);
+        let imap = self.imap().await?;
+        let uidplus = imap.has("UIDPLUS");
+        let can_move = imap.has("MOVE");
+        let mut commands = Vec::new();
+        match op {
+            QueuedOp::Flags { add, remove, .. } => {
+                if let Some(list) = flag_list(Flags(*add)) {
+                    commands.push(format!("UID STORE {uid} +FLAGS.SILENT ({list})"));
+                }
+                if let Some(list) = flag_list(Flags(*remove)) {
+                    commands.push(format!("UID STORE {uid} -FLAGS.SILENT ({list})"));
+                }
+            }
+            QueuedOp::Move { to, .. } => {
+                commands.extend(move_commands(uid, to, can_move, uidplus)?);
+            }
+            QueuedOp::Delete { folder, .. } => match &trash {
+                Some(t) if t != folder => {
+                    commands.extend(move_commands(uid, t, can_move, uidplus)?)
+                }
+                _ => {
+                    commands.push(format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"));
+                    if uidplus {
+                        commands.push(format!("UID EXPUNGE {uid}"));
+                    }
+                }
+            },
+        }
+        for cmd in commands {
+            let imap = self.imap().await?;
+            let result = imap.run(&cmd, |_| Ok(())).await;
+            match result {
+                Ok(()) => {}
+                // The server refused (NO/BAD): the message is gone or the folder is. Keeping
+                // the operation would block the queue forever; drop it and say so.
+                Err(BackendError::Protocol { reason, .. }) => {
+                    return Ok(Some(format!(
+                        "a queued change in {} was refused by the server and dropped: {reason}",
+                        sanitize::line(folder)
+                    )));
+                }
+                Err(e) => {
+                    self.imap = None;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn search_message_id(&mut self, mid: &str) -> Result<Vec<u32>, BackendError> {
+        let cmd = format!(
+            "UID SEARCH HEADER Message-ID {}",
+            quote(&format!("<{mid}>"))?
+        );
+        let imap = self.imap().await?;
+        let mut out = Vec::new();
+        let result = imap
+            .run(&cmd, |r| {
+                if let Response::MailboxData(MailboxDatum::Search(uids)) = r {
+                    out.extend(uids.iter().copied());
+                }
+                Ok(())
+            })
+            .await;
+        self.guarded(result).await?;
+        Ok(out)
+    }
+}
+
+/// A folder from LIST.
+#[derive(Debug, Clone)]
+struct Listed {
+    info: FolderInfo,
+    selectable: bool,
+}
+
+/// What SELECT told us.
+#[derive(Debug, Default)]
+struct Selected {
+    exists: u32,
+    uidvalidity: Option<u32>,
+    uidnext: Option<u32>,
+    highestmodseq: Option<u64>,
+    used_qresync: bool,
+    vanished: Vec<RangeInclusive<u32>>,
+    changed: Vec<FlagUpdate>,
+}
+
+/// A message's flags (and mod-sequence) as the server reported them.
+#[derive(Debug, Clone, Copy)]
+struct FlagUpdate {
+    uid: u32,
+    flags: Flags,
+    modseq: Option<u64>,
+}
+
+/// A new message from FETCH.
+struct Fetched {
+    uid: u32,
+    flags: Flags,
+    size: u64,
+    modseq: Option<u64>,
+    header: Vec<u8>,
+    attachments: Option<bool>,
+}
+
+impl Fetched {
+    fn into_new(self) -> NewMessage {
+        let mut envelope = render::envelope_of_head(&self.header, self.size);
+        if let Some(a) = self.attachments {
+            envelope.has_attachments = a;
+        }
+        NewMessage {
+            remote: RemoteId::Uid(Uid(self.uid)),
+            envelope,
+            flags: self.flags,
+            modseq: self.modseq,
+            mbox: None,
+            body_text: None,
+        }
+    }
+}
+
+fn state_without_qresync(mut s: SyncState) -> SyncState {
+    // NOTE: pushing changes needs only a plain SELECT; keep QRESYNC for the sync itself.
+    s.highestmodseq = None;
+    s
+}
+
+/// Parse IMAP system flags; keywords are ignored.
+fn parse_flags(list: &[std::borrow::Cow<'_, str>]) -> Flags {
+    let mut flags = Flags::default();
+    for f in list {
+        match f.to_ascii_lowercase().as_str() {
+            "\\seen" => flags.insert(Flags::SEEN),
+            "\\flagged" => flags.insert(Flags::FLAGGED),
+            "\\answered" => flags.insert(Flags::ANSWERED),
+            "\\deleted" => flags.insert(Flags::DELETED),
+            "\\draft" => flags.insert(Flags::DRAFT),
+            _ => {}
+        }
+    }
+    flags
+}
+
+/// The IMAP names of `flags`, space-separated, or `None` if empty.
+fn flag_list(flags: Flags) -> Option<String> {
+    let names: Vec<&str> = [
+        (Flags::SEEN, "\\Seen"),
+        (Flags::FLAGGED, "\\Flagged"),
+        (Flags::ANSWERED, "\\Answered"),
+        (Flags::DELETED, "\\Deleted"),
+        (Flags::DRAFT, "\\Draft"),
+    ]
+    .iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .map(|(_, n)| *n)
+    .collect();
+    (!names.is_empty()).then(|| names.join(" "))
+}
+
+fn move_commands(
+    uid: u32,
+    to: &str,
+    can_move: bool,
+    uidplus: bool,
+) -> Result<Vec<String>, BackendError> {
+    let to = quote(to)?;
+    Ok(if can_move {
+        vec![format!("UID MOVE {uid} {to}")]
+    } else {
+        // RFC 6851 §3.3's fallback; without UIDPLUS the \Deleted copy stays until an EXPUNGE,
+        // since a plain EXPUNGE could remove other messages the user marked.
+        let mut v = vec![
+            format!("UID COPY {uid} {to}"),
+            format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"),
+        ];
+        if uidplus {
+            v.push(format!("UID EXPUNGE {uid}"));
+        }
+        v
+    })
+}
+
+fn fetched(attrs: &[AttributeValue<'_>]) -> Option<FlagUpdate> {
+    let mut uid = None;
+    let mut flags = None;
+    let mut modseq = None;
+    for a in attrs {
+        match a {
+            AttributeValue::Uid(u) => uid = Some(*u),
+            AttributeValue::Flags(f) => flags = Some(parse_flags(f)),
+            AttributeValue::ModSeq(m) => modseq = Some(*m),
+            _ => {}
+        }
+    }
+    Some(FlagUpdate {
+        uid: uid?,
+        flags: flags?,
+        modseq,
+    })
+}
+
+fn new_message(attrs: &[AttributeValue<'_>]) -> Option<Fetched> {
+    let mut m = Fetched {
+        uid: 0,
+        flags: Flags::default(),
+        size: 0,
+        modseq: None,
+        header: Vec::new(),
+        attachments: None,
+    };
+    let mut has_uid = false;
+    for a in attrs {
+        match a {
+            AttributeValue::Uid(u) => {
+                m.uid = *u;
+                has_uid = true;
+            }
+            AttributeValue::Flags(f) => m.flags = parse_flags(f),
+            AttributeValue::Rfc822Size(s) => m.size = u64::from(*s),
+            AttributeValue::ModSeq(v) => m.modseq = Some(*v),
+            AttributeValue::BodySection { data: Some(d), .. } => m.header = d.to_vec(),
+            AttributeValue::BodyStructure(b) => m.attachments = Some(has_attachment(b)),
+            _ => {}
+        }
+    }
+    has_uid.then_some(m)
+}
+
+/// Whether a BODYSTRUCTURE has a part the user would call an attachment.
+fn has_attachment(b: &BodyStructure<'_>) -> bool {
+    let common = match b {
+        BodyStructure::Basic { common, .. }
+        | BodyStructure::Text { common, .. }
+        | BodyStructure::Message { common, .. } => common,
+        BodyStructure::Multipart { bodies, .. } => return bodies.iter().any(has_attachment),
+    };
+    if let Some(d) = &common.disposition
+        && d.ty.eq_ignore_ascii_case("attachment")
+    {
+        return true;
+    }
+    let named = common
+        .ty
+        .params
+        .as_ref()
+        .is_some_and(|p| p.iter().any(|(k, _)| k.eq_ignore_ascii_case("name")));
+    matches!(
+        b,
+        BodyStructure::Basic { .. } | BodyStructure::Message { .. }
+    ) && named
+}
+
+impl MailBackend for ImapBackend {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            folders: true,
+            server_flags: true,
+            push: true,
+            move_messages: true,
+            writable: true,
+        }
+    }
+
+    async fn connect(&mut self) -> Result<(), BackendError> {
+        self.imap().await.map(|_| ())
+    }
+
+    async fn list_folders(&mut self) -> Result<Vec<FolderInfo>, BackendError> {
+        Ok(ImapBackend::list_folders(self)
+            .await?
+            .into_iter()
+            .filter(|f| f.selectable)
+            .map(|f| f.info)
+            .collect())
+    }
+
+    async fn sync_folder(
+        &mut self,
+        cache: &mut Cache,
+        folder: &str,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<SyncReport, BackendError> {
+        let account = cache.ensure_account(&self.name, "imap")?;
+        let folder_id = match cache.folder_by_name(account, folder)? {
+            Some(f) => f.id,
+            None => cache.ensure_folder(
+                account,
+                &FolderInfo {
+                    name: folder.to_string(),
+                    delimiter: None,
+                    role: folder
+                        .eq_ignore_ascii_case("INBOX")
+                        .then_some(FolderRole::Inbox),
+                },
+            )?,
+        };
+        let mut known = cache.folder(folder_id)?.map(|f| f.sync).unwrap_or_default();
+        let mut report = SyncReport::default();
+        let sel = self.select(folder, known).await?;
+        if known.uidvalidity.is_some() && sel.uidvalidity != known.uidvalidity {
+            // RFC 4549 §4.1: every cached UID of this folder now means nothing.
+            report.removed_messages += cache.clear_folder(folder_id)?;
+            known = SyncState::default();
+        }
+        let fresh = known.uidnext.is_none();
+        let last_known = known.uidnext.unwrap_or(1).saturating_sub(1);
+
+        if !fresh {
+            // Flag changes and expunges among the messages we already had.
+            let updates = if sel.used_qresync {
+                sel.changed.clone()
+            } else {
+                let condstore = self.imap().await?.has("CONDSTORE");
+                match (condstore, known.highestmodseq, sel.highestmodseq) {
+                    (true, Some(old), Some(now)) if old == now => Vec::new(),
+                    (true, Some(old), Some(_)) => self.fetch_flags(Some(old), last_known).await?,
+                    _ => self.fetch_flags(None, last_known).await?,
+                }
+            };
+            let changes: Vec<(Uid, Flags, Option<u64>)> = updates
+                .iter()
+                .filter(|u| u.uid <= last_known)
+                .map(|u| (Uid(u.uid), u.flags, u.modseq))
+                .collect();
+            report.flag_changes += cache.update_flags_by_uid(folder_id, &changes)?;
+
+            let gone: Vec<Uid> = if sel.used_qresync {
+                sel.vanished
+                    .iter()
+                    .flat_map(|r| r.clone())
+                    .filter(|u| *u <= last_known)
+                    .map(Uid)
+                    .collect()
+            } else {
+                let cached = cache.uids(folder_id)?;
+                let new_on_server = sel
+                    .uidnext
+                    .map(|n| n.saturating_sub(known.uidnext.unwrap_or(n)))
+                    .unwrap_or(0);
+                // NOTE: if the server holds exactly what we hold plus what is new, nothing
+                // was expunged; only otherwise ask for the full UID list.
+                if cached.len() as u64 + u64::from(new_on_server) == u64::from(sel.exists)
+                    && sel.uidnext.is_some()
+                {
+                    Vec::new()
+                } else {
+                    let present = self.search_all().await?;
+                    cached
+                        .into_iter()
+                        .filter(|u| !present.contains(&u.0))
+                        .collect()
+                }
+            };
+            report.removed_messages += cache.remove_by_uid(folder_id, &gone)?;
+        }
+
+        // New messages.
+        let from = known.uidnext.unwrap_or(1).max(1);
+        let maybe_new = match sel.uidnext {
+            Some(n) => n > from,
+            None => sel.exists > 0,
+        };
+        if maybe_new && sel.exists > 0 {
+            let expected = u64::from(sel.uidnext.map_or(sel.exists, |n| n - from));
+            let (n, bytes) = self
+                .fetch_new(cache, folder_id, from, expected, progress)
+                .await?;
+            report.new_messages += n;
+            report.bytes += bytes;
+        }
+        let uidnext = match sel.uidnext {
+            Some(n) => Some(n),
+            None => cache
+                .uids(folder_id)?
+                .last()
+                .map(|u| u.0 + 1)
+                .or(Some(from)),
+        };
+        cache.set_sync_state(
+            folder_id,
+            SyncState {
+                uidvalidity: sel.uidvalidity,
+                uidnext,
+                highestmodseq: sel.highestmodseq,
+            },
+        )?;
+        Ok(report)
+    }
+
+    async fn fetch_raw(&mut self, cache: &mut Cache, id: i64) -> Result<Vec<u8>, BackendError> {
+        let row = cache.message(id)?.ok_or(CacheError::NoSuchMessage(id))?;
+        if row.body != BodyLocation::None {
+            return super::local::read_local(cache, id);
+        }
+        let folder = cache
+            .folder(row.folder_id)?
+            .ok_or(CacheError::NoSuchMessage(id))?;
+        let uid = row.uid.ok_or(BackendError::NotSupported(
+            "fetching a message without a UID",
+        ))?;
+        if self.imap.as_ref().and_then(|i| i.selected.as_deref()) != Some(folder.name.as_str()) {
+            self.select(&folder.name, state_without_qresync(folder.sync))
+                .await?;
+        }
+        let mut raw = Vec::with_capacity(row.envelope.size as usize);
+        loop {
+            let cmd = format!(
+                "UID FETCH {} (BODY.PEEK[]<{}.{}>)",
+                uid.0,
+                raw.len(),
+                BODY_PART
+            );
+            let imap = self.imap().await?;
+            let mut part: Option<Vec<u8>> = None;
+            let result = imap
+                .run(&cmd, |r| {
+                    if let Response::Fetch(_, attrs) = r {
+                        for a in attrs {
+                            if let AttributeValue::BodySection { data, .. } = a {
+                                part = Some(data.as_deref().unwrap_or_default().to_vec());
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+                .await;
+            self.guarded(result).await?;
+            let Some(part) = part else {
+                return Err(BackendError::Protocol {
+                    host: self.account.host.clone(),
+                    reason: format!("the server sent no body for message {}", uid.0),
+                });
+            };
+            let full = (part.len() as u64) < BODY_PART;
+            raw.extend_from_slice(&part);
+            if full {
+                break;
+            }
+        }
+        let text = render::search_text(&raw);
+        cache.store_body(id, &raw, &text)?;
+        Ok(raw)
+    }
+
+    async fn apply_pending(&mut self, cache: &mut Cache) -> Result<u64, BackendError> {
+        let account = cache.ensure_account(&self.name, "imap")?;
+        let mut applied = 0;
+        for pending in cache.pending(account)? {
+            let op = match QueuedOp::decode(&pending.op) {
+                Some(op) => op,
+                None => {
+                    self.warnings
+                        .push("a queued change could not be read and was dropped".into());
+                    cache.complete(pending.id)?;
+                    continue;
+                }
+            };
+            match self.push(cache, account, &op).await {
+                Ok(None) => applied += 1,
+                Ok(Some(warning)) => self.warnings.push(warning),
+                Err(e) => {
+                    cache.record_attempt(pending.id, &e.to_string())?;
+                    return Err(e);
+                }
+            }
+            cache.complete(pending.id)?;
+        }
+        Ok(applied)
+    }
+
+    async fn wait_for_changes(&mut self, folder: &str) -> Result<bool, BackendError> {
+        let account_state = {
+            let imap = self.imap().await?;
+            (imap.has("IDLE"), imap.selected.as_deref() == Some(folder))
+        };
+        if !account_state.1 {
+            self.select(folder, SyncState::default()).await?;
+        }
+        let imap = self.imap().await?;
+        let result = if account_state.0 {
+            idle_once(imap).await
+        } else {
+            let wait = imap.timeouts.idle;
+            tokio::time::sleep(wait).await;
+            let mut changed = false;
+            imap.run("NOOP", |r| {
+                changed |= is_change(r);
+                Ok(())
+            })
+            .await
+            .map(|()| changed)
+        };
+        self.guarded(result).await
+    }
+}
+
+/// Whether an untagged response says the selected folder changed.
+fn is_change(r: &Response<'_>) -> bool {
+    matches!(
+        r,
+        Response::MailboxData(MailboxDatum::Exists(_))
+            | Response::MailboxData(MailboxDatum::Recent(_))
+            | Response::Expunge(_)
+            | Response::Vanished { .. }
+            | Response::Fetch(..)
+    )
+}
+
+/// One bounded IDLE: returns `true` as soon as the server reports a change, `false` when the
+/// time is up; either way IDLE is ended with DONE and its reply read, which also proves the
+/// link is alive.
+async fn idle_once(imap: &mut Imap) -> Result<bool, BackendError> {
+    let tag = imap.start("IDLE").await?;
+    // The continuation (`+ idling`) first.
+    loop {
+        let step = imap
+            .read(|r| match r {
+                Response::Continue { .. } => Some(Ok(())),
+                Response::Done { tag: t, status, .. } if *t == tag => {
+                    Some(Err(format!("{status:?}")))
+                }
+                _ => None,
+            })
+            .await?;
+        match step {
+            Some(Ok(())) => break,
+            Some(Err(status)) => {
+                return Err(BackendError::Protocol {
+                    host: imap.host.clone(),
+                    reason: format!("IDLE was refused ({status})"),
+                });
+            }
+            None => {}
+        }
+    }
+    let deadline = tokio::time::Instant::now() + imap.timeouts.idle;
+    let mut changed = false;
+    while !changed {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match imap.read_within(left, is_change).await? {
+            None => break,
+            Some(c) => changed = c,
+        }
+    }
+    imap.send_untagged("DONE").await?;
+    loop {
+        let (done, change) = imap
+            .read(|r| {
+                (
+                    matches!(r, Response::Done { tag: t, .. } if *t == tag),
+                    is_change(r),
+                )
+            })
+            .await?;
+        changed |= change;
+        if done {
+            return Ok(changed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_round_trip_between_names_and_bits() {
+        let parsed = parse_flags(&["\\Seen".into(), "\\FLAGGED".into(), "$Junk".into()]);
+        assert_eq!(parsed, Flags::SEEN | Flags::FLAGGED);
+        assert_eq!(flag_list(parsed).as_deref(), Some("\\Seen \\Flagged"));
+        assert_eq!(flag_list(Flags::default()), None);
+    }
+
+    #[test]
+    fn moves_fall_back_to_copy_without_move() {
+        assert_eq!(
+            move_commands(7, "Archive", true, true).unwrap(),
+            vec!["UID MOVE 7 \"Archive\""]
+        );
+        assert_eq!(
+            move_commands(7, "A\"b", false, false).unwrap(),
+            vec![
+                "UID COPY 7 \"A\\\"b\"",
+                "UID STORE 7 +FLAGS.SILENT (\\Deleted)"
+            ]
+        );
+        assert!(move_commands(7, "evil\r\nA1 DELETE INBOX", true, true).is_err());
+    }
+}

@@ -1,0 +1,476 @@
+//! One authenticated IMAP connection: connect, TLS or STARTTLS, login, raw commands.
+//!
+//! async-imap frames and parses the responses (imap-proto); mailbag sends its commands through
+//! the raw path and reads every response itself, because the high-level calls do not know
+//! QRESYNC (RFC 7162 §3.2.5 `SELECT ... (QRESYNC ...)`, `VANISHED`) and hide the responses a
+//! sync needs. Every read has a timeout, so a silently dead link is noticed.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_imap::imap_proto::{Capability as ImapCap, Response, Status};
+
+use super::guard::Guarded;
+use crate::backend::BackendError;
+use crate::config::{Account, Security};
+use crate::credentials;
+use crate::sanitize;
+use crate::tls::{self, TlsTrust, Transport};
+
+pub(crate) type Stream = Guarded<Transport>;
+
+/// Timeouts for one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long any single read may take before the link is declared dead.
+    pub read: Duration,
+    /// How long one IDLE lasts before it is ended and the link checked with NOOP.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        // NOTE: a 25 s IDLE followed by DONE/NOOP with a 30 s timeout notices a dead link
+        // within 60 s, and also stays well under the 29-minute IDLE limit (RFC 2177 §3).
+        Timeouts {
+            read: Duration::from_secs(30),
+            idle: Duration::from_secs(25),
+        }
+    }
+}
+
+/// An authenticated IMAP session.
+pub(crate) struct Imap {
+    pub session: async_imap::Session<Stream>,
+    caps: HashSet<String>,
+    pub host: String,
+    pub port: u16,
+    pub timeouts: Timeouts,
+    /// QRESYNC was enabled (RFC 7162 §3.2.3).
+    pub qresync: bool,
+    /// The selected mailbox, if any.
+    pub selected: Option<String>,
+}
+
+/// Quote a string for an IMAP command (RFC 3501 §4.3 quoted); refuses CR, LF and NUL.
+pub(crate) fn quote(s: &str) -> Result<String, BackendError> {
+    if s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(BackendError::Protocol {
+            host: String::new(),
+            reason: format!(
+                "cannot send a name with a line break: {}",
+                sanitize::line(s)
+            ),
+        });
+    }
+    Ok(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+struct Plain<'a> {
+    user: &'a str,
+    password: &'a str,
+}
+
+impl async_imap::Authenticator for Plain<'_> {
+    type Response = Vec<u8>;
+    fn process(&mut self, _challenge: &[u8]) -> Vec<u8> {
+        // RFC 4616: authzid NUL authcid NUL passwd (empty authzid).
+        let mut out = Vec::with_capacity(self.user.len() + self.password.len() + 2);
+        out.push(0);
+        out.extend_from_slice(self.user.as_bytes());
+        out.push(0);
+        out.extend_from_slice(self.password.as_bytes());
+        out
+    }
+}
+
+fn cap_names(caps: &[ImapCap<'_>]) -> HashSet<String> {
+    caps.iter()
+        .map(|c| match c {
+            ImapCap::Imap4rev1 => "IMAP4REV1".to_string(),
+            ImapCap::Auth(a) => format!("AUTH={}", a.to_uppercase()),
+            ImapCap::Atom(a) => a.to_uppercase(),
+        })
+        .collect()
+}
+
+impl Imap {
+    /// Connect, secure and log in as `account` says.
+    pub async fn connect(
+        name: &str,
+        account: &Account,
+        timeouts: Timeouts,
+    ) -> Result<Imap, BackendError> {
+        let host = account.host.clone();
+        let port = account.port();
+        let user = account.username().to_string();
+        let trust = TlsTrust {
+            ca_file: account.tls_ca_file(),
+            cert_sha256: account.tls_cert_sha256_bytes(),
+        };
+        let timed_out = || BackendError::Timeout {
+            host: host.clone(),
+            port,
+            secs: timeouts.read.as_secs(),
+        };
+        let tcp = tls::connect_tcp(&host, port).await?;
+        let transport = match account.security {
+            Security::Tls => Transport::Tls(Box::new(tls::handshake(tcp, &host, &trust).await?)),
+            Security::Starttls | Security::None => Transport::Plain(tcp),
+        };
+        let mut client = async_imap::Client::new(Guarded::new(transport));
+        let greeting = tokio::time::timeout(timeouts.read, client.read_response())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| BackendError::Connect {
+                host: host.clone(),
+                port,
+                reason: e.to_string(),
+            })?;
+        let Some(greeting) = greeting else {
+            return Err(BackendError::Dropped {
+                host,
+                during: "before its greeting".into(),
+            });
+        };
+        if let Response::Data {
+            status: Status::Bye,
+            information,
+            ..
+        } = greeting.parsed()
+        {
+            return Err(BackendError::Protocol {
+                host,
+                reason: format!(
+                    "the server refused the connection: {}",
+                    sanitize::line(information.as_deref().unwrap_or(""))
+                ),
+            });
+        }
+
+        if account.security == Security::Starttls {
+            let caps = pre_auth_capabilities(&mut client, &host, timeouts).await?;
+            if !caps.contains("STARTTLS") {
+                return Err(BackendError::NoStartTls {
+                    host,
+                    what: "STARTTLS",
+                });
+            }
+            tokio::time::timeout(
+                timeouts.read,
+                client.run_command_and_check_ok("STARTTLS", None),
+            )
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| BackendError::Protocol {
+                host: host.clone(),
+                reason: format!("STARTTLS failed: {}", sanitize::line(&e.to_string())),
+            })?;
+            // NOTE: `into_inner` drops whatever the parser had buffered: bytes the server sent
+            // before the handshake are never read as if they came over TLS (RFC 3501 §6.2.1).
+            let Some(tcp) = client.into_inner().into_inner().take_plain() else {
+                return Err(BackendError::Protocol {
+                    host,
+                    reason: "STARTTLS on a connection that is already encrypted".into(),
+                });
+            };
+            let tls = tls::handshake(tcp, &host, &trust).await?;
+            client = async_imap::Client::new(Guarded::new(Transport::Tls(Box::new(tls))));
+        }
+
+        let caps = pre_auth_capabilities(&mut client, &host, timeouts).await?;
+        if caps.contains("LOGINDISABLED") && !caps.contains("AUTH=PLAIN") {
+            return Err(BackendError::Auth {
+                host,
+                user,
+                reason: "the server does not allow logging in on this connection \
+                         (LOGINDISABLED); use security = \"tls\" or \"starttls\""
+                    .into(),
+            });
+        }
+        let password = {
+            let name = name.to_string();
+            let owned = account.clone();
+            tokio::task::spawn_blocking(move || credentials::password(&name, &owned))
+                .await
+                .map_err(|e| BackendError::Protocol {
+                    host: host.clone(),
+                    reason: format!("password lookup failed: {e}"),
+                })?
+                .map_err(|e| BackendError::Auth {
+                    host: host.clone(),
+                    user: user.clone(),
+                    reason: e.to_string(),
+                })?
+        };
+        let login = async {
+            if caps.contains("AUTH=PLAIN") {
+                client
+                    .authenticate(
+                        "PLAIN",
+                        Plain {
+                            user: &user,
+                            password: password.expose(),
+                        },
+                    )
+                    .await
+            } else {
+                client.login(&user, password.expose()).await
+            }
+        };
+        let session = match tokio::time::timeout(timeouts.read, login).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Ok(session)) => session,
+            Ok(Err((e, _))) => {
+                let text = sanitize::line(&e.to_string()).into_owned();
+                return Err(match e {
+                    async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_) => {
+                        BackendError::Auth {
+                            host,
+                            user,
+                            reason: format!("wrong user name or password ({text})"),
+                        }
+                    }
+                    _ => BackendError::Protocol { host, reason: text },
+                });
+            }
+        };
+        let mut imap = Imap {
+            session,
+            caps: HashSet::new(),
+            host,
+            port,
+            timeouts,
+            qresync: false,
+            selected: None,
+        };
+        // Capabilities may grow after login (RFC 3501 §6.2.3).
+        imap.caps = imap.capabilities().await?;
+        if imap.has("QRESYNC") {
+            imap.run("ENABLE QRESYNC", |_| Ok(())).await?;
+            imap.qresync = true;
+        }
+        Ok(imap)
+    }
+
+    /// Whether the server announced `cap` (upper case, e.g. `CONDSTORE`).
+    pub fn has(&self, cap: &str) -> bool {
+        self.caps.contains(cap)
+    }
+
+    async fn capabilities(&mut self) -> Result<HashSet<String>, BackendError> {
+        let mut caps = HashSet::new();
+        self.run("CAPABILITY", |r| {
+            if let Response::Capabilities(c) = r {
+                caps.extend(cap_names(c));
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(caps)
+    }
+
+    fn timed_out(&self) -> BackendError {
+        BackendError::Timeout {
+            host: self.host.clone(),
+            port: self.port,
+            secs: self.timeouts.read.as_secs(),
+        }
+    }
+
+    fn io_error(&self, e: &std::io::Error) -> BackendError {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            BackendError::Protocol {
+                host: self.host.clone(),
+                reason: sanitize::line(&e.to_string()).into_owned(),
+            }
+        } else {
+            BackendError::Dropped {
+                host: self.host.clone(),
+                during: format!("({})", sanitize::line(&e.to_string())),
+            }
+        }
+    }
+
+    /// Read one response with the read timeout and look at it with `f`.
+    pub async fn read<T>(&mut self, f: impl FnOnce(&Response<'_>) -> T) -> Result<T, BackendError> {
+        let limit = self.timeouts.read;
+        self.read_within(limit, f)
+            .await?
+            .ok_or_else(|| self.timed_out())
+    }
+
+    /// Read one response, waiting at most `limit`; `None` if nothing came in time.
+    pub async fn read_within<T>(
+        &mut self,
+        limit: Duration,
+        f: impl FnOnce(&Response<'_>) -> T,
+    ) -> Result<Option<T>, BackendError> {
+        match tokio::time::timeout(limit, self.session.read_response()).await {
+            Err(_) => Ok(None),
+            Ok(Ok(Some(r))) => Ok(Some(f(r.parsed()))),
+            Ok(Ok(None)) => Err(BackendError::Dropped {
+                host: self.host.clone(),
+                during: "in the middle of a command".into(),
+            }),
+            Ok(Err(e)) => Err(self.io_error(&e)),
+        }
+    }
+
+    /// Send a command and feed every untagged response to `on` until the tagged reply.
+    ///
+    /// `NO`/`BAD` become an error naming the command (its first word, never its arguments).
+    pub async fn run(
+        &mut self,
+        command: &str,
+        mut on: impl FnMut(&Response<'_>) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let tag = tokio::time::timeout(self.timeouts.read, self.session.run_command(command))
+            .await
+            .map_err(|_| self.timed_out())?
+            .map_err(|e| BackendError::Dropped {
+                host: self.host.clone(),
+                during: format!(
+                    "while sending a command ({})",
+                    sanitize::line(&e.to_string())
+                ),
+            })?;
+        let host = self.host.clone();
+        let what = command
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        loop {
+            let step = self
+                .read(|r| match r {
+                    Response::Done {
+                        tag: t,
+                        status,
+                        information,
+                        ..
+                    } if *t == tag => Some(match status {
+                        Status::Ok => Ok(()),
+                        _ => Err(BackendError::Protocol {
+                            host: host.clone(),
+                            reason: format!(
+                                "{what} was refused: {}",
+                                sanitize::line(information.as_deref().unwrap_or(""))
+                            ),
+                        }),
+                    }),
+                    Response::Data {
+                        status: Status::Bye,
+                        information,
+                        ..
+                    } => Some(Err(BackendError::Dropped {
+                        host: host.clone(),
+                        during: format!(
+                            "(BYE: {})",
+                            sanitize::line(information.as_deref().unwrap_or(""))
+                        ),
+                    })),
+                    other => match on(other) {
+                        Ok(()) => None,
+                        Err(e) => Some(Err(e)),
+                    },
+                })
+                .await?;
+            if let Some(done) = step {
+                return done;
+            }
+        }
+    }
+
+    /// Send a line without a tag (the `DONE` that ends IDLE).
+    pub async fn send_untagged(&mut self, line: &str) -> Result<(), BackendError> {
+        tokio::time::timeout(self.timeouts.read, self.session.run_command_untagged(line))
+            .await
+            .map_err(|_| self.timed_out())?
+            .map_err(|e| BackendError::Dropped {
+                host: self.host.clone(),
+                during: format!("while sending ({})", sanitize::line(&e.to_string())),
+            })
+    }
+
+    /// Send a tagged command and return its tag without waiting for the reply (IDLE).
+    pub async fn start(
+        &mut self,
+        command: &str,
+    ) -> Result<async_imap::imap_proto::RequestId, BackendError> {
+        tokio::time::timeout(self.timeouts.read, self.session.run_command(command))
+            .await
+            .map_err(|_| self.timed_out())?
+            .map_err(|e| BackendError::Dropped {
+                host: self.host.clone(),
+                during: format!(
+                    "while sending a command ({})",
+                    sanitize::line(&e.to_string())
+                ),
+            })
+    }
+
+    /// Log out politely (errors are irrelevant: the connection is being dropped).
+    pub async fn logout(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
+    }
+}
+
+/// CAPABILITY before login (from a fresh command: greetings may omit it).
+async fn pre_auth_capabilities(
+    client: &mut async_imap::Client<Stream>,
+    host: &str,
+    timeouts: Timeouts,
+) -> Result<HashSet<String>, BackendError> {
+    let timed_out = || BackendError::Timeout {
+        host: host.to_string(),
+        port: 0,
+        secs: timeouts.read.as_secs(),
+    };
+    // NOTE: before login async-imap offers no raw command path; the command is written to the
+    // stream directly with a tag of our own (nothing else is in flight at this point).
+    let tag = async_imap::imap_proto::RequestId("mbcap".to_string());
+    let send = async {
+        use tokio::io::AsyncWriteExt;
+        let stream = client.get_mut();
+        stream.write_all(b"mbcap CAPABILITY\r\n").await?;
+        stream.flush().await
+    };
+    tokio::time::timeout(timeouts.read, send)
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| BackendError::Dropped {
+            host: host.to_string(),
+            during: format!("({})", sanitize::line(&e.to_string())),
+        })?;
+    let mut caps = HashSet::new();
+    loop {
+        let resp = tokio::time::timeout(timeouts.read, client.read_response())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| BackendError::Dropped {
+                host: host.to_string(),
+                during: format!("({})", sanitize::line(&e.to_string())),
+            })?
+            .ok_or_else(|| BackendError::Dropped {
+                host: host.to_string(),
+                during: "during CAPABILITY".into(),
+            })?;
+        match resp.parsed() {
+            Response::Capabilities(c) => caps.extend(cap_names(c)),
+            Response::Done { tag: t, status, .. } if *t == tag => {
+                if *status != Status::Ok {
+                    return Err(BackendError::Protocol {
+                        host: host.to_string(),
+                        reason: "CAPABILITY was refused".into(),
+                    });
+                }
+                return Ok(caps);
+            }
+            _ => {}
+        }
+    }
+}
