@@ -208,9 +208,79 @@ fn two_profiles_converge_on_flags_moves_and_deletes() {
     assert!(a.list("Trash").is_empty());
 }
 
+/// Capabilities of a server with CONDSTORE but not QRESYNC (as many providers have).
+const CONDSTORE_ONLY: &str =
+    "imap_capability = IMAP4rev1 LITERAL+ ENABLE IDLE UIDPLUS MOVE CONDSTORE SPECIAL-USE";
+/// Capabilities of a bare RFC 3501 server: no CONDSTORE, MOVE, UIDPLUS or IDLE.
+const BARE: &str = "imap_capability = IMAP4rev1 LITERAL+";
+
 #[test]
 fn changes_by_another_client_and_expunges_arrive_on_sync() {
     let Some(d) = Dovecot::start() else { return };
+    another_client_scenario(&d);
+}
+
+#[test]
+fn without_qresync_condstore_finds_the_changes() {
+    let Some(d) = Dovecot::start_with_config(CONDSTORE_ONLY) else {
+        return;
+    };
+    another_client_scenario(&d);
+}
+
+#[test]
+fn a_bare_imap4rev1_server_syncs_moves_and_polls() {
+    let Some(d) = Dovecot::start_with_config(BARE) else {
+        return;
+    };
+    another_client_scenario(&d);
+    // MOVE falls back to COPY + \Deleted (no UIDPLUS: the copy stays marked).
+    let p = Profile::new(&d);
+    p.sync();
+    let mids = message_ids(&d, "INBOX");
+    let id = p.id_of("INBOX", &mids[0]);
+    let out = p.run(&["move", &id, "Archive"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(message_ids(&d, "Archive").contains(&mids[0]));
+    let inbox = server(&d, "INBOX");
+    assert!(
+        inbox
+            .values()
+            .next()
+            .expect("first")
+            .contains(&"deleted".to_string())
+    );
+    // No IDLE: waiting for changes polls with NOOP and still sees them.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (_requests, inbox_rx) = std::sync::mpsc::channel();
+    let q = Profile::new(&d);
+    let timeouts = Timeouts {
+        read: Duration::from_secs(5),
+        idle: Duration::from_millis(300),
+    };
+    let worker = idle_loop(&q.data(), account_for(&q), timeouts, stop.clone(), inbox_rx);
+    eventually("the first sync", || cached_flags(&q.data(), 2).is_some());
+    d.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        ALICE.name,
+        "\\Flagged",
+        "mailbox",
+        "INBOX",
+        "uid",
+        "2",
+    ])
+    .expect("flag");
+    eventually("the flag change by polling", || {
+        cached_flags(&q.data(), 2).is_some_and(|f| f.contains(Flags::FLAGGED))
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let errors = worker.join().expect("worker");
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+fn another_client_scenario(d: &Dovecot) {
     d.seed(ALICE.name, "INBOX", 8).expect("seed");
     let p = Profile::new(&d);
     p.sync();
@@ -231,10 +301,23 @@ fn changes_by_another_client_and_expunges_arrive_on_sync() {
     d.seed(ALICE.name, "INBOX", 2).expect("more mail");
     p.sync();
     let cached = p.cached("INBOX");
-    assert_eq!(cached, server(&d, "INBOX"));
+    assert_eq!(cached, server(d, "INBOX"));
     assert!(!cached.contains_key(&5));
     assert_eq!(cached[&3], vec!["answered".to_string(), "seen".to_string()]);
     assert_eq!(cached.len(), 9);
+    // Flags removed elsewhere go too, and a resync with no change changes nothing.
+    d.doveadm(&[
+        "flags", "remove", "-u", ALICE.name, "\\Seen", "mailbox", "INBOX", "uid", "3",
+    ])
+    .expect("unflag");
+    p.sync();
+    assert_eq!(p.cached("INBOX"), server(d, "INBOX"));
+    let out = p.run(&["sync"]);
+    assert!(
+        stderr(&out).contains("0 new, 0 removed, 0 flag changes"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -148,6 +148,12 @@ impl Dovecot {
     /// Dovecot is installed but cannot be started (that is a real failure).
     /// The test name in the skip line comes from the libtest thread name.
     pub fn start() -> Option<Dovecot> {
+        Self::start_with_config("")
+    }
+
+    /// Like [`Dovecot::start`], with extra lines appended to the generated config (for example
+    /// an `imap_capability` that hides QRESYNC, to test the paths other servers take).
+    pub fn start_with_config(extra: &str) -> Option<Dovecot> {
         let test = thread::current()
             .name()
             .unwrap_or("<unnamed test>")
@@ -164,14 +170,14 @@ impl Dovecot {
             let _ = writeln!(io::stderr(), "SKIPPED (dovecot not found): {test}");
             return None;
         };
-        match Self::start_with(&dovecot_bin) {
+        match Self::start_with(&dovecot_bin, extra) {
             Ok(d) => Some(d),
             Err(e) => panic!("cannot start dovecot for {test}: {e}"),
         }
     }
 
     /// Starts Dovecot from the given binary; errors carry the log content.
-    fn start_with(dovecot_bin: &Path) -> Result<Dovecot> {
+    fn start_with(dovecot_bin: &Path, extra: &str) -> Result<Dovecot> {
         let doveadm_bin = dovecot_bin
             .parent()
             .map(|p| p.join("doveadm"))
@@ -195,7 +201,9 @@ impl Dovecot {
         let mut last_clash = String::new();
         for _ in 0..START_ATTEMPTS {
             let ports = free_ports()?;
-            let conf = render_config(&version, root, &id, ports);
+            let mut conf = render_config(&version, root, &id, ports);
+            conf.push_str(extra);
+            conf.push('\n');
             fs::write(root.join("dovecot.conf"), conf)?;
             // NOTE: truncate the logs so a retry's failure is not read from
             // an older attempt.
