@@ -50,6 +50,17 @@ pub enum Security {
     None,
 }
 
+/// How mailbag proves who the user is.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    /// The password, over TLS (IMAP `AUTHENTICATE PLAIN`/`LOGIN`, POP3 `AUTH PLAIN`/`USER`).
+    #[default]
+    Password,
+    /// POP3 APOP (RFC 1939 §7): an MD5 digest instead of the password, for old servers.
+    Apop,
+}
+
 /// One account, as written in `[accounts.NAME]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +73,8 @@ pub struct Account {
     #[serde(default)]
     pub security: Security,
     pub username: Option<String>,
+    /// "password" (default) or, POP3 only, "apop".
+    pub auth: Option<Auth>,
     pub password_command: Option<String>,
     pub tls_ca_file: Option<PathBuf>,
     pub tls_cert_sha256: Option<String>,
@@ -144,6 +157,7 @@ pub const ACCOUNT_KEYS: &[&str] = &[
     "port",
     "security",
     "username",
+    "auth",
     "password_command",
     "tls_ca_file",
     "tls_cert_sha256",
@@ -607,6 +621,7 @@ fn expected(key: &str) -> Option<&'static str> {
         "host" => "a host name (a string)",
         "port" => "a port number 1-65535",
         "security" => "\"tls\", \"starttls\" or \"none\"",
+        "auth" => "\"password\" or \"apop\" (POP3 only)",
         "tls_ca_file" | "mbox_path" => "a file path (a string)",
         "tls_cert_sha256" => "a SHA-256 fingerprint: 32 hex bytes, with or without colons",
         "leave_on_server" | "idle" | "delete_on_server_when_deleted_locally" => "true or false",
@@ -770,6 +785,12 @@ fn check_account(
                 ));
             }
         }
+    }
+    if account.auth == Some(Auth::Apop) && account.protocol == Protocol::Imap {
+        return Err(at(
+            "auth",
+            "\"apop\" only applies to POP3 accounts; IMAP accounts use \"password\"".into(),
+        ));
     }
     let (wrong, other) = match account.protocol {
         Protocol::Imap => (POP3_ONLY_KEYS, "POP3"),

@@ -404,13 +404,13 @@ impl Session {
             user: account.username().to_string(),
             buf: vec![0; 256 * 1024],
         };
-        match session.event().await? {
-            Event::GreetingReceived { .. } => {}
+        let apop_timestamp = match session.event().await? {
+            Event::GreetingReceived { apop_timestamp, .. } => apop_timestamp,
             Event::GreetingRejected { code, text } => {
                 return Err(session.refused(CommandKind::User, code, &text));
             }
             other => return Err(session.unexpected("the greeting", &other)),
-        }
+        };
         session.caps = session.capa().await?;
         if account.security == Security::Starttls {
             if !session.caps.contains(&Capability::Stls) {
@@ -445,7 +445,27 @@ impl Session {
                     reason: e.to_string(),
                 })?
         };
-        session.login(password.expose()).await?;
+        if account.auth == Some(crate::config::Auth::Apop) {
+            let Some(timestamp) = apop_timestamp else {
+                return Err(BackendError::Auth {
+                    host,
+                    user: session.user.clone(),
+                    reason: "auth = \"apop\" is configured but the server does not offer APOP \
+                             (no timestamp in its greeting)"
+                        .into(),
+                });
+            };
+            let cmd = Command::apop(session.user.clone(), &timestamp, &password.expose().into());
+            match session.command(cmd).await? {
+                Event::Ok { .. } => {}
+                Event::Err { code, text, .. } => {
+                    return Err(session.refused(CommandKind::Apop, code, &text));
+                }
+                other => return Err(session.unexpected("APOP", &other)),
+            }
+        } else {
+            session.login(password.expose()).await?;
+        }
         Ok(session)
     }
 
