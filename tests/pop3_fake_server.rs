@@ -348,7 +348,8 @@ impl Session<'_> {
                 Ok(true)
             }
             Ok(Ok(n)) => {
-                self.buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                self.buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default());
                 Ok(true)
             }
         }
@@ -644,8 +645,18 @@ impl Profile {
                 bytes
             })
         };
-        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let stdout = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let stderr = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
         let deadline = Instant::now() + RUN_DEADLINE;
         let status = loop {
             if let Some(status) = child.try_wait().expect("wait for mailbag") {
@@ -698,7 +709,12 @@ fn assert_mbox_holds(path: &Path, expected: &[Msg]) {
             .filter(|(i, _)| *i == id)
             .map(|(_, b)| b)
             .collect();
-        assert_eq!(copies.len(), 1, "{id} is in the mbox {} times", copies.len());
+        assert_eq!(
+            copies.len(),
+            1,
+            "{id} is in the mbox {} times",
+            copies.len()
+        );
         assert!(
             copies.first().is_some_and(|b| **b == m.raw),
             "{id} differs from what the server sent"
@@ -775,31 +791,46 @@ fn in_use_at_auth_plain_is_a_clear_error_and_touches_nothing() {
 
 #[test]
 fn a_drop_mid_retr_deletes_nothing_and_the_next_sync_gets_each_message_once() {
-    let p = Profile::new();
-    let all = messages(5);
-    let third = all.get(2).expect("message 3");
-    let wire = stuffed(&third.raw);
-    let mut half = format!("+OK {} octets\r\n", third.raw.len()).into_bytes();
-    half.extend_from_slice(wire.get(..wire.len() / 2).unwrap_or_default());
-    let script = Script::new(all.clone()).reply("RETR 3", Reply::RawThenClose(half));
-    let (out, log) = p.sync_plain(script, "leave_on_server = false");
-    let err = assert_failed_cleanly(&out);
-    assert!(
-        err.contains("127.0.0.1 closed the connection in the middle of a reply"),
-        "{err}"
-    );
-    assert!(log.sent("RETR 3"), "{:?}", log.commands);
-    assert!(log.dele.is_empty(), "DELE after a failed download: {:?}", log);
-    assert!(!log.sent("DELE"), "{:?}", log.commands);
+    // With PIPELINING, RETR 4 and 5 are still outstanding at the drop; without it, none is.
+    for capa in [
+        &["TOP", "UIDL", "USER", "PIPELINING"][..],
+        &["TOP", "UIDL", "USER"][..],
+    ] {
+        let p = Profile::new();
+        let all = messages(5);
+        let third = all.get(2).expect("message 3");
+        let wire = stuffed(&third.raw);
+        let mut half = format!("+OK {} octets\r\n", third.raw.len()).into_bytes();
+        half.extend_from_slice(wire.get(..wire.len() / 2).unwrap_or_default());
+        let script = Script::new(all.clone())
+            .capa(capa)
+            .reply("RETR 3", Reply::RawThenClose(half));
+        let (out, log) = p.sync_plain(script, "leave_on_server = false");
+        let err = assert_failed_cleanly(&out);
+        assert!(
+            err.contains("127.0.0.1 closed the connection in the middle of a reply"),
+            "{capa:?}: {err}"
+        );
+        assert!(log.sent("RETR 3"), "{:?}", log.commands);
+        assert!(
+            !log.sent("DELE"),
+            "DELE after a failed download: {:?}",
+            log.commands
+        );
 
-    // A well-behaved server with the same messages (same UIDLs).
-    let (out, log) = p.sync_plain(Script::new(all.clone()), "leave_on_server = false");
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("pop: 5 new"), "{}", stderr(&out));
-    assert_fake_ok(&log);
-    assert_eq!(log.dele, vec![1, 2, 3, 4, 5]);
-    assert!(log.quit);
-    assert_mbox_holds(&p.mbox(), &all);
+        // A well-behaved server with the same messages (same UIDLs).
+        let (out, log) = p.sync_plain(
+            Script::new(all.clone()).capa(capa),
+            "leave_on_server = false",
+        );
+        assert!(out.status.success(), "{capa:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("pop: 5 new"), "{}", stderr(&out));
+        assert_fake_ok(&log);
+        assert_eq!(log.dele, vec![1, 2, 3, 4, 5]);
+        assert!(log.quit);
+        // Each message once and byte-identical: the uncommitted tail of the first run is gone.
+        assert_mbox_holds(&p.mbox(), &all);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -865,14 +896,12 @@ fn an_unterminated_listing_then_close_is_a_clear_error() {
     let p = Profile::new();
     let script = Script::new(messages(3)).reply(
         "LIST",
-        Reply::RawThenClose(b"+OK 3 messages\r\n1 120\r\n2 1\x1b[31m30\r\n".to_vec()),
+        Reply::RawThenClose(b"+OK 3 messages\r\n1 120\r\n2 13".to_vec()),
     );
     let (out, log) = p.sync_plain(script, "leave_on_server = false");
     let err = assert_failed_cleanly(&out);
-    assert!(err.contains("127.0.0.1"), "the host is named: {err}");
     assert!(
-        err.contains("closed the connection in the middle of a reply")
-            || err.contains("protocol error"),
+        err.contains("127.0.0.1 closed the connection in the middle of a reply"),
         "{err}"
     );
     assert!(!log.sent("RETR") && !log.sent("DELE"), "{:?}", log.commands);
@@ -958,50 +987,60 @@ fn certificate(dir: &Path) -> (PathBuf, Vec<u8>) {
 
 #[test]
 fn bytes_injected_before_the_tls_handshake_are_discarded() {
-    let p = Profile::new();
-    let (ca, p12) = certificate(p.dir.path());
-    let all = messages(3);
-    let script = Script {
-        tls: Some(TlsSetup {
-            p12,
-            inject: b"+OK injected\r\n".to_vec(),
-            // NOTE: SASL PLAIN only after TLS: if the client logs in with AUTH, it read the
-            // real post-TLS CAPA, not the injected line.
-            capa_after: ["TOP", "UIDL", "USER", "SASL PLAIN", "PIPELINING"]
-                .map(String::from)
-                .to_vec(),
-        }),
-        ..Script::new(all.clone()).capa(&["TOP", "UIDL", "USER", "STLS", "PIPELINING"])
-    };
-    let fake = Fake::start(script);
-    p.configure(
-        fake.port,
-        "starttls",
-        &format!("tls_ca_file = \"{}\"", ca.display()),
-    );
-    let out = p.run(&["sync"]);
-    let log = fake.finish();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_fake_ok(&log);
-    assert!(log.tls_established);
-    assert_eq!(
-        log.commands.get(..3),
-        Some(&["CAPA".to_string(), "STLS".into(), "CAPA".into()][..]),
-        "{:?}",
-        log.commands
-    );
-    assert!(
-        log.commands
-            .get(3)
-            .is_some_and(|c| c.starts_with("AUTH PLAIN")),
-        "the login did not follow the post-TLS CAPA: {:?}",
-        log.commands
-    );
-    assert!(!log.sent("USER") && !log.sent("PASS"), "{:?}", log.commands);
-    assert_eq!(log.count("RETR"), 3);
-    assert!(log.quit);
-    assert!(stderr(&out).contains("pop: 3 new"), "{}", stderr(&out));
-    assert_mbox_holds(&p.mbox(), &all);
+    // NOTE: a lone `+OK injected` taken as the reply to the post-TLS CAPA would be absorbed
+    // (the real reply's lines would just read as odd capabilities), so the second injection is
+    // a whole forged CAPA reply without SASL PLAIN: a client that kept it logs in with
+    // USER/PASS and then reads every later reply one step off.
+    for inject in [
+        &b"+OK injected\r\n"[..],
+        &b"+OK injected\r\nUSER\r\n.\r\n"[..],
+    ] {
+        let shown = String::from_utf8_lossy(inject).into_owned();
+        let p = Profile::new();
+        let (ca, p12) = certificate(p.dir.path());
+        let all = messages(3);
+        let script = Script {
+            tls: Some(TlsSetup {
+                p12,
+                inject: inject.to_vec(),
+                // NOTE: SASL PLAIN only after TLS: if the client logs in with AUTH, it read
+                // the real post-TLS CAPA, not injected bytes.
+                capa_after: ["TOP", "UIDL", "USER", "SASL PLAIN", "PIPELINING"]
+                    .map(String::from)
+                    .to_vec(),
+            }),
+            ..Script::new(all.clone()).capa(&["TOP", "UIDL", "USER", "STLS", "PIPELINING"])
+        };
+        let fake = Fake::start(script);
+        p.configure(
+            fake.port,
+            "starttls",
+            &format!("tls_ca_file = \"{}\"", ca.display()),
+        );
+        let out = p.run(&["sync"]);
+        let log = fake.finish();
+        assert!(out.status.success(), "{shown:?}: {}", stderr(&out));
+        assert_fake_ok(&log);
+        assert!(log.tls_established);
+        assert_eq!(
+            log.commands.get(..3),
+            Some(&["CAPA".to_string(), "STLS".into(), "CAPA".into()][..]),
+            "{shown:?}: {:?}",
+            log.commands
+        );
+        assert!(
+            log.commands
+                .get(3)
+                .is_some_and(|c| c.starts_with("AUTH PLAIN")),
+            "{shown:?}: the login did not follow the post-TLS CAPA: {:?}",
+            log.commands
+        );
+        assert!(!log.sent("USER") && !log.sent("PASS"), "{:?}", log.commands);
+        assert_eq!(log.count("RETR"), 3);
+        assert!(log.quit);
+        assert!(stderr(&out).contains("pop: 3 new"), "{}", stderr(&out));
+        assert_mbox_holds(&p.mbox(), &all);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1108,11 +1147,7 @@ fn a_vanished_message_is_skipped_with_a_warning() {
     // Only what was downloaded is deleted on the server.
     assert_eq!(log.dele, vec![1, 2, 4, 5]);
     assert!(log.quit);
-    let kept: Vec<Msg> = all
-        .iter()
-        .filter(|m| m.uidl != "uid-3")
-        .cloned()
-        .collect();
+    let kept: Vec<Msg> = all.iter().filter(|m| m.uidl != "uid-3").cloned().collect();
     assert_mbox_holds(&p.mbox(), &kept);
 }
 
