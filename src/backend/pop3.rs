@@ -407,7 +407,7 @@ impl Session {
         let apop_timestamp = match session.event().await? {
             Event::GreetingReceived { apop_timestamp, .. } => apop_timestamp,
             Event::GreetingRejected { code, text } => {
-                return Err(session.refused(CommandKind::User, code, &text));
+                return Err(session.greeting_refused(code, &text));
             }
             other => return Err(session.unexpected("the greeting", &other)),
         };
@@ -789,7 +789,7 @@ impl Session {
                 Ok(Ok(0)) => {
                     return Err(BackendError::Dropped {
                         host: self.host.clone(),
-                        during: if self.client.pending_replies() > 0 {
+                        during: if self.client.awaiting_reply() {
                             "in the middle of a reply".into()
                         } else {
                             "unexpectedly".into()
@@ -844,6 +844,21 @@ impl Session {
         BackendError::Protocol {
             host: self.host.clone(),
             reason: format!("unexpected reply to {what}: {detail}"),
+        }
+    }
+
+    /// The error for a `-ERR` greeting (RFC 1939 §4): the server refused the session before
+    /// any login, so it is never reported as a wrong password.
+    fn greeting_refused(&self, code: Option<ResponseCode>, text: &str) -> BackendError {
+        match code {
+            Some(ResponseCode::InUse | ResponseCode::LoginDelay | ResponseCode::SysTemp) => {
+                self.refused(CommandKind::Noop, code, text)
+            }
+            _ => BackendError::Connect {
+                host: self.host.clone(),
+                port: self.port,
+                reason: format!("the server refused the session: {}", sanitize::line(text)),
+            },
         }
     }
 
