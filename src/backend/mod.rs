@@ -10,6 +10,8 @@
 pub mod local;
 pub mod pop3;
 
+use pop3::Pop3Backend;
+
 use std::fmt;
 
 use thiserror::Error;
@@ -294,6 +296,11 @@ pub trait MailBackend {
     async fn wait_for_changes(&mut self, _folder: &str) -> Result<(), BackendError> {
         Err(BackendError::NotSupported("push notifications"))
     }
+
+    /// Warnings gathered since the last call, for the engine to show (none by default).
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The backends, dispatched by enum.
@@ -348,6 +355,12 @@ impl MailBackend for Backend {
         match self {
             Backend::Local(b) => b.wait_for_changes(folder).await,
             Backend::Pop3(b) => b.wait_for_changes(folder).await,
+        }
+    }
+    fn take_warnings(&mut self) -> Vec<String> {
+        match self {
+            Backend::Local(b) => MailBackend::take_warnings(b),
+            Backend::Pop3(b) => Pop3Backend::take_warnings(b),
         }
     }
 }
