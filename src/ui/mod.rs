@@ -733,11 +733,10 @@ impl App {
                 crate::sanitize::line(q),
                 self.list.len()
             ));
+        } else if self.list.threaded() {
+            title.push_str(&format!("— {} conversations ", self.list.len()));
         } else {
             title.push_str(&format!("— {} messages ", self.list.len()));
-        }
-        if self.list.threaded() {
-            title.push_str("— conversations ");
         }
         title
     }
