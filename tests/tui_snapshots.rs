@@ -98,7 +98,11 @@ fn three_pane_layout() {
     let t = render(&mut app, 120, 32);
     let lines = screen(&t);
     assert!(lines[0].starts_with("┌Folders"), "{}", lines[0]);
-    assert!(lines.iter().any(|l| l.contains("│Subject: Lunch on Thursday?")));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("│Subject: Lunch on Thursday?"))
+    );
     insta::assert_snapshot!(t.backend());
 }
 
@@ -111,7 +115,10 @@ fn reader_with_an_html_mail() {
     key(&mut app, KeyCode::Enter);
     let t = render(&mut app, 100, 40);
     let text = screen(&t).join("\n");
-    assert!(!text.contains("<td") && !text.contains("<p"), "tags must not show:\n{text}");
+    assert!(
+        !text.contains("<td") && !text.contains("<p"),
+        "tags must not show:\n{text}"
+    );
     insta::assert_snapshot!(t.backend());
 }
 
@@ -123,7 +130,10 @@ fn help_overlay_lists_the_live_keymap() {
     let t = render(&mut app, 100, 40);
     let text = screen(&t).join("\n");
     for action in mailbag::ui::keymap::Action::names() {
-        assert!(text.contains(&format!("[{action}]")), "{action} missing from help");
+        assert!(
+            text.contains(&format!("[{action}]")),
+            "{action} missing from help"
+        );
     }
     insta::assert_snapshot!(t.backend());
 }
@@ -143,7 +153,10 @@ fn help_follows_a_remapped_key() {
     let mut app = App::new(cache, engine, options).unwrap();
     keys(&mut app, "?");
     let t = render(&mut app, 100, 40);
-    assert!(!screen(&t).join("\n").contains("[help]"), "? is no longer help");
+    assert!(
+        !screen(&t).join("\n").contains("[help]"),
+        "? is no longer help"
+    );
     app.handle_key(KeyEvent::new(KeyCode::F(1), KeyModifiers::NONE));
     let t = render(&mut app, 100, 40);
     let text = screen(&t).join("\n");
@@ -172,7 +185,11 @@ fn narrow_terminal() {
     let mut app = demo_app(dir.path());
     let t = render(&mut app, 60, 20);
     let lines = screen(&t);
-    assert!(lines[0].starts_with("┌ demo/INBOX"), "no sidebar when narrow: {}", lines[0]);
+    assert!(
+        lines[0].starts_with("┌ demo/INBOX"),
+        "no sidebar when narrow: {}",
+        lines[0]
+    );
     insta::assert_snapshot!(t.backend());
 }
 
@@ -189,11 +206,26 @@ fn message(n: usize, from: &str, subject: &str) -> String {
 fn wide_and_combining_characters_keep_columns() {
     let dir = tempfile::tempdir().unwrap();
     let subjects = [
-        ("山田太郎 <y@example.jp>", "会議の資料です。確認してください。日本語の長い件名です"),
-        ("Zoe <z@example.com>", "🎉🍉🗺\u{fe0f} party 👨\u{200d}👩\u{200d}👧\u{200d}👦 family 🏳\u{fe0f}\u{200d}🌈 flags"),
-        ("Nguye\u{302}\u{303}n <n@example.vn>", "Tie\u{302}\u{301}ng Vie\u{323}\u{302}t co\u{301} da\u{302}\u{301}u ke\u{301}t ho\u{31b}\u{323}p"),
-        ("김민준 <k@example.kr>", "한국어 제목 😀 mixed 中文 text and more words"),
-        ("plain <p@example.com>", "A plain ASCII subject that is long enough to be cut somewhere"),
+        (
+            "山田太郎 <y@example.jp>",
+            "会議の資料です。確認してください。日本語の長い件名です",
+        ),
+        (
+            "Zoe <z@example.com>",
+            "🎉🍉🗺\u{fe0f} party 👨\u{200d}👩\u{200d}👧\u{200d}👦 family 🏳\u{fe0f}\u{200d}🌈 flags",
+        ),
+        (
+            "Nguye\u{302}\u{303}n <n@example.vn>",
+            "Tie\u{302}\u{301}ng Vie\u{323}\u{302}t co\u{301} da\u{302}\u{301}u ke\u{301}t ho\u{31b}\u{323}p",
+        ),
+        (
+            "김민준 <k@example.kr>",
+            "한국어 제목 😀 mixed 中文 text and more words",
+        ),
+        (
+            "plain <p@example.com>",
+            "A plain ASCII subject that is long enough to be cut somewhere",
+        ),
     ];
     let mbox: String = subjects
         .iter()
@@ -217,7 +249,9 @@ fn wide_and_combining_characters_keep_columns() {
             let size_col = width - 2;
             let digit = buf.cell((size_col, y)).map(|c| c.symbol().to_string());
             assert!(
-                digit.as_deref().is_some_and(|d| d.chars().all(|c| c.is_ascii_digit() || c == 'K')),
+                digit
+                    .as_deref()
+                    .is_some_and(|d| d.chars().all(|c| c.is_ascii_digit() || c == 'K')),
                 "size column moved in row {y} at {width}: {line}"
             );
         }

@@ -5,13 +5,15 @@
 //! [`untrusted`] or [`untrusted_text`], which run [`crate::sanitize`]: escape sequences, C0/C1
 //! controls, BEL, backspace and bidi overrides are shown visibly and never reach the terminal.
 //!
-//! Widths are display columns (UAX #11 via `unicode-width`, the same tables ratatui uses), so
-//! CJK and emoji take two columns, combining marks none, and a column is never cut in the
-//! middle of a wide glyph: [`fit`] pads with a space instead.
+//! Widths are display columns measured exactly as ratatui measures them when it fills its
+//! buffer: per grapheme cluster (UAX #29, via [`Span::styled_graphemes`]) with ratatui's
+//! [`CellWidth`] (UAX #11 widths from `unicode-width`). So CJK and emoji take two columns,
+//! combining marks stay with their letter, an emoji ZWJ sequence or a VS16 emoji is one glyph,
+//! and a column is never cut in the middle of a wide glyph: [`fit`] pads with a space instead.
 
+use ratatui::buffer::CellWidth;
 use ratatui::style::Style;
 use ratatui::text::Span;
-use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// Columns a tab advances to (multiples of this).
 const TAB: usize = 8;
@@ -31,9 +33,24 @@ pub fn untrusted_text(s: &str) -> String {
     crate::sanitize::text(s).into_owned()
 }
 
-/// Display width in terminal columns.
+/// Call `f(grapheme, columns)` for each grapheme cluster of `s` until it returns false.
+fn each_grapheme(s: &str, mut f: impl FnMut(&str, usize) -> bool) {
+    let span = Span::raw(s);
+    for g in span.styled_graphemes(Style::default()) {
+        if !f(g.symbol, g.symbol.cell_width() as usize) {
+            break;
+        }
+    }
+}
+
+/// Display width in terminal columns, as ratatui will draw it.
 pub fn width(s: &str) -> usize {
-    UnicodeWidthStr::width(s)
+    let mut total = 0;
+    each_grapheme(s, |_, w| {
+        total += w;
+        true
+    });
+    total
 }
 
 /// Cut `s` to at most `width` columns (ending in `…` when cut) and pad it with spaces to
@@ -52,21 +69,17 @@ pub fn fit(s: &str, width: usize) -> String {
     }
     let limit = width - 1; // room for the ellipsis
     let mut used = 0;
-    for c in s.chars() {
-        let w = UnicodeWidthChar::width(c).unwrap_or(0);
-        if w == 0 {
-            // A combining mark or joiner belongs to what came before; keep it only if that was kept.
-            if !out.is_empty() {
-                out.push(c);
-            }
-            continue;
-        }
+    each_grapheme(s, |g, w| {
         if used + w > limit {
-            break;
+            return false;
         }
-        out.push(c);
-        used += w;
-    }
+        // NOTE: ratatui skips zero-width clusters (a stray combining mark at the start).
+        if w > 0 {
+            out.push_str(g);
+            used += w;
+        }
+        true
+    });
     out.push('…');
     used += 1;
     out.extend(std::iter::repeat_n(' ', width.saturating_sub(used)));
@@ -80,14 +93,14 @@ fn expand_tabs(line: &str) -> String {
     }
     let mut out = String::with_capacity(line.len() + 8);
     let mut col = 0;
-    for c in line.chars() {
-        if c == '\t' {
+    let mut pieces = line.split('\t').peekable();
+    while let Some(piece) = pieces.next() {
+        out.push_str(piece);
+        col += width(piece);
+        if pieces.peek().is_some() {
             let n = TAB - col % TAB;
             out.extend(std::iter::repeat_n(' ', n));
             col += n;
-        } else {
-            out.push(c);
-            col += UnicodeWidthChar::width(c).unwrap_or(0);
         }
     }
     out
@@ -122,15 +135,15 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
             }
             // Only the line's first word keeps its indentation on a fresh line.
             let word = if i == 0 { word } else { word.trim_start() };
-            for c in word.chars() {
-                let cw = UnicodeWidthChar::width(c).unwrap_or(0);
-                if current_w + cw > width && !current.is_empty() {
+            each_grapheme(word, |g, gw| {
+                if current_w + gw > width && !current.is_empty() {
                     lines.push(std::mem::take(&mut current));
                     current_w = 0;
                 }
-                current.push(c);
-                current_w += cw;
-            }
+                current.push_str(g);
+                current_w += gw;
+                true
+            });
         }
         lines.push(current.trim_end().to_string());
     }
@@ -184,6 +197,13 @@ mod tests {
         assert_eq!(fit("👋🎉x", 4), "👋… ");
         assert_eq!(fit("x", 0), "");
         assert_eq!(fit("\u{301}abc", 2), "a…");
+        // Emoji sequences are one glyph of two columns, as ratatui draws them.
+        assert_eq!(width("👨\u{200d}👩\u{200d}👧"), 2);
+        assert_eq!(width("🗺\u{fe0f}"), 2);
+        assert_eq!(
+            fit("a👨\u{200d}👩\u{200d}👧bcdef", 5),
+            "a👨\u{200d}👩\u{200d}👧b…"
+        );
     }
 
     #[test]
