@@ -931,7 +931,13 @@ impl TerminalGuard {
         }));
         terminal::enable_raw_mode()?;
         let mut out = std::io::stdout();
-        execute!(out, terminal::EnterAlternateScreen)?;
+        // NOTE: cleared here rather than with ratatui's `Terminal::clear`, which asks the
+        // terminal where the cursor is and waits for an answer some terminals never send.
+        execute!(
+            out,
+            terminal::EnterAlternateScreen,
+            terminal::Clear(terminal::ClearType::All)
+        )?;
         if mouse {
             execute!(out, event::EnableMouseCapture)?;
         }
@@ -966,7 +972,6 @@ pub async fn run(mut app: App, mut events: UnboundedReceiver<EngineEvent>) -> st
     let guard = TerminalGuard::enter(app.options.ui.mouse)?;
     let mut terminal =
         ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))?;
-    terminal.clear()?;
     let mut input = spawn_input();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -1023,7 +1028,6 @@ pub async fn run_welcome(config_file: PathBuf) -> std::io::Result<()> {
     let guard = TerminalGuard::enter(false)?;
     let mut terminal =
         ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))?;
-    terminal.clear()?;
     let mut input = spawn_input();
     loop {
         terminal.draw(|f| draw_welcome(f, &config_file))?;
