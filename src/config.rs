@@ -1401,7 +1401,7 @@ mbox_path = "pop.mbox"
             examples >= 2,
             "expected example configs in docs/configuration.md"
         );
-        for key in ACCOUNT_KEYS {
+        for key in ACCOUNT_KEYS.iter().chain(UI_KEYS) {
             assert!(doc.contains(&format!("`{key}`")), "{key} is not documented");
         }
     }

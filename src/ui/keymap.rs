@@ -436,6 +436,20 @@ mod tests {
     }
 
     #[test]
+    fn docs_keys_md_lists_every_action_with_its_default_keys() {
+        let doc = include_str!("../../docs/keys.md");
+        for (_, name, _, keys) in TABLE {
+            let row = doc
+                .lines()
+                .find(|l| l.contains(&format!("| `{name}` |")))
+                .unwrap_or_else(|| panic!("docs/keys.md has no row for {name}"));
+            for k in *keys {
+                assert!(row.contains(&format!("`{k}`")), "{name}: {k} missing in {row}");
+            }
+        }
+    }
+
+    #[test]
     fn keys_parse_and_print_back() {
         for text in [
             "j", "G", "?", "C-n", "A-Down", "F5", "Space", "PageDown", "BackTab",
