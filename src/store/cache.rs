@@ -644,7 +644,8 @@ impl Cache {
         if unthreaded && version > 0 {
             // NOTE: a cache from before threading: thread what it holds, once, oldest first.
             self.transaction(|tx| {
-                let rows: Vec<(i64, Option<String>, Option<String>, Option<String>)> = tx
+                type Ids = (i64, Option<String>, Option<String>, Option<String>);
+                let rows: Vec<Ids> = tx
                     .prepare("SELECT id, message_id, in_reply_to, refs FROM messages ORDER BY id")?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                     .collect::<rusqlite::Result<_>>()?;
@@ -1695,6 +1696,30 @@ mod tests {
             picked.iter().map(|m| m.id).collect::<Vec<_>>(),
             vec![ids[2], ids[0]]
         );
+    }
+
+    #[test]
+    fn a_version_1_cache_is_threaded_once_on_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(CACHE_FILE)).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO accounts(id, name, protocol) VALUES (1, 'a', 'imap');
+                 INSERT INTO folders(id, account_id, name) VALUES (1, 1, 'INBOX');
+                 INSERT INTO messages(id, folder_id, message_id) VALUES (1, 1, 'p@x');
+                 INSERT INTO messages(id, folder_id, message_id, in_reply_to, refs)
+                     VALUES (2, 1, 'c@x', 'p@x', 'p@x');
+                 INSERT INTO messages(id, folder_id, message_id) VALUES (3, 1, 'o@x');",
+            )
+            .unwrap();
+        }
+        let cache = Cache::open(dir.path()).unwrap();
+        let t = |id| cache.message(id).unwrap().unwrap().thread_id;
+        assert_eq!(t(1), Some(1));
+        assert_eq!(t(2), Some(1));
+        assert_eq!(t(3), Some(3));
     }
 
     #[test]

@@ -444,7 +444,10 @@ mod tests {
                 .find(|l| l.contains(&format!("| `{name}` |")))
                 .unwrap_or_else(|| panic!("docs/keys.md has no row for {name}"));
             for k in *keys {
-                assert!(row.contains(&format!("`{k}`")), "{name}: {k} missing in {row}");
+                assert!(
+                    row.contains(&format!("`{k}`")),
+                    "{name}: {k} missing in {row}"
+                );
             }
         }
     }
