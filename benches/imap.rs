@@ -173,8 +173,12 @@ async fn raw_floor(port: u16, ca: &[u8]) -> Res<RawRun> {
     .await?;
     command(&mut s, "a2", "SELECT INBOX").await?;
     let fetch_started = Instant::now();
-    let (responses, bytes) =
-        command(&mut s, "a3", "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)").await?;
+    let (responses, bytes) = command(
+        &mut s,
+        "a3",
+        "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)",
+    )
+    .await?;
     let fetch = fetch_started.elapsed();
     // The server may close right after its tagged OK; either way the session is over.
     let _ = command(&mut s, "a4", "LOGOUT").await;
@@ -562,7 +566,9 @@ fn main() -> Res<()> {
             backend.connect().await?;
             lib_connect.push(t.elapsed());
             let t = Instant::now();
-            let r = backend.sync_folder(&mut cache, "INBOX", &mut |_| {}).await?;
+            let r = backend
+                .sync_folder(&mut cache, "INBOX", &mut |_| {})
+                .await?;
             lib_initial.push(t.elapsed());
             if r.new_messages != MESSAGES as u64 {
                 return Err(format!("in-library sync brought {}", r.new_messages).into());
@@ -570,7 +576,9 @@ fn main() -> Res<()> {
             if run + 1 == INITIAL_RUNS {
                 for _ in 0..RESYNC_RUNS {
                     let t = Instant::now();
-                    let r = backend.sync_folder(&mut cache, "INBOX", &mut |_| {}).await?;
+                    let r = backend
+                        .sync_folder(&mut cache, "INBOX", &mut |_| {})
+                        .await?;
                     lib_resync.push(t.elapsed());
                     if r.new_messages + r.flag_changes + r.removed_messages != 0 {
                         return Err("an in-library no-change resync changed something".into());
@@ -579,7 +587,9 @@ fn main() -> Res<()> {
                 for round in 0..FLAG_RUNS {
                     change_ten_flags(&d, FLAG_RUNS + round)?;
                     let t = Instant::now();
-                    let r = backend.sync_folder(&mut cache, "INBOX", &mut |_| {}).await?;
+                    let r = backend
+                        .sync_folder(&mut cache, "INBOX", &mut |_| {})
+                        .await?;
                     lib_flags.push(t.elapsed());
                     if r.flag_changes != 10 {
                         return Err(format!("in-library: {} flag changes", r.flag_changes).into());
