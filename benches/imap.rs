@@ -45,6 +45,13 @@ const RESYNC_RUNS: usize = 10;
 const FLAG_RUNS: usize = 5;
 const MBSYNC_RUNS: usize = 3;
 
+/// The floor's one command.
+const FLOOR_FETCH: &str = "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)";
+/// The command mailbag's initial sync sends (see `fetch_new` in src/backend/imap/mod.rs).
+const MAILBAG_FETCH: &str = "UID FETCH 1:* (UID FLAGS RFC822.SIZE MODSEQ BODYSTRUCTURE \
+     BODY.PEEK[HEADER.FIELDS (DATE FROM TO CC SUBJECT MESSAGE-ID IN-REPLY-TO REFERENCES \
+     CONTENT-TYPE)])";
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -154,7 +161,8 @@ where
     }
 }
 
-async fn raw_floor(port: u16, ca: &[u8]) -> Res<RawRun> {
+/// One raw session: TLS, LOGIN, `SELECT INBOX (CONDSTORE)`, then `fetch` if given, LOGOUT.
+async fn raw_floor(port: u16, ca: &[u8], fetch: Option<&str>) -> Res<RawRun> {
     let started = Instant::now();
     let tcp = tokio::net::TcpStream::connect((common::HOST, port)).await?;
     tcp.set_nodelay(true)?;
@@ -171,14 +179,12 @@ async fn raw_floor(port: u16, ca: &[u8]) -> Res<RawRun> {
         &format!("LOGIN {} \"{}\"", ALICE.name, ALICE.password),
     )
     .await?;
-    command(&mut s, "a2", "SELECT INBOX").await?;
+    command(&mut s, "a2", "SELECT INBOX (CONDSTORE)").await?;
     let fetch_started = Instant::now();
-    let (responses, bytes) = command(
-        &mut s,
-        "a3",
-        "UID FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)",
-    )
-    .await?;
+    let (responses, bytes) = match fetch {
+        Some(f) => command(&mut s, "a3", f).await?,
+        None => (0, 0),
+    };
     let fetch = fetch_started.elapsed();
     // The server may close right after its tagged OK; either way the session is over.
     let _ = command(&mut s, "a4", "LOGOUT").await;
@@ -407,7 +413,7 @@ fn main() -> Res<()> {
 
     // Warm-up: one untimed run of every client, so Dovecot's index cache already holds the
     // fields each one asks for, whoever runs first.
-    let warm = rt.block_on(raw_floor(d.imap_tls_port(), &ca))?;
+    let warm = rt.block_on(raw_floor(d.imap_tls_port(), &ca, Some(FLOOR_FETCH)))?;
     println!(
         "floor warm-up: {} responses, {:.1} MB",
         warm.responses,
@@ -416,7 +422,7 @@ fn main() -> Res<()> {
     let p = Profile::new(&d, 0)?;
     p.sync(false)?;
     let have_mbsync = mbsync_available();
-    if have_mbsync {
+    if have_mbsync && std::env::var_os("MAILBAG_BENCH_NO_MBSYNC").is_none() {
         let m = Mbsync::new(&d, None)?;
         m.run(false)?;
     }
@@ -427,7 +433,7 @@ fn main() -> Res<()> {
     let mut fetches = Vec::new();
     let mut last = None;
     for _ in 0..FLOOR_RUNS {
-        let r = rt.block_on(raw_floor(d.imap_tls_port(), &ca))?;
+        let r = rt.block_on(raw_floor(d.imap_tls_port(), &ca, Some(FLOOR_FETCH)))?;
         totals.push(r.total);
         fetches.push(r.fetch);
         last = Some((r.responses, r.bytes));
@@ -448,6 +454,32 @@ fn main() -> Res<()> {
         stat: stat(fetches),
         vs_floor: false,
         note: String::new(),
+    });
+    // The same raw client sending mailbag's FETCH: what the server and the link cost for the
+    // items mailbag asks for, without any client-side parsing or storage.
+    let mut theirs = Vec::new();
+    let mut theirs_bytes = 0;
+    for _ in 0..FLOOR_RUNS {
+        let r = rt.block_on(raw_floor(d.imap_tls_port(), &ca, Some(MAILBAG_FETCH)))?;
+        theirs.push(r.fetch);
+        theirs_bytes = r.bytes;
+    }
+    rows.push(Row {
+        name: "raw client sending mailbag's UID FETCH (alone)".into(),
+        stat: stat(theirs),
+        vs_floor: false,
+        note: format!("{:.1} MB", theirs_bytes as f64 / 1e6),
+    });
+    // The resync floor: the least a client can do to learn that nothing changed.
+    let mut empty = Vec::new();
+    for _ in 0..RESYNC_RUNS {
+        empty.push(rt.block_on(raw_floor(d.imap_tls_port(), &ca, None))?.total);
+    }
+    rows.push(Row {
+        name: "resync floor: raw TLS + LOGIN + SELECT + LOGOUT".into(),
+        stat: stat(empty),
+        vs_floor: false,
+        note: "a new connection, as every `mailbag sync` makes".into(),
     });
 
     // 2. mailbag sync, envelopes only (prefetch = 0), fresh profile each run.
@@ -626,7 +658,11 @@ fn main() -> Res<()> {
     });
 
     // 8. mbsync.
-    if have_mbsync {
+    let skip_mbsync = std::env::var_os("MAILBAG_BENCH_NO_MBSYNC").is_some();
+    if skip_mbsync {
+        notes.push("MAILBAG_BENCH_NO_MBSYNC is set: the mbsync comparison was SKIPPED".into());
+    }
+    if have_mbsync && !skip_mbsync {
         for (label, max) in [("", None), (", MaxSize 1k", Some("1k"))] {
             let mut init = Vec::new();
             let mut peaks = Vec::new();
@@ -671,7 +707,7 @@ fn main() -> Res<()> {
                 });
             }
         }
-    } else {
+    } else if !have_mbsync {
         notes.push(
             "mbsync (isync) is NOT installed: the mbsync comparison was SKIPPED \
              (apt-get install isync)"
