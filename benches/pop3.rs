@@ -101,6 +101,8 @@ struct Server {
     bytes: u64,
     /// When running as root: uid/gid of `nobody`, for getmail6 (which refuses to deliver as root).
     nobody: Option<(u32, u32)>,
+    /// The getmail executable (see `MAILBAG_BENCH_GETMAIL`).
+    getmail: PathBuf,
 }
 
 /// One timed run.
@@ -121,9 +123,26 @@ fn orchestrate() -> Result<(), String> {
     println!("POP3 benchmark: {MESSAGES} messages over implicit TLS on loopback, {RUNS} runs each");
     ensure_tool("/usr/bin/time", "time").map_err(|e| format!("/usr/bin/time is required: {e}"))?;
     let mailbag = PathBuf::from(env!("CARGO_BIN_EXE_mailbag"));
-    let getmail = ensure_tool("/usr/bin/getmail", "getmail6");
     let fetchmail = ensure_tool("/usr/bin/fetchmail", "fetchmail")
         .and_then(|f| ensure_tool("/usr/bin/formail", "procmail").map(|_| f));
+    // NOTE: Debian's getmail6 6.18 loses SIGCHLD now and then (it installs its handler after
+    // fork; getmail6/getmail6#226) and aborts after a 60 s wait, so 10,000 one-fork-per-message
+    // deliveries rarely finish. MAILBAG_BENCH_GETMAIL points at a newer getmail, e.g. from
+    // `python3 -m venv DIR && DIR/bin/pip install getmail6`.
+    let getmail = match std::env::var("MAILBAG_BENCH_GETMAIL") {
+        Ok(path) if Path::new(&path).is_file() => Ok(PathBuf::from(path)),
+        Ok(path) => Err(format!("MAILBAG_BENCH_GETMAIL={path} does not exist")),
+        Err(_) => ensure_tool("/usr/bin/getmail", "getmail6"),
+    };
+    for found in [&getmail, &fetchmail].into_iter().flatten() {
+        let out = Command::new(found).arg("--version").output();
+        if let Ok(out) = out {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            let version = text.lines().find(|l| l.contains("etmail")).unwrap_or("?");
+            println!("{}: {}", found.display(), version.trim());
+        }
+    }
     for (name, found) in [("getmail6", &getmail), ("fetchmail", &fetchmail)] {
         if let Err(e) = found {
             println!("!!!!! SKIPPED {name}: {e} !!!!!");
@@ -145,15 +164,35 @@ fn orchestrate() -> Result<(), String> {
     let server = Server {
         port: dovecot.pop3_tls_port(),
         ca: dovecot.ca_path(),
-        expected: ids.into_iter().collect(),
+        expected: ids.iter().map(|id| bare_id(id)).collect(),
         bytes: maildir_bytes(&dovecot.maildir(ALICE.name, "INBOX"))?,
         nobody: nobody_ids()?,
+        getmail: getmail
+            .clone()
+            .unwrap_or_else(|_| PathBuf::from("/usr/bin/getmail")),
     };
     if server.expected.len() != MESSAGES {
         return Err(format!(
             "seeding returned {} distinct Message-IDs",
             server.expected.len()
         ));
+    }
+
+    if let Some(secs) = std::env::var("MAILBAG_BENCH_POP3_HOLD")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        // NOTE: a profiling aid: keep the seeded server up to run a client by hand.
+        println!(
+            "holding for {secs} s: POP3 over TLS on {}:{}, CA {}, user {} password {}",
+            common::TLS_NAME,
+            server.port,
+            server.ca.display(),
+            ALICE.name,
+            ALICE.password
+        );
+        std::thread::sleep(Duration::from_secs(secs));
+        return Ok(());
     }
 
     // NOTE: the first POP3 session makes Dovecot compute and cache every message's size and
@@ -178,11 +217,21 @@ fn orchestrate() -> Result<(), String> {
             (c, outcome)
         })
         .collect();
+    // NOTE: for profiling one client: MAILBAG_BENCH_POP3_ONLY=mailbag (or floor, getmail,
+    // fetchmail; comma-separated). The default runs them all.
+    let only = std::env::var("MAILBAG_BENCH_POP3_ONLY").ok();
+    let selected = |c: Client| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|k| c.name().starts_with(k.trim())))
+    };
     for round in 1..=RUNS {
         for (client, outcome) in &mut outcomes {
             let Outcome::Done(samples) = outcome else {
                 continue;
             };
+            if !selected(*client) {
+                continue;
+            }
             print!("round {round}/{RUNS}: {:<24} ... ", client.name());
             let _ = io::stdout().flush();
             match run_once(*client, &server, &mailbag) {
@@ -369,7 +418,7 @@ fn run_once(client: Client, server: &Server, mailbag: &Path) -> Result<Sample, S
                 ),
             )
             .map_err(io("getmailrc"))?;
-            cmd.arg("/usr/bin/getmail")
+            cmd.arg(&server.getmail)
                 .arg("--getmaildir")
                 .arg(&gm_dir)
                 .arg("--rcfile")
@@ -436,7 +485,16 @@ fn run_once(client: Client, server: &Server, mailbag: &Path) -> Result<Sample, S
     let wall = started.elapsed();
     let log_text = fs::read_to_string(&log_path).unwrap_or_default();
     if !status.success() {
-        return Err(format!("exited with {status}; output: {}", tail(&log_text)));
+        let mut count = 0usize;
+        let _ = mailbag::store::mbox::scan(&mbox, |_| {
+            count += 1;
+            Ok(())
+        });
+        return Err(format!(
+            "exited with {status} after {:.1} s with {count} messages in its mbox; output: {}",
+            wall.as_secs_f64(),
+            tail(&log_text)
+        ));
     }
     let time_text = fs::read_to_string(root.join("time.txt")).map_err(io("time output"))?;
     let rss_kb = time_text
@@ -472,7 +530,7 @@ fn verify(mbox: &Path, expected: &HashSet<String>) -> Result<(), String> {
     mailbag::store::mbox::scan(mbox, |m| {
         count += 1;
         if let Some(id) = mailbag::backend::Envelope::from_raw(&m.raw).message_id {
-            found.insert(id);
+            found.insert(bare_id(&id));
         }
         Ok(())
     })
@@ -487,6 +545,11 @@ fn verify(mbox: &Path, expected: &HashSet<String>) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A Message-ID without its angle brackets (the parser drops them, the seeder keeps them).
+fn bare_id(id: &str) -> String {
+    id.trim().trim_start_matches('<').trim_end_matches('>').to_string()
 }
 
 /// Min and median of a client's samples.
