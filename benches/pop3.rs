@@ -139,7 +139,7 @@ fn orchestrate() -> Result<(), String> {
         if let Ok(out) = out {
             let text = String::from_utf8_lossy(&out.stdout).into_owned()
                 + &String::from_utf8_lossy(&out.stderr);
-            let version = text.lines().find(|l| l.contains("etmail")).unwrap_or("?");
+            let version = text.lines().find(|l| l.contains("mail")).unwrap_or("?");
             println!("{}: {}", found.display(), version.trim());
         }
     }
@@ -262,7 +262,10 @@ fn ensure_tool(path: &str, package: &str) -> Result<PathBuf, String> {
     if path.is_file() {
         return Ok(path);
     }
-    println!("{} is missing: apt-get install -y {package}", path.display());
+    println!(
+        "{} is missing: apt-get install -y {package}",
+        path.display()
+    );
     let status = Command::new("apt-get")
         .args(["install", "-y", "-q", package])
         .env("DEBIAN_FRONTEND", "noninteractive")
@@ -549,7 +552,10 @@ fn verify(mbox: &Path, expected: &HashSet<String>) -> Result<(), String> {
 
 /// A Message-ID without its angle brackets (the parser drops them, the seeder keeps them).
 fn bare_id(id: &str) -> String {
-    id.trim().trim_start_matches('<').trim_end_matches('>').to_string()
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string()
 }
 
 /// Min and median of a client's samples.
@@ -592,7 +598,7 @@ fn table(outcomes: &[(Client, Outcome)], server: &Server) -> String {
                     let secs = median.as_secs_f64();
                     let _ = writeln!(
                         out,
-                        "| {} | {:.2} s | {:.2} s | {:.0} | {:.1} | {:.1} MB |",
+                        "| {} | {:.2} s | {:.2} s | {:.0} | {:.2} | {:.1} MB |",
                         client.name(),
                         min.as_secs_f64(),
                         secs,
@@ -608,16 +614,34 @@ fn table(outcomes: &[(Client, Outcome)], server: &Server) -> String {
     let median = |c: Client| medians.iter().find(|(m, _)| *m == c).map(|(_, s)| *s);
     let _ = writeln!(out, "\nRatios of median wall times:\n");
     for (label, a, b, goal) in [
-        ("mailbag / floor", Client::Mailbag, Client::Floor, "goal <= 1.3"),
-        ("getmail6 / mailbag", Client::Getmail, Client::Mailbag, "goal >= 3"),
-        ("fetchmail / mailbag", Client::Fetchmail, Client::Mailbag, ""),
+        (
+            "mailbag / floor",
+            Client::Mailbag,
+            Client::Floor,
+            "goal <= 1.3",
+        ),
+        (
+            "getmail6 / mailbag",
+            Client::Getmail,
+            Client::Mailbag,
+            "goal >= 3",
+        ),
+        (
+            "fetchmail / mailbag",
+            Client::Fetchmail,
+            Client::Mailbag,
+            "",
+        ),
     ] {
         match (median(a), median(b)) {
             (Some(x), Some(y)) if y > 0.0 => {
                 let _ = writeln!(out, "- {label}: {:.2}x {goal}", x / y);
             }
             _ => {
-                let _ = writeln!(out, "- {label}: not available (a client was skipped or failed)");
+                let _ = writeln!(
+                    out,
+                    "- {label}: not available (a client was skipped or failed)"
+                );
             }
         }
     }
@@ -757,11 +781,9 @@ mod floor {
     ) -> Result<(), Error> {
         read_line(rd, line).await?;
         if !line.starts_with(b"+OK") {
-            return Err(format!(
-                "server said {:?}",
-                String::from_utf8_lossy(line).trim_end()
-            )
-            .into());
+            return Err(
+                format!("server said {:?}", String::from_utf8_lossy(line).trim_end()).into(),
+            );
         }
         Ok(())
     }
