@@ -612,10 +612,14 @@ impl Session {
         };
         progress(state);
         loop {
-            while in_flight.len() < depth {
-                let Some(item) = next.next() else { break };
-                self.send(Command::Retr(item.msg))?;
-                in_flight.push_back(item);
+            // NOTE: refill the pipeline when half of it has come back, so that commands go
+            // out in bursts (one TLS record for many RETRs) rather than one per message.
+            if in_flight.len() <= depth / 2 {
+                while in_flight.len() < depth {
+                    let Some(item) = next.next() else { break };
+                    self.send(Command::Retr(item.msg))?;
+                    in_flight.push_back(item);
+                }
             }
             let Some(&current) = in_flight.front() else {
                 break;
