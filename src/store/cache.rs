@@ -335,11 +335,18 @@ fn insert_in(
          WHERE folder_id = ?1 AND (uid = ?2 OR uidl = ?3 OR mbox_offset = ?4)
          RETURNING id",
     )?;
-    // NOTE: a plain INSERT, not INSERT OR REPLACE: a replace is a delete, and a delete makes
-    // FTS5 flush its pending index data at once — per row, which cost half the time of a
-    // download. Rows that already existed are deleted from the index explicitly below.
+    // NOTE: FTS5 writes its pending index data to disk whenever a statement opens a savepoint
+    // inside a transaction — which every write statement here does. Indexing row by row
+    // therefore flushed once per message, half the time of a download. The batch's words
+    // are staged in a temporary table and indexed by one statement at the end instead.
+    tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS search_batch(
+             id INTEGER PRIMARY KEY, subject TEXT, sender TEXT, recipients TEXT, body TEXT);
+         DELETE FROM temp.search_batch;",
+    )?;
     let mut index = tx.prepare_cached(
-        "INSERT INTO search(rowid, subject, sender, recipients, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR REPLACE INTO temp.search_batch(id, subject, sender, recipients, body)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut unindex = tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?;
     for m in messages {
@@ -412,6 +419,11 @@ fn insert_in(
         ])?;
         ids.push(id);
     }
+    tx.execute_batch(
+        "INSERT INTO search(rowid, subject, sender, recipients, body)
+             SELECT id, subject, sender, recipients, body FROM temp.search_batch;
+         DELETE FROM temp.search_batch;",
+    )?;
     Ok(ids)
 }
 
@@ -642,7 +654,7 @@ impl Cache {
             // across a power loss: a POP3 batch's UIDLs must be on disk before its DELEs are
             // sent, or a lost commit would mean a message downloaded twice. Commits are
             // batched (hundreds of messages each), so this costs a few fsyncs per sync.
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; \
              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
         } else {
             "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
