@@ -21,7 +21,8 @@
 //! - [`backend`] is the trait both protocols implement and the types they share.
 //! - [`pop3`] is a POP3 protocol layer without sockets (commands out, replies in).
 //! - [`render`] turns MIME into sanitised, displayable text.
-//! - [`cli`] implements the scripting commands (`list`, `read`, `folders`, ...).
+//! - [`cli`] implements the scripting commands (`list`, `read`, `folders`, `setup`, ...).
+//! - [`wizard`] finds server settings for an address, tests the login and saves the account.
 //!
 //! `docs/architecture.md` explains the data flow and the decisions behind it.
 
@@ -35,5 +36,6 @@ pub mod render;
 pub mod sanitize;
 pub mod store;
 pub mod tls;
+pub mod wizard;
 
 pub use error::{Error, ErrorKind};
