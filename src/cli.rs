@@ -109,7 +109,7 @@ pub enum Command {
         ids: Vec<i64>,
     },
     /// Add an account: discovers the server settings, tests the login, saves the account.
-    Setup(crate::wizard::scripted::SetupArgs),
+    Setup(Box<crate::wizard::scripted::SetupArgs>),
     /// Show one message (by the id `list` prints).
     Read {
         /// The message's id in the cache.
@@ -124,7 +124,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<i32> {
     let paths = Paths::resolve(cli.config.as_deref());
     match cli.command {
-        Some(Command::Setup(args)) => return crate::wizard::scripted::run(&paths, args),
+        Some(Command::Setup(args)) => return crate::wizard::scripted::run(&paths, *args),
         Some(Command::Sync { accounts }) if !cli.demo => return sync(&paths, &accounts),
         Some(Command::Flag {
             ids,

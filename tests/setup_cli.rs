@@ -128,20 +128,40 @@ fn imap_setup_writes_an_account_that_syncs() {
     let out = p.run(&refs(&args));
     let err = text(&out.stderr);
     assert!(out.status.success(), "setup failed: {err}");
-    for step in ["resolve", "connect", "tls", "capabilities", "login", "list folders"] {
-        assert!(err.contains(&format!("ok      {step}")), "step {step} missing: {err}");
+    for step in [
+        "resolve",
+        "connect",
+        "tls",
+        "capabilities",
+        "login",
+        "list folders",
+    ] {
+        assert!(
+            err.contains(&format!("ok      {step}")),
+            "step {step} missing: {err}"
+        );
     }
     let config = std::fs::read_to_string(p.config_file()).expect("config written");
     assert!(config.contains("[accounts.work]"), "{config}");
-    assert!(config.contains(&format!("password_command = \"{cmd}\"")), "{config}");
-    assert!(!config.contains(ALICE.password), "password in config: {config}");
+    assert!(
+        config.contains(&format!("password_command = \"{cmd}\"")),
+        "{config}"
+    );
+    assert!(
+        !config.contains(ALICE.password),
+        "password in config: {config}"
+    );
     let subjects = p.sync_and_list();
     assert_eq!(subjects.len(), seeded.len(), "{subjects:?}");
 
     // A second setup under the same name is refused before anything is asked.
     let out = p.run(&refs(&args));
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("already exists"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -182,12 +202,18 @@ fn wrong_password_exits_non_zero_with_the_hint_and_writes_nothing() {
     let p = Profile::new();
     let pw = p.password_file("not-the-password");
     let mut args = setup_args(&d, "imap", d.imap_tls_port(), "tls");
-    args.extend(["--password-command".to_string(), format!("cat {}", pw.display())]);
+    args.extend([
+        "--password-command".to_string(),
+        format!("cat {}", pw.display()),
+    ]);
     let out = p.run(&refs(&args));
     let err = text(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("FAILED  login"), "{err}");
-    assert!(err.contains("check it, or create an app password for"), "{err}");
+    assert!(
+        err.contains("check it, or create an app password for"),
+        "{err}"
+    );
     assert!(!err.contains("not-the-password"), "password echoed: {err}");
     assert!(!p.config_file().exists(), "nothing may be written");
 
@@ -207,9 +233,15 @@ fn untrusted_certificate_is_shown_and_can_be_trusted_exactly() {
     let pw = p.password_file(ALICE.password);
     let mut args: Vec<String> = setup_args(&d, "imap", d.imap_plain_port(), "starttls");
     // No CA file: the harness's self-signed certificate is not trusted.
-    let at = args.iter().position(|a| a == "--tls-ca-file").expect("ca arg");
+    let at = args
+        .iter()
+        .position(|a| a == "--tls-ca-file")
+        .expect("ca arg");
     args.drain(at..at + 2);
-    args.extend(["--password-command".to_string(), format!("cat {}", pw.display())]);
+    args.extend([
+        "--password-command".to_string(),
+        format!("cat {}", pw.display()),
+    ]);
     let out = p.run(&refs(&args));
     let err = text(&out.stderr);
     assert!(!out.status.success(), "{err}");
@@ -220,7 +252,10 @@ fn untrusted_certificate_is_shown_and_can_be_trusted_exactly() {
         .lines()
         .find(|l| l.contains("SHA-256 fingerprint:"))
         .expect("fingerprint shown");
-    assert_eq!(fp_line.split(": ").nth(1).map(|f| f.split(':').count()), Some(32));
+    assert_eq!(
+        fp_line.split(": ").nth(1).map(|f| f.split(':').count()),
+        Some(32)
+    );
     let hex = err
         .split("--tls-cert-sha256 ")
         .nth(1)
@@ -234,7 +269,10 @@ fn untrusted_certificate_is_shown_and_can_be_trusted_exactly() {
     let out = p.run(&refs(&args));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let config = std::fs::read_to_string(p.config_file()).expect("config");
-    assert!(config.contains(&format!("tls_cert_sha256 = \"{hex}\"")), "{config}");
+    assert!(
+        config.contains(&format!("tls_cert_sha256 = \"{hex}\"")),
+        "{config}"
+    );
     p.sync_and_list();
 }
 
@@ -263,8 +301,14 @@ fn discover_prints_candidates_and_writes_nothing() {
     let out = p.run(&["setup", "--discover", "jane@posteo.de"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(stdout.contains("1. imap  posteo.de:993  security tls  user jane@posteo.de"), "{stdout}");
-    assert!(stdout.contains("2. pop3  posteo.de:995  security tls"), "{stdout}");
+    assert!(
+        stdout.contains("1. imap  posteo.de:993  security tls  user jane@posteo.de"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2. pop3  posteo.de:995  security tls"),
+        "{stdout}"
+    );
     assert!(stdout.contains("source: bundled provider list"), "{stdout}");
     assert!(stdout.contains("autoconfig: not asked"), "{stdout}");
     assert!(!p.config_file().exists());
@@ -280,8 +324,14 @@ fn plain_setup_points_to_the_non_interactive_form() {
     let out = p.run(&["setup"]);
     assert!(out.status.success());
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("interactive setup wizard comes with the TUI"), "{stdout}");
-    assert!(stdout.contains("mailbag setup --non-interactive"), "{stdout}");
+    assert!(
+        stdout.contains("interactive setup wizard comes with the TUI"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mailbag setup --non-interactive"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -293,7 +343,10 @@ fn no_keyring_service_says_so_and_writes_nothing() {
     let args = setup_args(&d, "imap", d.imap_tls_port(), "tls");
     let out = p
         .command(&refs(&args))
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/mailbag-test-bus")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/mailbag-test-bus",
+        )
         .env_remove("DISPLAY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -308,7 +361,10 @@ fn no_keyring_service_says_so_and_writes_nothing() {
         .expect("run");
     let err = text(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("ok      login"), "the login test ran first: {err}");
+    assert!(
+        err.contains("ok      login"),
+        "the login test ran first: {err}"
+    );
     let last = err.lines().last().unwrap_or("");
     assert!(last.contains("no OS keyring service is reachable"), "{err}");
     assert!(last.contains("--password-command"), "{err}");
@@ -337,10 +393,9 @@ fn keyring_required() -> bool {
 /// session, with its own home so the user's keyrings are never touched.
 #[test]
 fn keyring_setup_with_a_real_secret_service() {
-    let (Some(dbus), Some(keyring)) = (
-        program("dbus-run-session"),
-        program("gnome-keyring-daemon"),
-    ) else {
+    let (Some(dbus), Some(keyring)) =
+        (program("dbus-run-session"), program("gnome-keyring-daemon"))
+    else {
         if keyring_required() {
             panic!(
                 "dbus-run-session or gnome-keyring-daemon not found: install dbus-daemon and \

@@ -34,8 +34,21 @@ fn web_cert() -> WebCert {
     let cert = dir.path().join("cert.pem");
     let p12 = dir.path().join("id.p12");
     let ok = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=autoconfig.example.test"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=autoconfig.example.test",
+        ])
         .args([
             "-addext",
             "subjectAltName=DNS:autoconfig.example.test,DNS:example.test",
@@ -46,7 +59,11 @@ fn web_cert() -> WebCert {
         .arg(&cert)
         .output()
         .expect("run openssl");
-    assert!(ok.status.success(), "openssl req: {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let ok = Command::new("openssl")
         .args(["pkcs12", "-export", "-passout", "pass:test"])
         .arg("-in")
@@ -57,7 +74,11 @@ fn web_cert() -> WebCert {
         .arg(&p12)
         .output()
         .expect("run openssl");
-    assert!(ok.status.success(), "openssl pkcs12: {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "openssl pkcs12: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     WebCert {
         p12: std::fs::read(&p12).expect("p12"),
         ca: cert,
@@ -73,7 +94,9 @@ async fn https_server(
     let acceptor = async_native_tls::TlsAcceptor::new(&cert.p12[..], "test")
         .await
         .expect("acceptor");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
@@ -122,7 +145,9 @@ async fn https_server(
 
 /// A UDP DNS server answering from `records` ((name, type) → rdata list); others NXDOMAIN.
 async fn dns_server(records: Vec<(String, u16, Vec<u8>)>) -> SocketAddr {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = socket.local_addr().expect("addr");
     tokio::spawn(async move {
         let mut buf = [0u8; 1500];
@@ -149,7 +174,9 @@ async fn dns_server(records: Vec<(String, u16, Vec<u8>)>) -> SocketAddr {
 
 /// A UDP socket that never answers.
 async fn silent_dns() -> (SocketAddr, tokio::net::UdpSocket) {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     (socket.local_addr().expect("addr"), socket)
 }
 
@@ -208,7 +235,10 @@ async fn autoconfig_over_local_https() {
     let cert = web_cert();
     let (addr, seen) = https_server(
         &cert,
-        vec![("autoconfig.example.test/mail/config-v1.1.xml?emailaddress=alice%40example.test", ok_xml(CONFIG_XML))],
+        vec![(
+            "autoconfig.example.test/mail/config-v1.1.xml?emailaddress=alice%40example.test",
+            ok_xml(CONFIG_XML),
+        )],
     )
     .await;
     let d = Discovery {
@@ -219,10 +249,24 @@ async fn autoconfig_over_local_https() {
     assert_eq!(found.len(), 2, "{notes:?}");
     let pop = &found[0];
     assert_eq!(
-        (pop.protocol, pop.host.as_str(), pop.port, pop.security, pop.username.as_str()),
-        (Protocol::Pop3, "pop.example.test", 995, Security::Tls, "alice")
+        (
+            pop.protocol,
+            pop.host.as_str(),
+            pop.port,
+            pop.security,
+            pop.username.as_str()
+        ),
+        (
+            Protocol::Pop3,
+            "pop.example.test",
+            995,
+            Security::Tls,
+            "alice"
+        )
     );
-    assert!(matches!(&pop.source, Source::Autoconfig { url } if url.starts_with("https://autoconfig.example.test/")));
+    assert!(
+        matches!(&pop.source, Source::Autoconfig { url } if url.starts_with("https://autoconfig.example.test/"))
+    );
     assert_eq!(pop.provider.as_deref(), Some("Example Test Mail"));
     assert_eq!(seen.lock().expect("lock").len(), 1);
 
@@ -234,7 +278,10 @@ async fn autoconfig_over_local_https() {
         ..d
     };
     let all = discover::discover(&email(), &d).await;
-    assert_eq!(all.candidates.first().map(|c| c.protocol), Some(Protocol::Imap));
+    assert_eq!(
+        all.candidates.first().map(|c| c.protocol),
+        Some(Protocol::Imap)
+    );
 }
 
 #[tokio::test]
@@ -276,7 +323,8 @@ async fn autoconfig_falls_back_to_well_known_and_follows_redirects() {
 #[tokio::test]
 async fn malformed_autoconfig_xml_gives_a_clear_message() {
     let cert = web_cert();
-    let broken = "<clientConfig>\n<emailProvider>\n<incomingServer type=\"imap\">\n</emailProvider>";
+    let broken =
+        "<clientConfig>\n<emailProvider>\n<incomingServer type=\"imap\">\n</emailProvider>";
     let (addr, _) = https_server(&cert, vec![("autoconfig.example.test/", ok_xml(broken))]).await;
     let d = Discovery {
         hosts: web_hosts(addr),
@@ -296,7 +344,9 @@ async fn malformed_autoconfig_xml_gives_a_clear_message() {
         panic!("{report:?}");
     };
     assert!(
-        notes[0].contains("the autoconfig file is not valid XML: line 4: </emailProvider> closes <incomingServer>"),
+        notes[0].contains(
+            "the autoconfig file is not valid XML: line 4: </emailProvider> closes <incomingServer>"
+        ),
         "{notes:?}"
     );
 }
@@ -304,7 +354,11 @@ async fn malformed_autoconfig_xml_gives_a_clear_message() {
 #[tokio::test]
 async fn autoconfig_from_an_untrusted_server_is_refused() {
     let cert = web_cert();
-    let (addr, seen) = https_server(&cert, vec![("autoconfig.example.test/", ok_xml(CONFIG_XML))]).await;
+    let (addr, seen) = https_server(
+        &cert,
+        vec![("autoconfig.example.test/", ok_xml(CONFIG_XML))],
+    )
+    .await;
     let d = Discovery {
         hosts: web_hosts(addr),
         trust: TlsTrust::default(),
@@ -312,20 +366,42 @@ async fn autoconfig_from_an_untrusted_server_is_refused() {
     };
     let (found, notes) = discover::from_autoconfig(&email(), &d).await;
     assert!(found.is_empty());
-    assert!(notes[0].contains("tls with autoconfig.example.test failed"), "{notes:?}");
-    assert!(seen.lock().expect("lock").is_empty(), "no request over an unverified link");
+    assert!(
+        notes[0].contains("tls with autoconfig.example.test failed"),
+        "{notes:?}"
+    );
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "no request over an unverified link"
+    );
 }
 
 fn srv(name: &str, prio: u16, weight: u16, port: u16, target: &str) -> (String, u16, Vec<u8>) {
-    (name.to_string(), dns::TYPE_SRV, dns::srv_rdata(prio, weight, port, target))
+    (
+        name.to_string(),
+        dns::TYPE_SRV,
+        dns::srv_rdata(prio, weight, port, target),
+    )
 }
 
 #[tokio::test]
 async fn srv_records_from_a_local_dns_server() {
     let server = dns_server(vec![
-        srv("_imaps._tcp.example.test", 20, 0, 993, "backup.example.test"),
+        srv(
+            "_imaps._tcp.example.test",
+            20,
+            0,
+            993,
+            "backup.example.test",
+        ),
         srv("_imaps._tcp.example.test", 10, 1, 993, "light.example.test"),
-        srv("_imaps._tcp.example.test", 10, 50, 993, "heavy.example.test"),
+        srv(
+            "_imaps._tcp.example.test",
+            10,
+            50,
+            993,
+            "heavy.example.test",
+        ),
         srv("_imap._tcp.example.test", 0, 0, 0, "."),
         srv("_pop3s._tcp.example.test", 0, 0, 995, "pop.example.test"),
     ])
@@ -336,7 +412,10 @@ async fn srv_records_from_a_local_dns_server() {
         ..Discovery::default()
     };
     let (found, notes) = discover::from_dns(&email(), &d).await;
-    let hosts: Vec<(&str, Security)> = found.iter().map(|c| (c.host.as_str(), c.security)).collect();
+    let hosts: Vec<(&str, Security)> = found
+        .iter()
+        .map(|c| (c.host.as_str(), c.security))
+        .collect();
     assert_eq!(
         hosts,
         [
@@ -346,15 +425,31 @@ async fn srv_records_from_a_local_dns_server() {
             ("pop.example.test", Security::Tls),
         ]
     );
-    assert!(matches!(&found[0].source, Source::Srv { record } if record == "_imaps._tcp.example.test"));
-    assert!(notes.iter().any(|n| n.contains("_imap._tcp.example.test: the domain says this service is not offered")), "{notes:?}");
+    assert!(
+        matches!(&found[0].source, Source::Srv { record } if record == "_imaps._tcp.example.test")
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n
+                .contains("_imap._tcp.example.test: the domain says this service is not offered")),
+        "{notes:?}"
+    );
 }
 
 #[tokio::test]
 async fn mx_host_names_a_known_provider() {
     let server = dns_server(vec![
-        ("example.test".into(), dns::TYPE_MX, dns::mx_rdata(20, "alt2.aspmx.l.google.com")),
-        ("example.test".into(), dns::TYPE_MX, dns::mx_rdata(10, "aspmx.l.google.com")),
+        (
+            "example.test".into(),
+            dns::TYPE_MX,
+            dns::mx_rdata(20, "alt2.aspmx.l.google.com"),
+        ),
+        (
+            "example.test".into(),
+            dns::TYPE_MX,
+            dns::mx_rdata(10, "aspmx.l.google.com"),
+        ),
     ])
     .await;
     let d = Discovery {
@@ -369,7 +464,12 @@ async fn mx_host_names_a_known_provider() {
     let first = found.candidates.first().expect("a candidate");
     assert_eq!(first.host, "imap.gmail.com");
     assert_eq!(first.provider.as_deref(), Some("Gmail"));
-    assert_eq!(first.source, Source::Mx { host: "aspmx.l.google.com".into() });
+    assert_eq!(
+        first.source,
+        Source::Mx {
+            host: "aspmx.l.google.com".into()
+        }
+    );
 }
 
 #[tokio::test]
@@ -389,19 +489,32 @@ async fn dns_timeout_gives_a_clear_message() {
     let Outcome::Nothing(notes) = &found.reports[2].outcome else {
         panic!("{:?}", found.reports);
     };
-    let want = format!("no answer from the DNS server {addr} within 1 s for _imaps._tcp.example.test SRV");
+    let want =
+        format!("no answer from the DNS server {addr} within 1 s for _imaps._tcp.example.test SRV");
     assert!(notes.iter().any(|n| n == &want), "{notes:?}");
-    assert!(notes.iter().any(|n| n.contains("for example.test MX")), "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("for example.test MX")),
+        "{notes:?}"
+    );
 }
 
 /// Guessed host names mapped onto the Dovecot harness's ports.
 fn dovecot_hosts(d: &Dovecot) -> HashMap<(String, u16), SocketAddr> {
     let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     HashMap::from([
-        (("imap.example.test".to_string(), 993), at(d.imap_tls_port())),
-        (("imap.example.test".to_string(), 143), at(d.imap_plain_port())),
+        (
+            ("imap.example.test".to_string(), 993),
+            at(d.imap_tls_port()),
+        ),
+        (
+            ("imap.example.test".to_string(), 143),
+            at(d.imap_plain_port()),
+        ),
         (("pop.example.test".to_string(), 995), at(d.pop3_tls_port())),
-        (("pop3.example.test".to_string(), 110), at(d.pop3_plain_port())),
+        (
+            ("pop3.example.test".to_string(), 110),
+            at(d.pop3_plain_port()),
+        ),
     ])
 }
 
@@ -436,7 +549,10 @@ async fn guessing_against_dovecot() {
     // The harness certificate is for localhost, so it does not match the guessed names:
     // found, but marked for the user to decide.
     assert!(
-        found.candidates.iter().all(|c| c.notes.iter().any(|n| n.contains("not trusted"))),
+        found
+            .candidates
+            .iter()
+            .all(|c| c.notes.iter().any(|n| n.contains("not trusted"))),
         "{:?}",
         found.candidates
     );
@@ -450,8 +566,19 @@ async fn sources_come_in_order() {
         return;
     };
     let cert = web_cert();
-    let (web, _) = https_server(&cert, vec![("autoconfig.example.test/", ok_xml(CONFIG_XML))]).await;
-    let server = dns_server(vec![srv("_imaps._tcp.example.test", 0, 0, 993, "srv.example.test")]).await;
+    let (web, _) = https_server(
+        &cert,
+        vec![("autoconfig.example.test/", ok_xml(CONFIG_XML))],
+    )
+    .await;
+    let server = dns_server(vec![srv(
+        "_imaps._tcp.example.test",
+        0,
+        0,
+        993,
+        "srv.example.test",
+    )])
+    .await;
     let db = ProviderDb::parse(
         "[[provider]]\nid='t'\nname='Test'\ndomains=['example.test']\n\
          [[provider.server]]\nprotocol='imap'\nhost='bundled.example.test'\nport=993\n\
@@ -480,18 +607,58 @@ async fn sources_come_in_order() {
         }
         v
     };
-    assert_eq!(firsts, ["bundled", "autoconfig", "dns-srv", "guess"], "{labels:?}");
-    assert!(found.reports.iter().all(|r| matches!(r.outcome, Outcome::Found(_))), "{:?}", found.reports);
+    assert_eq!(
+        firsts,
+        ["bundled", "autoconfig", "dns-srv", "guess"],
+        "{labels:?}"
+    );
+    assert!(
+        found
+            .reports
+            .iter()
+            .all(|r| matches!(r.outcome, Outcome::Found(_))),
+        "{:?}",
+        found.reports
+    );
 
-    let first_only = discover::discover(&email(), &Discovery { all_sources: false, ..d.clone() }).await;
-    assert!(first_only.candidates.iter().all(|c| c.source == Source::Bundled));
+    let first_only = discover::discover(
+        &email(),
+        &Discovery {
+            all_sources: false,
+            ..d.clone()
+        },
+    )
+    .await;
+    assert!(
+        first_only
+            .candidates
+            .iter()
+            .all(|c| c.source == Source::Bundled)
+    );
     let outcomes: Vec<&Outcome> = first_only.reports.iter().map(|r| &r.outcome).collect();
-    assert_eq!(outcomes, [&Outcome::Found(1), &Outcome::Skipped, &Outcome::Skipped, &Outcome::Skipped]);
+    assert_eq!(
+        outcomes,
+        [
+            &Outcome::Found(1),
+            &Outcome::Skipped,
+            &Outcome::Skipped,
+            &Outcome::Skipped
+        ]
+    );
 
     let no_bundled = discover::discover(
         &email(),
-        &Discovery { all_sources: false, use_bundled: false, ..d },
+        &Discovery {
+            all_sources: false,
+            use_bundled: false,
+            ..d
+        },
     )
     .await;
-    assert!(no_bundled.candidates.iter().all(|c| c.source.label() == "autoconfig"));
+    assert!(
+        no_bundled
+            .candidates
+            .iter()
+            .all(|c| c.source.label() == "autoconfig")
+    );
 }

@@ -487,17 +487,18 @@ impl Session {
             PasswordSource::Configured => {
                 let name = name.to_string();
                 let owned = account.clone();
-                looked_up = tokio::task::spawn_blocking(move || credentials::password(&name, &owned))
-                    .await
-                    .map_err(|e| BackendError::Protocol {
-                        host: host.clone(),
-                        reason: format!("password lookup failed: {e}"),
-                    })?
-                    .map_err(|e| BackendError::Auth {
-                        host: host.clone(),
-                        user: account.username().to_string(),
-                        reason: e.to_string(),
-                    })?;
+                looked_up =
+                    tokio::task::spawn_blocking(move || credentials::password(&name, &owned))
+                        .await
+                        .map_err(|e| BackendError::Protocol {
+                            host: host.clone(),
+                            reason: format!("password lookup failed: {e}"),
+                        })?
+                        .map_err(|e| BackendError::Auth {
+                            host: host.clone(),
+                            user: account.username().to_string(),
+                            reason: e.to_string(),
+                        })?;
                 &looked_up
             }
         };

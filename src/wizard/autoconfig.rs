@@ -42,7 +42,8 @@ fn percent_encode(s: &str) -> String {
 /// Only `incomingServer` elements of type `imap` or `pop3` are used; other types (exchange,
 /// ews) are skipped. The message of an error says what is wrong and where.
 pub fn parse(text: &str, email: &EmailAddress, url: &str) -> Result<Vec<Candidate>, String> {
-    let root = xml::parse(text).map_err(|e| format!("the autoconfig file is not valid XML: {e}"))?;
+    let root =
+        xml::parse(text).map_err(|e| format!("the autoconfig file is not valid XML: {e}"))?;
     if root.local_name() != "clientConfig" {
         return Err(format!(
             "the autoconfig file is not a clientConfig document (its root is <{}>)",
@@ -78,7 +79,11 @@ fn candidate(
         _ => return Ok(None),
     };
     let missing = |what: &str| format!("an incomingServer in the autoconfig file has no {what}");
-    let host = email.fill(&server.child_text("hostname").ok_or_else(|| missing("hostname"))?);
+    let host = email.fill(
+        &server
+            .child_text("hostname")
+            .ok_or_else(|| missing("hostname"))?,
+    );
     if host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/') {
         return Err(format!(
             "the autoconfig file names an invalid host {}",
@@ -118,7 +123,10 @@ fn candidate(
     let oauth2 = !auths.is_empty() && auths.iter().all(|a| a == "OAuth2");
     let mut notes = Vec::new();
     if security == Security::None {
-        notes.push("This server is offered without encryption; the password would be sent in the clear.".into());
+        notes.push(
+            "This server is offered without encryption; the password would be sent in the clear."
+                .into(),
+        );
     }
     Ok(Some(Candidate {
         source: Source::Autoconfig {
@@ -188,7 +196,10 @@ mod tests {
     #[test]
     fn bad_files_get_clear_messages() {
         let e = parse("<clientConfig><emailProvider>", &email(), "u").expect_err("cut");
-        assert!(e.starts_with("the autoconfig file is not valid XML: line 1:"), "{e}");
+        assert!(
+            e.starts_with("the autoconfig file is not valid XML: line 1:"),
+            "{e}"
+        );
         let e = parse("<html><body>404</body></html>", &email(), "u").expect_err("html");
         assert!(e.contains("not a clientConfig document"), "{e}");
         let e = parse(
@@ -198,12 +209,7 @@ mod tests {
         )
         .expect_err("port");
         assert!(e.contains("invalid port 99999"), "{e}");
-        let e = parse(
-            &SAMPLE.replace(">SSL<", ">TLS-ish<"),
-            &email(),
-            "u",
-        )
-        .expect_err("socket");
+        let e = parse(&SAMPLE.replace(">SSL<", ">TLS-ish<"), &email(), "u").expect_err("socket");
         assert!(e.contains("unknown socketType TLS-ish"), "{e}");
         let e = parse(
             "<clientConfig><emailProvider/></clientConfig>",

@@ -224,7 +224,10 @@ pub async fn test_login(
                     CheckStep::Stat,
                     format!("{n} messages, {:.1} MB", *size as f64 / 1e6),
                 ),
-                None => (CheckStep::ListFolders, format!("{} folders", ok.folders.len())),
+                None => (
+                    CheckStep::ListFolders,
+                    format!("{} folders", ok.folders.len()),
+                ),
             };
             on(CheckEvent::Done(step, detail));
             Ok(ok)

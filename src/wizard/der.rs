@@ -140,12 +140,25 @@ mod tests {
     }
 
     fn rdn(oid: &[u8], value: &str) -> Vec<u8> {
-        t(SET, &t(SEQUENCE, &[t(OID, oid), t(0x0C, value.as_bytes())].concat()))
+        t(
+            SET,
+            &t(SEQUENCE, &[t(OID, oid), t(0x0C, value.as_bytes())].concat()),
+        )
     }
 
     fn cert(with_version: bool) -> Vec<u8> {
-        let issuer = t(SEQUENCE, &[rdn(&[0x55, 4, 6], "DE"), rdn(&[0x55, 4, 3], "Test CA")].concat());
-        let subject = t(SEQUENCE, &[rdn(&[0x55, 4, 3], "mail.example.org"), rdn(&[0x55, 4, 10], "Example")].concat());
+        let issuer = t(
+            SEQUENCE,
+            &[rdn(&[0x55, 4, 6], "DE"), rdn(&[0x55, 4, 3], "Test CA")].concat(),
+        );
+        let subject = t(
+            SEQUENCE,
+            &[
+                rdn(&[0x55, 4, 3], "mail.example.org"),
+                rdn(&[0x55, 4, 10], "Example"),
+            ]
+            .concat(),
+        );
         let mut tbs = Vec::new();
         if with_version {
             tbs.extend(t(0xA0, &t(0x02, &[2])));
@@ -155,7 +168,10 @@ mod tests {
         tbs.extend(issuer);
         tbs.extend(t(SEQUENCE, &[0u8; 200]));
         tbs.extend(subject);
-        t(SEQUENCE, &[t(SEQUENCE, &tbs), t(SEQUENCE, &[]), t(0x03, &[0])].concat())
+        t(
+            SEQUENCE,
+            &[t(SEQUENCE, &tbs), t(SEQUENCE, &[]), t(0x03, &[0])].concat(),
+        )
     }
 
     #[test]

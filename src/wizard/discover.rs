@@ -208,12 +208,7 @@ pub async fn discover(email: &EmailAddress, d: &Discovery) -> Discovered {
 /// IMAP first (the wizard recommends it), then encrypted before unencrypted; otherwise the
 /// source's own order is kept (the sort is stable).
 fn order(c: &mut [Candidate]) {
-    c.sort_by_key(|c| {
-        (
-            c.protocol == Protocol::Pop3,
-            c.security == Security::None,
-        )
-    });
+    c.sort_by_key(|c| (c.protocol == Protocol::Pop3, c.security == Security::None));
 }
 
 /// Step 1: the bundled database, by domain.
@@ -271,8 +266,7 @@ pub async fn from_dns(email: &EmailAddress, d: &Discovery) -> (Vec<Candidate>, V
     let (srv_answers, mx_answer) = futures::join!(join_all(srv_queries), mx_query);
 
     let mut candidates = Vec::new();
-    for ((name, answer), (_, protocol, security)) in
-        srv_names.iter().zip(srv_answers).zip(SERVICES)
+    for ((name, answer), (_, protocol, security)) in srv_names.iter().zip(srv_answers).zip(SERVICES)
     {
         let mut records: Vec<dns::Srv> = match answer {
             Ok(records) => records
@@ -297,7 +291,9 @@ pub async fn from_dns(email: &EmailAddress, d: &Discovery) -> (Vec<Candidate>, V
         for r in records {
             // RFC 6186 §3.4 / RFC 2782: target "." means the service is not offered.
             if r.target.is_empty() || r.port == 0 {
-                notes.push(format!("{name}: the domain says this service is not offered"));
+                notes.push(format!(
+                    "{name}: the domain says this service is not offered"
+                ));
                 continue;
             }
             candidates.push(Candidate {
@@ -356,7 +352,10 @@ pub fn guesses(domain: &str) -> Vec<(String, u16, Protocol, Security)> {
         (&["imap", "mail"][..], Protocol::Imap, 993, 143),
         (&["pop", "pop3", "mail"][..], Protocol::Pop3, 995, 110),
     ] {
-        for (port, security) in [(tls_port, Security::Tls), (starttls_port, Security::Starttls)] {
+        for (port, security) in [
+            (tls_port, Security::Tls),
+            (starttls_port, Security::Starttls),
+        ] {
             for prefix in prefixes {
                 out.push((format!("{prefix}.{domain}"), port, protocol, security));
             }
@@ -439,10 +438,17 @@ mod tests {
         let email = EmailAddress::parse("someone@gmail.com").expect("address");
         let found = discover(&email, &d).await;
         assert!(found.candidates.iter().all(|c| c.source == Source::Bundled));
-        assert_eq!(found.best(Protocol::Imap).map(|c| c.host.as_str()), Some("imap.gmail.com"));
+        assert_eq!(
+            found.best(Protocol::Imap).map(|c| c.host.as_str()),
+            Some("imap.gmail.com")
+        );
         assert_eq!(found.reports.len(), 4);
         assert!(
-            found.reports.iter().skip(1).all(|r| r.outcome == Outcome::Skipped),
+            found
+                .reports
+                .iter()
+                .skip(1)
+                .all(|r| r.outcome == Outcome::Skipped),
             "{:?}",
             found.reports
         );
@@ -454,7 +460,10 @@ mod tests {
             offline: true,
             ..Discovery::default()
         };
-        let e = d.connect("imap.example.org", 993).await.expect_err("offline");
+        let e = d
+            .connect("imap.example.org", 993)
+            .await
+            .expect_err("offline");
         assert!(e.contains("offline"), "{e}");
     }
 }

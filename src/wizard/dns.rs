@@ -316,7 +316,11 @@ pub fn parse_response(data: &[u8], id: u16, qtype: u16) -> Result<Vec<Record>, P
         3 => return Ok(Vec::new()),
         2 => return Err(ParseError::Bad("the DNS server failed (SERVFAIL)".into())),
         5 => return Err(ParseError::Bad("the DNS server refused the query".into())),
-        code => return Err(ParseError::Bad(format!("the DNS server answered rcode {code}"))),
+        code => {
+            return Err(ParseError::Bad(format!(
+                "the DNS server answered rcode {code}"
+            )));
+        }
     }
     for _ in 0..qd {
         r.name()?;
@@ -364,7 +368,12 @@ pub fn parse_response(data: &[u8], id: u16, qtype: u16) -> Result<Vec<Record>, P
 
 /// Builds a reply packet (for tests and the test DNS server): `answers` are (name, type,
 /// rdata) with names written uncompressed except where the rdata already holds pointers.
-pub fn build_reply(query: &[u8], rcode: u8, truncated: bool, answers: &[(String, u16, Vec<u8>)]) -> Vec<u8> {
+pub fn build_reply(
+    query: &[u8],
+    rcode: u8,
+    truncated: bool,
+    answers: &[(String, u16, Vec<u8>)],
+) -> Vec<u8> {
     let mut p = Vec::new();
     p.extend_from_slice(query.get(..2).unwrap_or(&[0, 0]));
     p.push(0x81 | if truncated { 0x02 } else { 0 });
@@ -387,7 +396,11 @@ pub fn build_reply(query: &[u8], rcode: u8, truncated: bool, answers: &[(String,
 /// Encodes a name uncompressed (labels of at most 63 octets are assumed).
 pub fn encode_name(name: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
         out.push(label.len().min(63) as u8);
         out.extend_from_slice(label.as_bytes().get(..label.len().min(63)).unwrap_or(&[]));
     }
@@ -428,14 +441,20 @@ mod tests {
     #[test]
     fn resolv_conf_gives_the_first_nameserver() {
         let text = "# comment\nsearch example.com\nnameserver fe80::1%eth0\nnameserver 10.0.0.2 # x\nnameserver 10.0.0.3\n";
-        assert_eq!(nameserver_from(text), Some("10.0.0.2:53".parse().expect("addr")));
+        assert_eq!(
+            nameserver_from(text),
+            Some("10.0.0.2:53".parse().expect("addr"))
+        );
         assert_eq!(nameserver_from("search x\n"), None);
     }
 
     #[test]
     fn query_and_reply_round_trip_with_compression() {
         let q = build_query(0x1234, "_imaps._tcp.example.com", TYPE_SRV).expect("query");
-        assert_eq!(question(&q), Some(("_imaps._tcp.example.com".into(), TYPE_SRV)));
+        assert_eq!(
+            question(&q),
+            Some(("_imaps._tcp.example.com".into(), TYPE_SRV))
+        );
         // An answer whose owner name is a pointer to the question (offset 12) and whose target
         // ends in a pointer to "example.com" inside the question.
         let mut rdata = vec![0, 10, 0, 5, 0x03, 0xE1, 4];
@@ -463,7 +482,10 @@ mod tests {
     #[test]
     fn rcodes_ids_and_truncation() {
         let q = build_query(7, "example.com", TYPE_MX).expect("query");
-        assert_eq!(parse_response(&build_reply(&q, 3, false, &[]), 7, TYPE_MX), Ok(vec![]));
+        assert_eq!(
+            parse_response(&build_reply(&q, 3, false, &[]), 7, TYPE_MX),
+            Ok(vec![])
+        );
         assert!(matches!(
             parse_response(&build_reply(&q, 2, false, &[]), 7, TYPE_MX),
             Err(ParseError::Bad(m)) if m.contains("SERVFAIL")
@@ -473,10 +495,18 @@ mod tests {
             Err(ParseError::Truncated)
         );
         assert!(parse_response(&build_reply(&q, 0, false, &[]), 8, TYPE_MX).is_err());
-        let reply = build_reply(&q, 0, false, &[("example.com".into(), TYPE_MX, mx_rdata(5, "mx.example.net"))]);
+        let reply = build_reply(
+            &q,
+            0,
+            false,
+            &[("example.com".into(), TYPE_MX, mx_rdata(5, "mx.example.net"))],
+        );
         assert_eq!(
             parse_response(&reply, 7, TYPE_MX),
-            Ok(vec![Record::Mx(Mx { preference: 5, exchange: "mx.example.net".into() })])
+            Ok(vec![Record::Mx(Mx {
+                preference: 5,
+                exchange: "mx.example.net".into()
+            })])
         );
     }
 
@@ -488,10 +518,20 @@ mod tests {
         let at = reply.len();
         reply.extend_from_slice(&[0xC0, (at as u8)]); // points at itself
         reply.extend_from_slice(&[0; 10]);
-        assert!(matches!(parse_response(&reply, 1, TYPE_MX), Err(ParseError::Bad(m)) if m.contains("loop")));
-        let full = build_reply(&q, 0, false, &[("a.b".into(), TYPE_MX, mx_rdata(1, "mx.a.b"))]);
+        assert!(
+            matches!(parse_response(&reply, 1, TYPE_MX), Err(ParseError::Bad(m)) if m.contains("loop"))
+        );
+        let full = build_reply(
+            &q,
+            0,
+            false,
+            &[("a.b".into(), TYPE_MX, mx_rdata(1, "mx.a.b"))],
+        );
         for cut in 0..full.len() {
-            assert!(parse_response(&full[..cut], 1, TYPE_MX).is_err(), "cut at {cut}");
+            assert!(
+                parse_response(&full[..cut], 1, TYPE_MX).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 

@@ -161,7 +161,8 @@ async fn fetch_once(discovery: &Discovery, url: &Url) -> Result<Response, String
             return Err(format!("the response is larger than {MAX_BODY} bytes"));
         }
     }
-    parse_response(&buf, true)?.ok_or_else(|| "the connection closed in the middle of the response".into())
+    parse_response(&buf, true)?
+        .ok_or_else(|| "the connection closed in the middle of the response".into())
 }
 
 /// Parses a response from `buf`: `Ok(None)` while more bytes are needed (`eof` says none
@@ -291,7 +292,8 @@ mod tests {
 
     #[test]
     fn urls_parse_and_refuse_plain_http() {
-        let u = Url::parse("https://Autoconfig.Example.org/mail/config-v1.1.xml?e=a%40b").expect("ok");
+        let u =
+            Url::parse("https://Autoconfig.Example.org/mail/config-v1.1.xml?e=a%40b").expect("ok");
         assert_eq!(u.host, "autoconfig.example.org");
         assert_eq!(u.port, 443);
         assert_eq!(u.target, "/mail/config-v1.1.xml?e=a%40b");
@@ -349,7 +351,10 @@ mod tests {
         assert_eq!(e, "HTTP 404 Not Found");
         assert!(parse_response(b"SSH-2.0-x\r\n\r\n", false).is_err());
         assert!(parse_response(b"", true).is_err());
-        let big = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
+        let big = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
         assert!(parse_response(big.as_bytes(), false).is_err());
     }
 }

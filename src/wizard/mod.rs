@@ -240,7 +240,13 @@ mod tests {
             a.fill("%EMAILLOCALPART%+x@%EMAILDOMAIN% / %EMAILADDRESS%"),
             "Me.Name+x@example.com / Me.Name@Example.COM"
         );
-        for bad in ["nobody", "@example.com", "me@", "me@exa mple.com", "me@a..b"] {
+        for bad in [
+            "nobody",
+            "@example.com",
+            "me@",
+            "me@exa mple.com",
+            "me@a..b",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
     }

@@ -10,9 +10,7 @@
 use std::time::Duration;
 
 use async_native_tls::TlsConnector;
-use tokio::io::{
-    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
-};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::discover::Discovery;
@@ -84,7 +82,13 @@ async fn verified_or_not(
     tcp: TcpStream,
     host: &str,
     reconnect: bool,
-) -> Result<(Option<async_native_tls::TlsStream<TcpStream>>, Option<String>), String> {
+) -> Result<
+    (
+        Option<async_native_tls::TlsStream<TcpStream>>,
+        Option<String>,
+    ),
+    String,
+> {
     let peer = tcp.peer_addr().map_err(|e| e.to_string())?;
     match crate::tls::handshake(tcp, host, &discovery.trust).await {
         Ok(tls) => Ok((Some(tls), None)),
@@ -116,9 +120,16 @@ fn looks_like_trust_failure(reason: &str) -> bool {
     if r.contains("did not speak tls") {
         return false;
     }
-    ["certificate", "self-signed", "issuer", "another host name", "expired", "verify"]
-        .iter()
-        .any(|w| r.contains(w))
+    [
+        "certificate",
+        "self-signed",
+        "issuer",
+        "another host name",
+        "expired",
+        "verify",
+    ]
+    .iter()
+    .any(|w| r.contains(w))
 }
 
 /// Reads the greeting and checks it is the protocol's.
@@ -146,11 +157,15 @@ async fn start_tls<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut BufReader<S>,
     protocol: Protocol,
 ) -> Result<(), String> {
-    let (command, ok): (&[u8], fn(&str) -> Option<bool>) = match protocol {
-        Protocol::Imap => (b"m1 STARTTLS\r\n", |l| {
-            l.strip_prefix("m1 ").map(|rest| rest.starts_with("OK"))
-        }),
-        Protocol::Pop3 => (b"STLS\r\n", |l| Some(l.starts_with("+OK"))),
+    let command: &[u8] = match protocol {
+        Protocol::Imap => b"m1 STARTTLS\r\n",
+        Protocol::Pop3 => b"STLS\r\n",
+    };
+    // The tagged reply (IMAP) or the status line (POP3): `Some(true)` is the go-ahead,
+    // `None` an untagged line to skip.
+    let ok = |l: &str| match protocol {
+        Protocol::Imap => l.strip_prefix("m1 ").map(|rest| rest.starts_with("OK")),
+        Protocol::Pop3 => Some(l.starts_with("+OK")),
     };
     io.get_mut()
         .write_all(command)

@@ -68,9 +68,7 @@ impl ProviderDb {
     /// The provider serving `domain`, if listed.
     pub fn by_domain(&self, domain: &str) -> Option<&Provider> {
         let domain = domain.to_ascii_lowercase();
-        self.providers
-            .iter()
-            .find(|p| p.domains.iter().any(|d| *d == domain))
+        self.providers.iter().find(|p| p.domains.contains(&domain))
     }
 
     /// The provider whose MX suffix is the longest match for `mx_host` (a hint).
@@ -126,7 +124,11 @@ mod tests {
         let mut ids = HashMap::new();
         let mut domains: HashMap<&str, &str> = HashMap::new();
         for p in &db.providers {
-            assert!(ids.insert(p.id.as_str(), ()).is_none(), "duplicate id {}", p.id);
+            assert!(
+                ids.insert(p.id.as_str(), ()).is_none(),
+                "duplicate id {}",
+                p.id
+            );
             assert!(!p.name.trim().is_empty(), "{}: empty name", p.id);
             assert!(
                 !p.domains.is_empty() || !p.mx.is_empty(),
@@ -210,7 +212,10 @@ mod tests {
         let db = db();
         let id = |mx: &str| db.by_mx(mx).map(|p| p.id.as_str());
         assert_eq!(id("alt1.aspmx.l.google.com."), Some("gmail"));
-        assert_eq!(id("hotmail-com.olc.protection.outlook.com"), Some("outlook"));
+        assert_eq!(
+            id("hotmail-com.olc.protection.outlook.com"),
+            Some("outlook")
+        );
         assert_eq!(id("mx-aol.mail.gm0.yahoodns.net"), Some("aol"));
         assert_eq!(id("mta7.am0.yahoodns.net"), Some("yahoo"));
         assert_eq!(id("mx01.mail.icloud.com"), Some("icloud"));

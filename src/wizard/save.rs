@@ -256,7 +256,12 @@ leave_on_server = true   # keep it
 "#;
 
     fn new_account() -> Account {
-        let mut a = blank_account("new@example.org", Protocol::Pop3, "pop.example.org", Security::Starttls);
+        let mut a = blank_account(
+            "new@example.org",
+            Protocol::Pop3,
+            "pop.example.org",
+            Security::Starttls,
+        );
         a.port = Some(1110);
         a.username = Some("new".into());
         a.password_command = Some("pass show \"mail/new\"".into());
@@ -270,7 +275,10 @@ leave_on_server = true   # keep it
     fn keeps_comments_order_and_existing_accounts() {
         let path = Path::new("/tmp/config.toml");
         let text = add_account_text(EXISTING, path, "new", &new_account()).expect("saved");
-        assert!(text.starts_with(EXISTING), "the old text is kept verbatim:\n{text}");
+        assert!(
+            text.starts_with(EXISTING),
+            "the old text is kept verbatim:\n{text}"
+        );
         let added = text.get(EXISTING.len()..).unwrap_or("");
         assert!(added.contains("[accounts.new]"), "{added}");
         let config = config::parse(&text, path).expect("valid");
@@ -287,7 +295,12 @@ leave_on_server = true   # keep it
     #[test]
     fn creates_a_config_from_nothing() {
         let path = Path::new("/tmp/config.toml");
-        let a = blank_account("me@example.org", Protocol::Imap, "imap.example.org", Security::Tls);
+        let a = blank_account(
+            "me@example.org",
+            Protocol::Imap,
+            "imap.example.org",
+            Security::Tls,
+        );
         let text = add_account_text("", path, "me", &a).expect("saved");
         assert_eq!(
             text,
@@ -322,6 +335,10 @@ leave_on_server = true   # keep it
         b.password_command = None;
         let e = save_account(&path, "other", &b, PasswordChoice::Command).expect_err("no pw");
         assert!(matches!(e, SaveError::Invalid(_)), "{e}");
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), text, "unchanged");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            text,
+            "unchanged"
+        );
     }
 }

@@ -106,7 +106,8 @@ pub fn run(paths: &Paths, args: SetupArgs) -> Result<i32> {
 }
 
 /// What `mailbag setup` prints until the TUI screens exist.
-pub const INTERACTIVE_PENDING: &str = "The interactive setup wizard comes with the TUI. Until then, set up an account with:
+pub const INTERACTIVE_PENDING: &str =
+    "The interactive setup wizard comes with the TUI. Until then, set up an account with:
 
   mailbag setup --non-interactive --name NAME --email ADDRESS \\
       [--protocol imap|pop3] [--host HOST] [--port PORT] [--security tls|starttls|none] \\
@@ -147,7 +148,11 @@ pub fn print_discovered(
             security_name(c.security),
             sanitize::line(&c.username)
         )?;
-        writeln!(out, "     source: {}", sanitize::line(&c.source.to_string()))?;
+        writeln!(
+            out,
+            "     source: {}",
+            sanitize::line(&c.source.to_string())
+        )?;
         if let Some(p) = &c.provider {
             writeln!(out, "     provider: {}", sanitize::line(p))?;
         }
@@ -236,7 +241,8 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
         Some(host) => {
             let protocol = protocol.unwrap_or(Protocol::Imap);
             let security = security.unwrap_or(Security::Tls);
-            let default_port = super::blank_account(&email.address, protocol, host, security).port();
+            let default_port =
+                super::blank_account(&email.address, protocol, host, security).port();
             vec![Candidate {
                 source: Source::Manual,
                 provider: None,
@@ -250,7 +256,10 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
             }]
         }
         None => {
-            eprintln!("discovering settings for {} ...", sanitize::line(&email.address));
+            eprintln!(
+                "discovering settings for {} ...",
+                sanitize::line(&email.address)
+            );
             let found = discover::discover(&email, &discovery(args)).await;
             let mut oauth_only = Vec::new();
             let usable: Vec<Candidate> = found
@@ -293,7 +302,11 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
             let cmd = cmd.clone();
             let name = name.to_string();
             tokio::task::spawn_blocking(move || {
-                credentials::run_password_command(&name, &cmd, credentials::PASSWORD_COMMAND_TIMEOUT)
+                credentials::run_password_command(
+                    &name,
+                    &cmd,
+                    credentials::PASSWORD_COMMAND_TIMEOUT,
+                )
             })
             .await
             .map_err(|e| Error::Usage(format!("password command failed: {e}")))??
@@ -314,15 +327,19 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
             account.leave_on_server = args.leave_on_server;
             account.delete_after_days = args.delete_after_days;
         } else if args.leave_on_server.is_some() || args.delete_after_days.is_some() {
-            eprintln!("note: --leave-on-server and --delete-after-days apply to POP3 only; ignored for IMAP");
+            eprintln!(
+                "note: --leave-on-server and --delete-after-days apply to POP3 only; ignored for IMAP"
+            );
         }
         eprintln!(
             "testing {} ({})",
-            sanitize::line(&super::Candidate {
-                username: account.username().to_string(),
-                ..c.clone()
-            }
-            .summary()),
+            sanitize::line(
+                &super::Candidate {
+                    username: account.username().to_string(),
+                    ..c.clone()
+                }
+                .summary()
+            ),
             sanitize::line(&c.source.to_string())
         );
         let mut show = |e: CheckEvent| match e {

@@ -80,7 +80,9 @@ impl Element {
 
     /// The trimmed text of the first child named `name`, if there is one and it is not empty.
     pub fn child_text(&self, name: &str) -> Option<String> {
-        self.child(name).map(Element::text).filter(|t| !t.is_empty())
+        self.child(name)
+            .map(Element::text)
+            .filter(|t| !t.is_empty())
     }
 }
 

@@ -104,8 +104,14 @@ impl Imap {
         account: &Account,
         timeouts: Timeouts,
     ) -> Result<Imap, BackendError> {
-        Imap::connect_reporting(name, account, timeouts, PasswordSource::Configured, &mut |_| {})
-            .await
+        Imap::connect_reporting(
+            name,
+            account,
+            timeouts,
+            PasswordSource::Configured,
+            &mut |_| {},
+        )
+        .await
     }
 
     /// [`Imap::connect`], reporting each step to `step` and taking the password from
@@ -219,17 +225,18 @@ impl Imap {
             PasswordSource::Configured => {
                 let name = name.to_string();
                 let owned = account.clone();
-                looked_up = tokio::task::spawn_blocking(move || credentials::password(&name, &owned))
-                    .await
-                    .map_err(|e| BackendError::Protocol {
-                        host: host.clone(),
-                        reason: format!("password lookup failed: {e}"),
-                    })?
-                    .map_err(|e| BackendError::Auth {
-                        host: host.clone(),
-                        user: user.clone(),
-                        reason: e.to_string(),
-                    })?;
+                looked_up =
+                    tokio::task::spawn_blocking(move || credentials::password(&name, &owned))
+                        .await
+                        .map_err(|e| BackendError::Protocol {
+                            host: host.clone(),
+                            reason: format!("password lookup failed: {e}"),
+                        })?
+                        .map_err(|e| BackendError::Auth {
+                            host: host.clone(),
+                            user: user.clone(),
+                            reason: e.to_string(),
+                        })?;
                 &looked_up
             }
         };
@@ -446,8 +453,9 @@ impl Imap {
     pub async fn folder_names(&mut self) -> Result<Vec<String>, BackendError> {
         let mut names = Vec::new();
         self.run("LIST \"\" \"*\"", |r| {
-            if let Response::MailboxData(async_imap::imap_proto::MailboxDatum::List { name, .. }) =
-                r
+            if let Response::MailboxData(async_imap::imap_proto::MailboxDatum::List {
+                name, ..
+            }) = r
             {
                 names.push(name.to_string());
             }
