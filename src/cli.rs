@@ -1,5 +1,10 @@
 //! The command line: the TUI by default, and scripting commands that read the cache.
 //!
+//! `mailbag` with no command opens the TUI when stdout is a terminal; otherwise (a pipe, a
+//! file, a test) it prints what it printed before the TUI existed: the newest messages, or how
+//! to add an account. `mailbag --demo` opens the TUI on the demo account, whose changes (flags,
+//! deletions) live in a session cache rebuilt at every start; the demo mbox is never written.
+//!
 //! Every command reads the shared cache (opened read-only, so it works beside a running
 //! mailbag). Output meant for a terminal passes [`crate::sanitize`]; `--json` prints one object
 //! per line, where serde_json escapes every control character; `read --raw` writes exact bytes
@@ -179,6 +184,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     .into(),
             ));
         }
+        None if std::io::stdout().is_terminal() => return tui(&paths, cli.demo),
         _ => {}
     }
     let cache = if cli.demo {
@@ -384,6 +390,80 @@ fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// A multi-threaded runtime for the TUI and the engine.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", e))
+}
+
+/// The full-screen TUI, on the demo account or the configured ones.
+fn tui(paths: &Paths, demo: bool) -> Result<i32> {
+    use crate::engine::{self, AccountSpec};
+    use crate::ui::{self, App, Options};
+    let config = if demo {
+        // NOTE: the demo needs no config; the user's [ui] and [keys] apply if it reads.
+        crate::config::load(&paths.config_file).unwrap_or_default()
+    } else {
+        crate::config::load(&paths.config_file)?
+    };
+    let runtime = runtime()?;
+    if !demo && config.accounts.is_empty() {
+        runtime
+            .block_on(ui::run_welcome(paths.config_file.clone()))
+            .map_err(|e| Error::io("terminal", e))?;
+        return Ok(0);
+    }
+    let options = Options {
+        keymap: ui::keymap::Keymap::from_config(&config.keys)
+            .map_err(|e| Error::Usage(format!("keys.{}: {}", e.action, e.message)))?,
+        ui: config.ui.clone(),
+        download_dir: ui::download_dir(),
+    };
+    let (cache, specs, warnings) = if demo {
+        let (cache, mbox) = demo_session(paths)?;
+        let spec = AccountSpec {
+            name: DEMO_ACCOUNT.into(),
+            backend: Backend::Local(LocalBackend::new(DEMO_ACCOUNT, mbox)),
+        };
+        (cache, vec![spec], Vec::new())
+    } else {
+        let cache = Cache::open(&paths.data_dir)?;
+        let (specs, warnings) = engine::accounts_from_config(&config, paths);
+        (cache, specs, warnings)
+    };
+    runtime.block_on(async {
+        let (handle, events) = engine::start(specs, &cache)?;
+        let mut app = App::new(cache.open_another()?, handle, options)?;
+        for w in warnings {
+            app.notify(w);
+        }
+        ui::run(app, events)
+            .await
+            .map_err(|e| Error::io("terminal", e))
+    })?;
+    drop(cache);
+    // NOTE: account tasks may be inside a blocking cache call; do not wait for them.
+    runtime.shutdown_background();
+    Ok(0)
+}
+
+/// The demo's session cache: `data_dir/demo/`, emptied and filled from the bundled mbox at
+/// every start, so flags changed in the TUI last for the session only.
+pub fn demo_session(paths: &Paths) -> Result<(Cache, PathBuf)> {
+    let mbox = write_demo_mbox(&paths.data_dir)?;
+    let mut cache = Cache::open(&paths.data_dir.join("demo"))?;
+    cache.clear_all()?;
+    let mut backend = LocalBackend::new(DEMO_ACCOUNT, &mbox);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", e))?;
+    runtime.block_on(backend.sync_folder(&mut cache, local::INBOX, &mut |_| {}))?;
+    Ok((cache, mbox))
 }
 
 /// An in-memory cache holding the demo mailbox, written to the data directory for reading.

@@ -27,6 +27,59 @@ pub struct Config {
     /// Accounts keyed by their name (the `work` in `[accounts.work]`).
     #[serde(default)]
     pub accounts: BTreeMap<String, Account>,
+    /// How the TUI looks and behaves (`[ui]`).
+    #[serde(default)]
+    pub ui: UiConfig,
+    /// Key bindings (`[keys]`): action name → key, or several keys separated by spaces.
+    ///
+    /// Validated by [`parse`] against [`crate::ui::keymap`]; unknown actions and unreadable
+    /// keys are errors with line and key.
+    #[serde(default)]
+    pub keys: BTreeMap<String, String>,
+}
+
+/// Where the reader shows a message.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReaderLayout {
+    /// Below the message list, which stays visible. The default.
+    #[default]
+    Split,
+    /// In place of the list and sidebar.
+    Full,
+}
+
+/// The `[ui]` table.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// Mouse wheel scrolls, a click selects (default true).
+    #[serde(default = "yes")]
+    pub mouse: bool,
+    /// Split (default) or full-screen reader.
+    #[serde(default)]
+    pub reader: ReaderLayout,
+    /// How long an unread message must stay open before it is marked read (default 0).
+    #[serde(default)]
+    pub mark_read_delay_ms: u64,
+    /// Start with conversations grouped (default false; `t` toggles).
+    #[serde(default)]
+    pub threads: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            mouse: true,
+            reader: ReaderLayout::Split,
+            mark_read_delay_ms: 0,
+            threads: false,
+        }
+    }
 }
 
 /// Which receiving protocol an account uses.
@@ -50,6 +103,17 @@ pub enum Security {
     None,
 }
 
+/// How mailbag proves who the user is.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    /// The password, over TLS (IMAP `AUTHENTICATE PLAIN`/`LOGIN`, POP3 `AUTH PLAIN`/`USER`).
+    #[default]
+    Password,
+    /// POP3 APOP (RFC 1939 §7): an MD5 digest instead of the password, for old servers.
+    Apop,
+}
+
 /// One account, as written in `[accounts.NAME]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +126,8 @@ pub struct Account {
     #[serde(default)]
     pub security: Security,
     pub username: Option<String>,
+    /// "password" (default) or, POP3 only, "apop".
+    pub auth: Option<Auth>,
     pub password_command: Option<String>,
     pub tls_ca_file: Option<PathBuf>,
     pub tls_cert_sha256: Option<String>,
@@ -133,7 +199,10 @@ impl ConfigError {
 }
 
 /// Keys allowed at the top level of the file.
-pub const TOP_LEVEL_KEYS: &[&str] = &["accounts"];
+pub const TOP_LEVEL_KEYS: &[&str] = &["accounts", "ui", "keys"];
+
+/// Keys allowed in the `[ui]` table.
+pub const UI_KEYS: &[&str] = &["mouse", "reader", "mark_read_delay_ms", "threads"];
 
 /// Keys allowed in an `[accounts.NAME]` table, in the order the docs list them.
 pub const ACCOUNT_KEYS: &[&str] = &[
@@ -144,6 +213,7 @@ pub const ACCOUNT_KEYS: &[&str] = &[
     "port",
     "security",
     "username",
+    "auth",
     "password_command",
     "tls_ca_file",
     "tls_cert_sha256",
@@ -336,6 +406,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     for (name, account) in &mut config.accounts {
         check_account(&src, doc.as_item(), name, account)?;
     }
+    if let Err(e) = crate::ui::keymap::Keymap::from_config(&config.keys) {
+        return Err(src.invalid_at(doc.as_item(), &["keys", e.action.as_str()], e.message));
+    }
     Ok(config)
 }
 
@@ -484,6 +557,41 @@ fn check_shape(src: &Source<'_>, root: &toml_edit::Item) -> Result<(), ConfigErr
             return Err(unknown_key(src, root, &[key], TOP_LEVEL_KEYS));
         }
     }
+    if let Some(ui) = top.get("ui") {
+        let Some(table) = ui.as_table_like() else {
+            return Err(src.invalid_at(
+                root,
+                &["ui"],
+                format!(
+                    "invalid type: found {}, expected a table ([ui])",
+                    describe(ui)
+                ),
+            ));
+        };
+        for (key, _) in table.iter() {
+            if !UI_KEYS.contains(&key) {
+                return Err(unknown_key(src, root, &["ui", key], UI_KEYS));
+            }
+        }
+    }
+    if let Some(keys) = top.get("keys") {
+        let Some(table) = keys.as_table_like() else {
+            return Err(src.invalid_at(
+                root,
+                &["keys"],
+                format!(
+                    "invalid type: found {}, expected a table of key bindings ([keys])",
+                    describe(keys)
+                ),
+            ));
+        };
+        let actions = crate::ui::keymap::Action::names();
+        for (key, _) in table.iter() {
+            if !actions.contains(&key) {
+                return Err(unknown_key(src, root, &["keys", key], &actions));
+            }
+        }
+    }
     let Some(accounts_item) = top.get("accounts") else {
         return Ok(());
     };
@@ -607,11 +715,15 @@ fn expected(key: &str) -> Option<&'static str> {
         "host" => "a host name (a string)",
         "port" => "a port number 1-65535",
         "security" => "\"tls\", \"starttls\" or \"none\"",
+        "auth" => "\"password\" or \"apop\" (POP3 only)",
         "tls_ca_file" | "mbox_path" => "a file path (a string)",
         "tls_cert_sha256" => "a SHA-256 fingerprint: 32 hex bytes, with or without colons",
         "leave_on_server" | "idle" | "delete_on_server_when_deleted_locally" => "true or false",
         "delete_after_days" => "a whole number of days (0 or more)",
         "prefetch" => "a whole number of messages (0 or more)",
+        "mouse" | "threads" => "true or false",
+        "reader" => "\"split\" or \"full\"",
+        "mark_read_delay_ms" => "a whole number of milliseconds (0 or more)",
         _ => return None,
     })
 }
@@ -665,7 +777,12 @@ fn type_error(
     let item = segments.iter().try_fold(root, |item, seg| {
         item.as_table_like().and_then(|t| t.get(seg))
     });
-    let message = match (expected(leaf), item) {
+    let want = if segments.first() == Some(&"keys") && segments.len() == 2 {
+        Some("a key, or keys separated by spaces (e.g. \"j\" or \"j Down\")")
+    } else {
+        expected(leaf)
+    };
+    let message = match (want, item) {
         (Some(want), Some(item)) => {
             let what = if inner.message().starts_with("invalid type") {
                 "invalid type"
@@ -770,6 +887,12 @@ fn check_account(
                 ));
             }
         }
+    }
+    if account.auth == Some(Auth::Apop) && account.protocol == Protocol::Imap {
+        return Err(at(
+            "auth",
+            "\"apop\" only applies to POP3 accounts; IMAP accounts use \"password\"".into(),
+        ));
     }
     let (wrong, other) = match account.protocol {
         Protocol::Imap => (POP3_ONLY_KEYS, "POP3"),
@@ -1309,9 +1432,49 @@ mbox_path = "pop.mbox"
             examples >= 2,
             "expected example configs in docs/configuration.md"
         );
-        for key in ACCOUNT_KEYS {
+        for key in ACCOUNT_KEYS.iter().chain(UI_KEYS) {
             assert!(doc.contains(&format!("`{key}`")), "{key} is not documented");
         }
+    }
+
+    #[test]
+    fn ui_and_keys_tables_parse_and_default() {
+        let c = parse_ok(IMAP);
+        assert_eq!(c.ui, UiConfig::default());
+        assert!(c.ui.mouse);
+        let c = parse_ok(
+            "[ui]\nmouse = false\nreader = \"full\"\nmark_read_delay_ms = 500\nthreads = true\n\n\
+             [keys]\ndown = \"n Down\"\nquit = \"C-q\"\n",
+        );
+        assert!(!c.ui.mouse);
+        assert_eq!(c.ui.reader, ReaderLayout::Full);
+        assert_eq!(c.ui.mark_read_delay_ms, 500);
+        assert_eq!(c.keys.get("down").map(String::as_str), Some("n Down"));
+    }
+
+    #[test]
+    fn unknown_ui_key_and_bad_values_name_their_line() {
+        let msg = expect_err("[ui]\nmouse = true\nmosue = 1\n", 3, "ui.mosue");
+        assert!(msg.contains("did you mean `mouse`?"), "{msg}");
+        let msg = expect_err("[ui]\nreader = \"half\"\n", 2, "ui.reader");
+        assert!(msg.contains("expected \"split\" or \"full\""), "{msg}");
+    }
+
+    #[test]
+    fn unknown_actions_and_unreadable_keys_are_errors_with_line_and_key() {
+        let msg = expect_err(
+            "\n[keys]\ndown = \"j\"\nflyaway = \"x\"\n",
+            4,
+            "keys.flyaway",
+        );
+        assert!(msg.contains("unknown key"), "{msg}");
+        assert!(msg.contains("allowed keys here: down, up"), "{msg}");
+        let msg = expect_err("[keys]\n\nup = \"Hyper-k\"\n", 3, "keys.up");
+        assert!(msg.contains("Hyper-k"), "{msg}");
+        let msg = expect_err("[keys]\nup = 5\n", 2, "keys.up");
+        assert!(msg.contains("expected a key"), "{msg}");
+        let msg = expect_err("[keys]\nup = \"x\"\ndown = \"x\"\n", 2, "keys.up");
+        assert!(msg.contains("also bound to"), "{msg}");
     }
 
     #[test]

@@ -352,6 +352,7 @@ mod tests {
             port: None,
             security: Security::Tls,
             username: None,
+            auth: None,
             password_command: password_command.map(str::to_string),
             tls_ca_file: None,
             tls_cert_sha256: None,

@@ -21,6 +21,8 @@
 //! - [`backend`] is the trait both protocols implement and the types they share.
 //! - [`pop3`] is a POP3 protocol layer without sockets (commands out, replies in).
 //! - [`render`] turns MIME into sanitised, displayable text.
+//! - [`engine`] runs one task per account behind a command channel; the UI never waits on it.
+//! - [`ui`] is the full-screen TUI (ratatui): it reads the cache and sends commands.
 //! - [`cli`] implements the scripting commands (`list`, `read`, `folders`, `setup`, ...).
 //! - [`wizard`] finds server settings for an address, tests the login and saves the account.
 //!
@@ -30,12 +32,14 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod engine;
 pub mod error;
 pub mod pop3;
 pub mod render;
 pub mod sanitize;
 pub mod store;
 pub mod tls;
+pub mod ui;
 pub mod wizard;
 
 pub use error::{Error, ErrorKind};

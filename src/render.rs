@@ -5,7 +5,9 @@
 //! module returns for display has passed [`crate::sanitize`], so a hostile message can't send
 //! control sequences to the terminal. HTML is turned into text; nothing remote is ever fetched.
 
-use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
+use std::path::{Path, PathBuf};
+
+use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 
 use crate::backend::{Envelope, Flags};
 use crate::sanitize;
@@ -187,7 +189,7 @@ pub fn render(raw: &[u8]) -> Rendered {
     );
     push("Subject", msg.subject().unwrap_or_default().to_string());
 
-    let body = msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
+    let body = body_of(&msg);
     let attachments = msg
         .attachments()
         .map(|part| Attachment {
@@ -207,6 +209,570 @@ pub fn render(raw: &[u8]) -> Rendered {
         headers,
         body: sanitize::text(&body).into_owned(),
         attachments,
+    }
+}
+
+/// The text to read: the first text/plain body, else the first HTML body turned into text.
+fn body_of(msg: &Message<'_>) -> String {
+    let plain = msg
+        .text_body
+        .iter()
+        .filter_map(|id| msg.part(*id))
+        .find_map(|p| match &p.body {
+            PartType::Text(t) => Some(t.to_string()),
+            _ => None,
+        });
+    if let Some(t) = plain {
+        return t;
+    }
+    let html = msg
+        .html_body
+        .iter()
+        .chain(msg.text_body.iter())
+        .filter_map(|id| msg.part(*id))
+        .find_map(|p| match &p.body {
+            PartType::Html(h) => Some(h.to_string()),
+            _ => None,
+        });
+    html.map(|h| html_to_text(&h)).unwrap_or_default()
+}
+
+/// The decoded bytes of attachment `index` (in [`Rendered::attachments`] order) and its name.
+pub fn attachment_bytes(raw: &[u8], index: usize) -> Option<(String, Vec<u8>)> {
+    let msg = MessageParser::default().parse(raw)?;
+    let part = msg.attachments().nth(index)?;
+    let name = part.attachment_name().unwrap_or("attachment").to_string();
+    let bytes = match &part.body {
+        PartType::Message(m) => m.raw_message().to_vec(),
+        _ => part.contents().to_vec(),
+    };
+    Some((name, bytes))
+}
+
+/// A file name that is safe to create in a directory, made from a name a message gave.
+///
+/// Nothing of the name is trusted as a path: only its last path component is kept (both `/`
+/// and `\` count), control and bidi characters and characters that are awkward in file names
+/// are replaced by `_`, leading dots and spaces are dropped (no hidden files, no `..`), and the
+/// result is at most 200 bytes. An empty result becomes `attachment`.
+pub fn safe_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let mut out = String::new();
+    for c in last.chars() {
+        let bad = c.is_control()
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+            || matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|');
+        let c = if bad { '_' } else { c };
+        if out.len() + c.len_utf8() > 200 {
+            break;
+        }
+        out.push(c);
+    }
+    let trimmed = out.trim_start_matches(['.', ' ']).trim_end();
+    if trimmed.is_empty() {
+        "attachment".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// Save `bytes` in `dir` under a [safe version](safe_file_name) of `name`, never overwriting:
+/// `report.pdf` exists → `report (1).pdf`, and so on. Returns the path written.
+pub fn save_attachment(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let safe = safe_file_name(name);
+    let (stem, ext) = match safe.rfind('.') {
+        Some(i) if i > 0 => (&safe[..i], &safe[i..]),
+        _ => (safe.as_str(), ""),
+    };
+    for n in 0..1000 {
+        let file = if n == 0 {
+            safe.clone()
+        } else {
+            format!("{stem} ({n}){ext}")
+        };
+        let path = dir.join(file);
+        // NOTE: create_new fails if the name exists (also as a symlink): nothing is overwritten.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(bytes)?;
+                f.sync_all()?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!("too many files named like {safe}"),
+    ))
+}
+
+/// HTML to plain text for reading, with links numbered at the end.
+///
+/// A small tolerant scanner, not a browser: block elements start new lines, paragraphs and
+/// headings are separated by a blank line, `br` breaks, list items get `*` or `1.`, table
+/// cells are separated by two spaces and rows by a line break, `pre` keeps its spacing,
+/// `blockquote` prefixes `> `, character references are decoded, and `script`, `style`,
+/// `head` and comments are skipped. A link's text gets `[n]` after it and a "Links:" list at
+/// the end. Images show their alt text. Nothing is ever fetched. The result is not sanitised:
+/// callers pass it through [`crate::sanitize`] like any other text from a message.
+pub fn html_to_text(html: &str) -> String {
+    let mut w = HtmlWriter::default();
+    let mut rest = html;
+    while !rest.is_empty() {
+        let Some(lt) = rest.find('<') else {
+            w.text(rest);
+            break;
+        };
+        let (before, after) = rest.split_at(lt);
+        w.text(before);
+        if let Some(comment) = after.strip_prefix("<!--") {
+            rest = comment.find("-->").map_or("", |i| &comment[i + 3..]);
+            continue;
+        }
+        let end = tag_end(after);
+        let inner_end = if after[..end].ends_with('>') {
+            end - 1
+        } else {
+            end
+        };
+        let tag = after.get(1..inner_end.max(1)).unwrap_or_default();
+        rest = &after[end..];
+        let (closing, name, attrs) = split_tag(tag);
+        if name.is_empty() || name.starts_with('!') || name.starts_with('?') {
+            if name.is_empty() && !closing {
+                // A lone '<' that opens no tag is text.
+                w.text("<");
+                rest = &after[1..];
+            }
+            continue;
+        }
+        if !closing && matches!(name.as_str(), "script" | "style" | "head" | "title") {
+            // Skip to the matching close tag; what is inside is never shown.
+            let close = format!("</{name}");
+            let lower = rest.to_ascii_lowercase();
+            rest = match lower.find(&close) {
+                Some(i) => {
+                    let after_close = &rest[i..];
+                    &after_close[tag_end(after_close)..]
+                }
+                None => "",
+            };
+            continue;
+        }
+        w.tag(closing, &name, attrs);
+    }
+    w.finish()
+}
+
+/// The index just past the `>` that ends the tag starting at `s[0] == '<'` (quotes respected).
+fn tag_end(s: &str) -> usize {
+    let mut quote = None;
+    for (i, c) in s.char_indices().skip(1) {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '>') => return i + 1,
+            _ => {}
+        }
+    }
+    s.len()
+}
+
+/// `/a href=x` → (true, "a", " href=x").
+fn split_tag(tag: &str) -> (bool, String, &str) {
+    let tag = tag.trim_start();
+    let (closing, tag) = match tag.strip_prefix('/') {
+        Some(t) => (true, t.trim_start()),
+        None => (false, tag),
+    };
+    let end = tag
+        .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
+        .unwrap_or(tag.len());
+    let name = tag[..end].to_ascii_lowercase();
+    // A tag name starts with a letter (or ! / ? for declarations); `< 3` is text.
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '!' || c == '?');
+    if !valid {
+        return (closing, String::new(), "");
+    }
+    (closing, name, &tag[end..])
+}
+
+/// The value of attribute `want` in a tag's attribute text.
+fn attribute(attrs: &str, want: &str) -> Option<String> {
+    let mut rest = attrs;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '/');
+        if rest.is_empty() {
+            return None;
+        }
+        let name_end = rest
+            .find(|c: char| c.is_whitespace() || c == '=' || c == '>')
+            .unwrap_or(rest.len());
+        let name = rest[..name_end].to_ascii_lowercase();
+        rest = rest[name_end..].trim_start();
+        let value = if let Some(v) = rest.strip_prefix('=') {
+            let v = v.trim_start();
+            let (value, after) = match v.chars().next() {
+                Some(q @ ('"' | '\'')) => {
+                    let inner = &v[1..];
+                    let close = inner.find(q).unwrap_or(inner.len());
+                    (&inner[..close], inner.get(close + 1..).unwrap_or(""))
+                }
+                _ => {
+                    let e = v.find(char::is_whitespace).unwrap_or(v.len());
+                    (&v[..e], &v[e..])
+                }
+            };
+            rest = after;
+            Some(value)
+        } else {
+            None
+        };
+        if name == want {
+            return value.map(decode_entities);
+        }
+        if name_end == 0 && value.is_none() {
+            // Not an attribute at all: skip one character so the loop always advances.
+            let mut chars = rest.chars();
+            chars.next();
+            rest = chars.as_str();
+        }
+    }
+}
+
+/// Decode character references: `&amp;`, `&#233;`, `&#x1F600;` and common named ones.
+pub fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let mut end = 1;
+        for (j, c) in rest.char_indices().skip(1) {
+            if !(c.is_ascii_alphanumeric() || c == '#') || j > 32 {
+                break;
+            }
+            end = j + c.len_utf8();
+        }
+        let name = &rest[1..end];
+        let decoded = if let Some(num) = name.strip_prefix('#') {
+            let n = match num.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                None => num.parse::<u32>().ok(),
+            };
+            n.map(|n| char::from_u32(n).unwrap_or('\u{FFFD}'))
+        } else {
+            named_entity(name)
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[end..];
+                rest = rest.strip_prefix(';').unwrap_or(rest);
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn named_entity(name: &str) -> Option<char> {
+    Some(match name {
+        "amp" | "AMP" => '&',
+        "lt" | "LT" => '<',
+        "gt" | "GT" => '>',
+        "quot" | "QUOT" => '"',
+        "apos" => '\'',
+        "nbsp" => '\u{A0}',
+        "copy" => '©',
+        "reg" => '®',
+        "trade" => '™',
+        "mdash" => '—',
+        "ndash" => '–',
+        "hellip" => '…',
+        "lsquo" => '‘',
+        "rsquo" => '’',
+        "ldquo" => '“',
+        "rdquo" => '”',
+        "laquo" => '«',
+        "raquo" => '»',
+        "bull" => '•',
+        "middot" => '·',
+        "euro" => '€',
+        "pound" => '£',
+        "yen" => '¥',
+        "cent" => '¢',
+        "times" => '×',
+        "divide" => '÷',
+        "deg" => '°',
+        "shy" => '\u{AD}',
+        "zwnj" => '\u{200C}',
+        "zwj" => '\u{200D}',
+        "auml" => 'ä',
+        "ouml" => 'ö',
+        "uuml" => 'ü',
+        "Auml" => 'Ä',
+        "Ouml" => 'Ö',
+        "Uuml" => 'Ü',
+        "szlig" => 'ß',
+        "eacute" => 'é',
+        "egrave" => 'è',
+        "agrave" => 'à',
+        "ccedil" => 'ç',
+        _ => return None,
+    })
+}
+
+/// The text being built by [`html_to_text`].
+#[derive(Default)]
+struct HtmlWriter {
+    out: String,
+    /// Newlines owed before the next text (1 = line break, 2 = blank line).
+    pending_breaks: usize,
+    /// A space is owed before the next word.
+    pending_space: bool,
+    pre: usize,
+    quote: usize,
+    /// Open lists: `None` for `ul`, `Some(next number)` for `ol`.
+    lists: Vec<Option<u32>>,
+    links: Vec<String>,
+    /// The link whose text is being written: its number, once text was written.
+    open_link: Option<usize>,
+    cell_in_row: usize,
+}
+
+impl HtmlWriter {
+    fn at_line_start(&self) -> bool {
+        self.out.is_empty() || self.out.ends_with('\n')
+    }
+
+    fn brk(&mut self, n: usize) {
+        self.pending_breaks = self.pending_breaks.max(n);
+        self.pending_space = false;
+    }
+
+    fn flush_breaks(&mut self) {
+        if !self.out.is_empty() {
+            let have = self.out.chars().rev().take_while(|c| *c == '\n').count();
+            for _ in have..self.pending_breaks.min(2) {
+                self.out.push('\n');
+            }
+        }
+        self.pending_breaks = 0;
+    }
+
+    fn start_line_if_needed(&mut self) {
+        if self.pending_breaks > 0 {
+            // Trim trailing spaces of the line being ended.
+            while self.out.ends_with(' ') {
+                self.out.pop();
+            }
+            self.flush_breaks();
+        }
+        if self.at_line_start() && self.quote > 0 {
+            for _ in 0..self.quote {
+                self.out.push_str("> ");
+            }
+        }
+    }
+
+    fn text(&mut self, raw: &str) {
+        if raw.is_empty() {
+            return;
+        }
+        let text = decode_entities(raw);
+        if self.pre > 0 {
+            for (i, line) in text.split('\n').enumerate() {
+                if i > 0 {
+                    self.out.push('\n');
+                }
+                self.start_line_if_needed();
+                self.out.push_str(line);
+            }
+            return;
+        }
+        for (i, word) in text
+            .split(|c: char| c.is_whitespace() && c != '\u{A0}')
+            .enumerate()
+        {
+            if i > 0 {
+                self.pending_space = true;
+            }
+            if word.is_empty() {
+                continue;
+            }
+            self.start_line_if_needed();
+            if self.pending_space && !self.at_line_start() && !self.out.ends_with("> ") {
+                self.out.push(' ');
+            }
+            self.pending_space = false;
+            self.out.push_str(&word.replace('\u{A0}', " "));
+        }
+        if text.ends_with(|c: char| c.is_whitespace() && c != '\u{A0}') {
+            self.pending_space = true;
+        }
+    }
+
+    fn tag(&mut self, closing: bool, name: &str, attrs: &str) {
+        match (name, closing) {
+            ("br", _) => {
+                self.start_line_if_needed();
+                self.out.push('\n');
+                self.pending_space = false;
+            }
+            ("p" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "table" | "ul" | "ol" | "dl", _)
+                if self.lists.is_empty() || !matches!(name, "ul" | "ol") =>
+            {
+                self.brk(2);
+                match (name, closing) {
+                    ("ul", false) => self.lists.push(None),
+                    ("ol", false) => self.lists.push(Some(1)),
+                    ("ul" | "ol", true) => {
+                        self.lists.pop();
+                    }
+                    _ => {}
+                }
+            }
+            ("ul", false) => {
+                self.brk(1);
+                self.lists.push(None);
+            }
+            ("ol", false) => {
+                self.brk(1);
+                self.lists.push(Some(1));
+            }
+            ("ul" | "ol", true) => {
+                self.lists.pop();
+                self.brk(if self.lists.is_empty() { 2 } else { 1 });
+            }
+            ("li", false) => {
+                self.brk(1);
+                self.start_line_if_needed();
+                let depth = self.lists.len().max(1);
+                for _ in 1..depth {
+                    self.out.push_str("  ");
+                }
+                match self.lists.last_mut() {
+                    Some(Some(n)) => {
+                        self.out.push_str(&format!("{n}. "));
+                        *n += 1;
+                    }
+                    _ => self.out.push_str("* "),
+                }
+            }
+            ("li" | "dt" | "dd" | "tr", true) => self.brk(1),
+            ("tr", false) => {
+                self.brk(1);
+                self.cell_in_row = 0;
+            }
+            ("td" | "th", false) => {
+                if self.cell_in_row > 0 {
+                    self.start_line_if_needed();
+                    self.out.push_str("  ");
+                    self.pending_space = false;
+                }
+                self.cell_in_row += 1;
+            }
+            ("pre", false) => {
+                self.brk(2);
+                self.pre += 1;
+            }
+            ("pre", true) => {
+                self.pre = self.pre.saturating_sub(1);
+                self.brk(2);
+            }
+            ("blockquote", false) => {
+                self.brk(1);
+                self.quote += 1;
+            }
+            ("blockquote", true) => {
+                self.brk(1);
+                self.quote = self.quote.saturating_sub(1);
+            }
+            ("hr", _) => {
+                self.brk(1);
+                self.start_line_if_needed();
+                self.out.push_str("----------");
+                self.brk(1);
+            }
+            (
+                "div" | "section" | "article" | "header" | "footer" | "nav" | "address" | "center"
+                | "form" | "fieldset" | "dt" | "dd" | "figure" | "main" | "aside" | "caption",
+                _,
+            ) => self.brk(1),
+            ("a", false) => {
+                let href = attribute(attrs, "href").map(|h| h.trim().to_string());
+                self.open_link = href
+                    .filter(|h| {
+                        let lower = h.to_ascii_lowercase();
+                        !h.is_empty()
+                            && !h.starts_with('#')
+                            && !lower.starts_with("javascript:")
+                            && !lower.starts_with("data:")
+                    })
+                    .map(|h| {
+                        self.links.push(h);
+                        self.links.len()
+                    });
+            }
+            ("a", true) => {
+                if let Some(n) = self.open_link.take() {
+                    self.out.push_str(&format!("[{n}]"));
+                }
+            }
+            ("img", false) => {
+                if let Some(alt) = attribute(attrs, "alt").filter(|a| !a.trim().is_empty()) {
+                    self.text(&format!(" [image: {}] ", alt.trim()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(mut self) -> String {
+        let mut text = String::with_capacity(self.out.len());
+        let mut blank = 0;
+        for line in self.out.lines() {
+            let line = line.trim_end();
+            if line.is_empty() {
+                blank += 1;
+                if blank > 1 || text.is_empty() {
+                    continue;
+                }
+            } else {
+                blank = 0;
+            }
+            text.push_str(line);
+            text.push('\n');
+        }
+        while text.ends_with("\n\n") {
+            text.pop();
+        }
+        if !self.links.is_empty() {
+            text.push_str("\nLinks:\n");
+            for (i, link) in std::mem::take(&mut self.links).iter().enumerate() {
+                text.push_str(&format!("[{}] {}\n", i + 1, link));
+            }
+        }
+        text
     }
 }
 
@@ -257,6 +823,78 @@ Hello\x1b]0;pwned\x07 there\r\n";
         assert!(r.body.contains("Hello^[]0;pwned^G there"), "{}", r.body);
         assert!(!r.body.contains('\x1b'));
         assert_eq!(r.headers[0], ("From", "Jürgen <j@example.com>".to_string()));
+    }
+
+    #[test]
+    fn html_becomes_readable_text_with_numbered_links() {
+        let html = "<html><head><title>T</title><style>p{color:red}</style></head><body>\
+            <h1>Hello&nbsp;there</h1><p>First   paragraph with <b>bold</b> and a \
+            <a href=\"https://example.com/a?x=1&amp;y=2\">link</a>.<br>Next line</p>\
+            <script>alert('x')</script><ul><li>one</li><li>two<ol><li>inner</li></ol></li></ul>\
+            <blockquote><p>quoted text</p></blockquote><table><tr><td>a</td><td>b</td></tr>\
+            <tr><td>c</td><td>d</td></tr></table><pre>  keep   this\n  too</pre>\
+            <p>&lt;tag&gt; &#233;&#x1F600; &bogus; 3 < 4</p><img src=\"http://t/x.gif\" alt=\"logo\">\
+            <a href=\"javascript:evil()\">no</a><!-- <p>hidden</p> --></body></html>";
+        let text = html_to_text(html);
+        let expected = "Hello there\n\nFirst paragraph with bold and a link[1].\nNext line\n\n\
+            * one\n* two\n  1. inner\n\n> quoted text\n\na  b\nc  d\n\n  keep   this\n  too\n\n\
+            <tag> é😀 &bogus; 3 < 4\n\n[image: logo] no\n\nLinks:\n[1] https://example.com/a?x=1&y=2\n";
+        assert_eq!(text, expected, "{text}");
+        assert!(!text.contains("alert") && !text.contains("color") && !text.contains("hidden"));
+    }
+
+    #[test]
+    fn html_only_mail_is_rendered_from_html() {
+        let raw = b"From: a@example.com\r\nSubject: h\r\nContent-Type: text/html\r\n\r\n\
+            <p>Hi <a href='https://x.example/'>you</a></p>\r\n";
+        let r = render(raw);
+        assert!(r.body.starts_with("Hi you[1]"), "{}", r.body);
+        assert!(r.body.contains("[1] https://x.example/"), "{}", r.body);
+    }
+
+    #[test]
+    fn html_to_text_survives_broken_markup() {
+        for s in [
+            "<",
+            "<a href=",
+            "<<<>>>",
+            "&#xFFFFFFFF;",
+            "<p",
+            "</",
+            "<a href='x'>y",
+            "&",
+            "<!--",
+        ] {
+            let _ = html_to_text(s);
+        }
+        assert_eq!(html_to_text("&#xD800;x"), "\u{FFFD}x\n");
+    }
+
+    #[test]
+    fn attachment_names_are_made_safe() {
+        assert_eq!(safe_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(safe_file_name("C:\\x\\evil.exe"), "evil.exe");
+        assert_eq!(safe_file_name("..hidden"), "hidden");
+        assert_eq!(safe_file_name("a\x1b]0;x\x07b.txt"), "a_]0;x_b.txt");
+        assert_eq!(safe_file_name("abc\u{202E}fdp.exe"), "abc_fdp.exe");
+        assert_eq!(safe_file_name(""), "attachment");
+        assert_eq!(safe_file_name("/"), "attachment");
+        assert_eq!(safe_file_name(".."), "attachment");
+        assert!(safe_file_name(&"x".repeat(1000)).len() <= 200);
+    }
+
+    #[test]
+    fn saving_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = save_attachment(dir.path(), "../r.pdf", b"1").unwrap();
+        let b = save_attachment(dir.path(), "r.pdf", b"2").unwrap();
+        let c = save_attachment(dir.path(), "noext", b"3").unwrap();
+        let d = save_attachment(dir.path(), "noext", b"4").unwrap();
+        assert_eq!(a, dir.path().join("r.pdf"));
+        assert_eq!(b, dir.path().join("r (1).pdf"));
+        assert_eq!(d, dir.path().join("noext (1)"));
+        assert_eq!(std::fs::read(&a).unwrap(), b"1");
+        assert_eq!(std::fs::read(&c).unwrap(), b"3");
     }
 
     #[test]

@@ -282,7 +282,7 @@ fn a_bare_imap4rev1_server_syncs_moves_and_polls() {
 
 fn another_client_scenario(d: &Dovecot) {
     d.seed(ALICE.name, "INBOX", 8).expect("seed");
-    let p = Profile::new(&d);
+    let p = Profile::new(d);
     p.sync();
     d.doveadm(&[
         "flags",

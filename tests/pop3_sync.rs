@@ -313,3 +313,28 @@ Subject: kept from before\nMessage-ID: <old@example.com>\n\n>From the archive\n\
     assert_eq!(found["old@example.com"][0], b"From: old@example.com\nSubject: kept from before\nMessage-ID: <old@example.com>\n\nFrom the archive\n".to_vec());
     assert_eq!(p.list().len(), 3);
 }
+
+#[test]
+fn apop_logs_in_when_configured_and_offered() {
+    let Some(d) = Dovecot::start_with_config("auth_mechanisms = plain login apop") else {
+        return;
+    };
+    d.seed(ALICE.name, "INBOX", 2).expect("seed");
+    let p = Profile::new(&d, "auth = \"apop\"");
+    let out = p.sync();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_exactly_once(&p.mbox(), &server_messages(&d));
+}
+
+#[test]
+fn apop_is_refused_when_the_server_does_not_offer_it() {
+    let Some(d) = Dovecot::start() else { return };
+    let p = Profile::new(&d, "auth = \"apop\"");
+    let out = p.sync();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("does not offer APOP"),
+        "{}",
+        stderr(&out)
+    );
+}

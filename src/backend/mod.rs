@@ -12,6 +12,8 @@ pub mod imap;
 pub mod local;
 pub mod pop3;
 
+use pop3::Pop3Backend;
+
 use std::fmt;
 
 use thiserror::Error;
@@ -319,6 +321,11 @@ pub trait MailBackend {
     async fn wait_for_changes(&mut self, _folder: &str) -> Result<bool, BackendError> {
         Err(BackendError::NotSupported("push notifications"))
     }
+
+    /// Warnings gathered since the last call, for the engine to show (none by default).
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The backends, dispatched by enum.
@@ -326,17 +333,6 @@ pub enum Backend {
     Local(local::LocalBackend),
     Pop3(Box<pop3::Pop3Backend>),
     Imap(Box<imap::ImapBackend>),
-}
-
-impl Backend {
-    /// Warnings the backend gathered since the last call.
-    pub fn take_warnings(&mut self) -> Vec<String> {
-        match self {
-            Backend::Local(_) => Vec::new(),
-            Backend::Pop3(b) => b.take_warnings(),
-            Backend::Imap(b) => b.take_warnings(),
-        }
-    }
 }
 
 impl MailBackend for Backend {
@@ -392,6 +388,13 @@ impl MailBackend for Backend {
             Backend::Local(b) => b.wait_for_changes(folder).await,
             Backend::Pop3(b) => b.wait_for_changes(folder).await,
             Backend::Imap(b) => b.wait_for_changes(folder).await,
+        }
+    }
+    fn take_warnings(&mut self) -> Vec<String> {
+        match self {
+            Backend::Local(b) => MailBackend::take_warnings(b),
+            Backend::Pop3(b) => Pop3Backend::take_warnings(b),
+            Backend::Imap(b) => imap::ImapBackend::take_warnings(b),
         }
     }
 }

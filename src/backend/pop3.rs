@@ -451,13 +451,13 @@ impl Session {
             user: account.username().to_string(),
             buf: vec![0; 256 * 1024],
         };
-        match session.event().await? {
-            Event::GreetingReceived { .. } => {}
+        let apop_timestamp = match session.event().await? {
+            Event::GreetingReceived { apop_timestamp, .. } => apop_timestamp,
             Event::GreetingRejected { code, text } => {
-                return Err(session.refused(CommandKind::User, code, &text));
+                return Err(session.greeting_refused(code, &text));
             }
             other => return Err(session.unexpected("the greeting", &other)),
-        }
+        };
         session.caps = session.capa().await?;
         if account.security == Security::Starttls {
             if !session.caps.contains(&Capability::Stls) {
@@ -502,7 +502,27 @@ impl Session {
                 &looked_up
             }
         };
-        session.login(password.expose()).await?;
+        if account.auth == Some(crate::config::Auth::Apop) {
+            let Some(timestamp) = apop_timestamp else {
+                return Err(BackendError::Auth {
+                    host,
+                    user: session.user.clone(),
+                    reason: "auth = \"apop\" is configured but the server does not offer APOP \
+                             (no timestamp in its greeting)"
+                        .into(),
+                });
+            };
+            let cmd = Command::apop(session.user.clone(), &timestamp, &password.expose().into());
+            match session.command(cmd).await? {
+                Event::Ok { .. } => {}
+                Event::Err { code, text, .. } => {
+                    return Err(session.refused(CommandKind::Apop, code, &text));
+                }
+                other => return Err(session.unexpected("APOP", &other)),
+            }
+        } else {
+            session.login(password.expose()).await?;
+        }
         step(ConnectStep::LoggedIn);
         Ok(session)
     }
@@ -836,7 +856,7 @@ impl Session {
                 Ok(Ok(0)) => {
                     return Err(BackendError::Dropped {
                         host: self.host.clone(),
-                        during: if self.client.pending_replies() > 0 {
+                        during: if self.client.awaiting_reply() {
                             "in the middle of a reply".into()
                         } else {
                             "unexpectedly".into()
@@ -891,6 +911,21 @@ impl Session {
         BackendError::Protocol {
             host: self.host.clone(),
             reason: format!("unexpected reply to {what}: {detail}"),
+        }
+    }
+
+    /// The error for a `-ERR` greeting (RFC 1939 §4): the server refused the session before
+    /// any login, so it is never reported as a wrong password.
+    fn greeting_refused(&self, code: Option<ResponseCode>, text: &str) -> BackendError {
+        match code {
+            Some(ResponseCode::InUse | ResponseCode::LoginDelay | ResponseCode::SysTemp) => {
+                self.refused(CommandKind::Noop, code, text)
+            }
+            _ => BackendError::Connect {
+                host: self.host.clone(),
+                port: self.port,
+                reason: format!("the server refused the session: {}", sanitize::line(text)),
+            },
         }
     }
 

@@ -207,6 +207,17 @@ impl Client {
         self.pending.len()
     }
 
+    /// Whether the server owes more bytes: a command awaits its reply, a multi-line reply
+    /// (CAPA, LIST, UIDL, RETR, TOP) has begun but not ended, or a line is half received.
+    ///
+    /// NOTE: [`Client::pending_replies`] drops to zero once a multi-line reply's status line is
+    /// read, so it cannot tell a connection closed mid-listing from one closed between replies.
+    pub fn awaiting_reply(&self) -> bool {
+        !self.pending.is_empty()
+            || !matches!(self.state, State::Status | State::Greeting)
+            || self.read < self.input.len()
+    }
+
     /// The next event, `Ok(None)` if more input is needed first.
     ///
     /// After STLS's `+OK`, any bytes already received are discarded (RFC 2595 §4: nothing the

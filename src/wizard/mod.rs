@@ -135,6 +135,7 @@ pub fn blank_account(email: &str, protocol: Protocol, host: &str, security: Secu
         port: None,
         security,
         username: None,
+        auth: None,
         password_command: None,
         tls_ca_file: None,
         tls_cert_sha256: None,

@@ -118,6 +118,13 @@ fn account_table(a: &Account) -> Table {
     if let Some(v) = &a.username {
         t.insert("username", value(v));
     }
+    if let Some(v) = a.auth {
+        let name = match v {
+            crate::config::Auth::Password => "password",
+            crate::config::Auth::Apop => "apop",
+        };
+        t.insert("auth", value(name));
+    }
     if let Some(v) = &a.password_command {
         t.insert("password_command", value(v));
     }

@@ -746,3 +746,23 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn awaiting_reply_covers_a_multi_line_reply_in_progress() {
+    let mut client = client_with(vec![Command::Uidl(None)]);
+    run(&mut client, b"+OK hello\r\n").expect("greeting");
+    assert!(client.awaiting_reply(), "UIDL was sent");
+    // The status line is read (nothing is pending any more) but the listing has not ended.
+    assert!(
+        run(&mut client, b"+OK\r\n1 a\r\n")
+            .expect("partial")
+            .is_empty()
+    );
+    assert_eq!(client.pending_replies(), 0);
+    assert!(client.awaiting_reply());
+    run(&mut client, b"2 b\r\n.\r\n").expect("rest");
+    assert!(!client.awaiting_reply(), "the listing ended");
+    // Half a line is also an unfinished reply.
+    client.enqueue_input(b"+O");
+    assert!(client.awaiting_reply());
+}
