@@ -83,6 +83,13 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// With `MAILBAG_TEST_SHOW=1`, prints what a run wrote to stderr (for docs/setup.md captures).
+fn show(out: &Output) {
+    if std::env::var_os("MAILBAG_TEST_SHOW").is_some() {
+        let _ = writeln!(std::io::stderr(), "----\n{}", text(&out.stderr));
+    }
+}
+
 /// The setup arguments for alice on the harness.
 fn setup_args(d: &Dovecot, protocol: &str, port: u16, security: &str) -> Vec<String> {
     [
@@ -180,6 +187,7 @@ fn pop3_setup_writes_an_account_that_syncs() {
         "true".to_string(),
     ]);
     let out = p.run(&refs(&args));
+    show(&out);
     let err = text(&out.stderr);
     assert!(out.status.success(), "setup failed: {err}");
     assert!(err.contains("ok      stat"), "{err}");
@@ -207,6 +215,7 @@ fn wrong_password_exits_non_zero_with_the_hint_and_writes_nothing() {
         format!("cat {}", pw.display()),
     ]);
     let out = p.run(&refs(&args));
+    show(&out);
     let err = text(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("FAILED  login"), "{err}");
@@ -243,6 +252,7 @@ fn untrusted_certificate_is_shown_and_can_be_trusted_exactly() {
         format!("cat {}", pw.display()),
     ]);
     let out = p.run(&refs(&args));
+    show(&out);
     let err = text(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("FAILED  tls"), "{err}");
@@ -267,6 +277,7 @@ fn untrusted_certificate_is_shown_and_can_be_trusted_exactly() {
 
     args.extend(["--tls-cert-sha256".to_string(), hex.clone()]);
     let out = p.run(&refs(&args));
+    show(&out);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let config = std::fs::read_to_string(p.config_file()).expect("config");
     assert!(
