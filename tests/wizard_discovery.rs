@@ -662,3 +662,86 @@ async fn sources_come_in_order() {
             .all(|c| c.source.label() == "autoconfig")
     );
 }
+
+/// A DNS server that answers every UDP query truncated (TC bit) and the full answer over
+/// TCP on the same port (RFC 7766), when `tcp` is set.
+async fn truncating_dns(records: Vec<(String, u16, Vec<u8>)>, tcp: bool) -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let reply = dns::build_reply(&buf[..n], 0, true, &[]);
+            let _ = socket.send_to(&reply, from).await;
+        }
+    });
+    if tcp {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind tcp");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let records = records.clone();
+                tokio::spawn(async move {
+                    let mut len = [0u8; 2];
+                    if s.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                    if s.read_exact(&mut q).await.is_err() {
+                        return;
+                    }
+                    let Some((name, qtype)) = dns::question(&q) else {
+                        return;
+                    };
+                    let answers: Vec<_> = records
+                        .iter()
+                        .filter(|(n, t, _)| *n == name && *t == qtype)
+                        .cloned()
+                        .collect();
+                    let rcode = if answers.is_empty() { 3 } else { 0 };
+                    let reply = dns::build_reply(&q, rcode, false, &answers);
+                    let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&reply);
+                    let _ = s.write_all(&framed).await;
+                });
+            }
+        });
+    }
+    addr
+}
+
+#[tokio::test]
+async fn truncated_dns_answers_are_asked_again_over_tcp() {
+    let records = vec![srv(
+        "_imaps._tcp.example.test",
+        0,
+        0,
+        993,
+        "imap.example.test",
+    )];
+    let server = truncating_dns(records.clone(), true).await;
+    let d = Discovery {
+        nameserver: Some(server),
+        offline: true,
+        ..Discovery::default()
+    };
+    let (found, notes) = discover::from_dns(&email(), &d).await;
+    assert_eq!(found.len(), 1, "{notes:?}");
+    assert_eq!(found[0].host, "imap.example.test");
+
+    let server = truncating_dns(records, false).await;
+    let d = Discovery {
+        nameserver: Some(server),
+        offline: true,
+        ..Discovery::default()
+    };
+    let (found, notes) = discover::from_dns(&email(), &d).await;
+    assert!(found.is_empty());
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("_imaps._tcp.example.test SRV was truncated and TCP failed")),
+        "{notes:?}"
+    );
+}

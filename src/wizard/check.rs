@@ -184,7 +184,6 @@ pub async fn test_login(
 
     // Connect, TLS, capabilities, login: the backends report each step.
     let mut last = CheckStep::Resolve;
-    let tls_step = account.security != Security::None;
     let mut on_step = |s: ConnectStep| {
         let (step, detail) = match s {
             ConnectStep::Connected => (CheckStep::Connect, format!("{host}:{port}")),
@@ -233,7 +232,7 @@ pub async fn test_login(
             Ok(ok)
         }
         Err(e) => {
-            let failed_step = next_step(last, account, tls_step);
+            let failed_step = next_step(last, account);
             let (kind, hint) = classify(&e, account, provider).await;
             Err(fail(on, failed_step, kind, e.to_string(), hint))
         }
@@ -241,7 +240,7 @@ pub async fn test_login(
 }
 
 /// The step after `last` in the plan for `account`.
-fn next_step(last: CheckStep, account: &Account, _tls: bool) -> CheckStep {
+fn next_step(last: CheckStep, account: &Account) -> CheckStep {
     let plan = CheckStep::plan(account);
     plan.iter()
         .position(|s| *s == last)

@@ -123,6 +123,10 @@ fn discovery(args: &SetupArgs) -> Discovery {
     Discovery {
         all_sources: args.all,
         nameserver: args.dns_server,
+        trust: crate::tls::TlsTrust {
+            ca_file: args.tls_ca_file.clone(),
+            cert_sha256: None,
+        },
         ..Discovery::default()
     }
 }
