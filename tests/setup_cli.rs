@@ -483,3 +483,88 @@ fn keyring_child() {
     let _ = mailbag::credentials::delete_password("work", account);
     println!("{CHILD_OK}");
 }
+
+/// A UDP DNS server on a thread, answering SRV queries from `records`; NXDOMAIN otherwise.
+fn dns_thread(records: Vec<(String, u16, Vec<u8>)>) -> std::net::SocketAddr {
+    use mailbag::wizard::dns;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        // NOTE: ends with the test process; it only ever answers loopback queries.
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let query = &buf[..n];
+            let Some((name, qtype)) = dns::question(query) else {
+                continue;
+            };
+            let answers: Vec<_> = records
+                .iter()
+                .filter(|(n, t, _)| *n == name && *t == qtype)
+                .cloned()
+                .collect();
+            let rcode = if answers.is_empty() { 3 } else { 0 };
+            let _ = socket.send_to(&dns::build_reply(query, rcode, false, &answers), from);
+        }
+    });
+    addr
+}
+
+/// Without --host the settings come from DNS SRV; a candidate whose port is closed is passed
+/// over for the next one.
+#[test]
+fn discovered_settings_skip_a_closed_port_and_save_the_one_that_works() {
+    use mailbag::wizard::dns;
+    let Some(d) = Dovecot::start() else {
+        return;
+    };
+    d.seed(ALICE.name, "INBOX", 1).expect("seed");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let name = "_imaps._tcp.mailbag.test".to_string();
+    let server = dns_thread(vec![
+        (
+            name.clone(),
+            dns::TYPE_SRV,
+            dns::srv_rdata(0, 0, closed_port, common::TLS_NAME),
+        ),
+        (
+            name,
+            dns::TYPE_SRV,
+            dns::srv_rdata(10, 0, d.imap_tls_port(), common::TLS_NAME),
+        ),
+    ]);
+    let p = Profile::new();
+    let pw = p.password_file(ALICE.password);
+    let out = p.run(&[
+        "setup",
+        "--non-interactive",
+        "--name",
+        "found",
+        "--email",
+        "alice@mailbag.test",
+        "--username",
+        ALICE.name,
+        "--tls-ca-file",
+        &d.ca_path().display().to_string(),
+        "--password-command",
+        &format!("cat {}", pw.display()),
+        "--dns-server",
+        &server.to_string(),
+    ]);
+    show(&out);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("localhost:{closed_port} tls")),
+        "{err}"
+    );
+    assert!(err.contains("FAILED  connect"), "{err}");
+    assert!(err.contains("DNS SRV _imaps._tcp.mailbag.test"), "{err}");
+    let config = std::fs::read_to_string(p.config_file()).expect("config");
+    assert!(
+        config.contains(&format!("port = {}", d.imap_tls_port())),
+        "{config}"
+    );
+    assert_eq!(p.sync_and_list().len(), 1);
+}
