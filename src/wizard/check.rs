@@ -346,3 +346,55 @@ async fn read_certificate(account: &Account) -> Option<CertInfo> {
         sha256: Sha256::digest(&der).into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wizard::blank_account;
+
+    #[test]
+    fn plans_and_the_step_that_failed() {
+        let imap = blank_account("a@b.c", Protocol::Imap, "h", Security::Starttls);
+        assert_eq!(
+            CheckStep::plan(&imap),
+            [
+                CheckStep::Resolve,
+                CheckStep::Connect,
+                CheckStep::Tls,
+                CheckStep::Capabilities,
+                CheckStep::Login,
+                CheckStep::ListFolders
+            ]
+        );
+        assert_eq!(next_step(CheckStep::Connect, &imap), CheckStep::Tls);
+        assert_eq!(next_step(CheckStep::Capabilities, &imap), CheckStep::Login);
+        let pop = blank_account("a@b.c", Protocol::Pop3, "h", Security::None);
+        let plan = CheckStep::plan(&pop);
+        assert!(!plan.contains(&CheckStep::Tls));
+        assert_eq!(plan.last(), Some(&CheckStep::Stat));
+        assert_eq!(next_step(CheckStep::Connect, &pop), CheckStep::Capabilities);
+    }
+
+    #[test]
+    fn fingerprints_for_display_and_config() {
+        let c = CertInfo {
+            subject: "CN=x".into(),
+            issuer: "CN=x".into(),
+            sha256: [0xab; 32],
+        };
+        assert_eq!(c.config_value(), "ab".repeat(32));
+        assert!(c.fingerprint().starts_with("AB:AB:"));
+        assert_eq!(
+            crate::config::parse(
+                &format!(
+                    "[accounts.a]\nemail='a@b.c'\nprotocol='imap'\nhost='h'\ntls_cert_sha256='{}'\n",
+                    c.config_value()
+                ),
+                std::path::Path::new("c.toml")
+            )
+            .ok()
+            .and_then(|cfg| cfg.accounts.get("a").and_then(|a| a.tls_cert_sha256_bytes())),
+            Some([0xab; 32])
+        );
+    }
+}

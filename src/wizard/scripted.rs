@@ -406,14 +406,11 @@ fn read_password(address: &str) -> Result<Secret> {
         prompt_hidden(&format!("password for {}: ", sanitize::line(address)))?
     } else {
         let mut line = String::new();
-        stdin
-            .lock()
-            .take(64 * 1024)
-            .read_to_string(&mut line)
+        std::io::BufRead::read_line(&mut stdin.lock().take(64 * 1024), &mut line)
             .map_err(|e| Error::io("cannot read the password from stdin", e))?;
-        let first = line.split('\n').next().unwrap_or("");
+        let first = line.strip_suffix('\n').unwrap_or(&line);
         let first = first.strip_suffix('\r').unwrap_or(first).to_string();
-        // NOTE: overwrite the buffer that may have held more than the first line.
+        // NOTE: overwrite the buffer that held the line ending too.
         let mut bytes = line.into_bytes();
         bytes.iter_mut().for_each(|b| *b = 0);
         first
