@@ -18,8 +18,13 @@
 //! The engine is generic over [`Backend`] and [`MailBackend`]: adding a protocol means adding
 //! an enum variant there and a line in [`accounts_from_config`].
 //!
-//! Queued operations are small JSON objects, one per message: `{"set_flags":{"add":N,
-//! "remove":N}}` (bit sets as in [`Flags`]) and `{"move":{"folder":"NAME"}}`.
+//! Local changes go through [`crate::backend::changes::change_locally`], the same path the
+//! command line uses: IMAP changes are queued there as [`crate::backend::changes::QueuedOp`]s.
+//!
+//! An IMAP account task, when it has nothing to do, watches the open folder (or INBOX) with
+//! IDLE; a command from the user interrupts the IDLE cleanly (DONE) so it is pushed at once.
+//! After a network error it retries with a growing backoff (1 s doubling to 60 s), still
+//! taking commands meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
+use crate::backend::changes::{Change, change_locally};
+use crate::backend::imap::{ImapBackend, Watched};
 use crate::backend::pop3::Pop3Backend;
 use crate::backend::{Backend, BackendError, Capabilities, Flags, MailBackend, Progress};
 use crate::config::{Config, Paths, Protocol};
@@ -124,7 +131,7 @@ pub struct AccountSpec {
 /// The accounts of a config that this build can run, and a warning for each it cannot.
 pub fn accounts_from_config(config: &Config, paths: &Paths) -> (Vec<AccountSpec>, Vec<String>) {
     let mut specs = Vec::new();
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
     for (name, account) in &config.accounts {
         match account.protocol {
             Protocol::Pop3 => specs.push(AccountSpec {
@@ -135,7 +142,10 @@ pub fn accounts_from_config(config: &Config, paths: &Paths) -> (Vec<AccountSpec>
                     &paths.data_dir,
                 ))),
             }),
-            Protocol::Imap => warnings.push(format!("{name}: IMAP is not available yet")),
+            Protocol::Imap => specs.push(AccountSpec {
+                name: name.clone(),
+                backend: Backend::Imap(Box::new(ImapBackend::new(name.as_str(), account.clone()))),
+            }),
         }
     }
     (specs, warnings)
@@ -171,6 +181,7 @@ pub fn start(
             cache: cache.open_another()?,
             events: events.clone(),
             open_folder: None,
+            healthy: false,
         };
         tokio::spawn(task.run(rx));
     }
@@ -237,10 +248,6 @@ impl Router {
             .map_err(|_| format!("the account {account} stopped"))
     }
 
-    fn caps(&self, account: &str) -> Option<Capabilities> {
-        self.routes.get(account).map(|(_, c)| *c)
-    }
-
     fn handle(&mut self, id: CommandId, command: Command) -> Result<(), String> {
         match command {
             Command::SyncNow { account: Some(a) } => self.job(&a, Job::Sync(Some(id))),
@@ -251,7 +258,7 @@ impl Router {
                 Ok(())
             }
             Command::SetFlags { ids, add, remove } => self.set_flags(&ids, add, remove),
-            Command::Delete { ids } => self.set_flags(&ids, Flags::DELETED, Flags::default()),
+            Command::Delete { ids } => self.change(&ids, &Change::Delete),
             Command::Move { ids, folder } => self.move_messages(&ids, &folder),
             Command::FetchBody { id: message } => {
                 let row = self
@@ -269,34 +276,46 @@ impl Router {
     }
 
     fn set_flags(&mut self, ids: &[i64], add: Flags, remove: Flags) -> Result<(), String> {
+        self.change(ids, &Change::Flags { add, remove })
+    }
+
+    fn move_messages(&mut self, ids: &[i64], folder: &str) -> Result<(), String> {
+        self.change(
+            ids,
+            &Change::Move {
+                to: folder.to_string(),
+            },
+        )
+    }
+
+    /// Apply a change to the cache now (local first), then let the accounts push it.
+    fn change(&mut self, ids: &[i64], change: &Change) -> Result<(), String> {
         let mut changed_folders = Vec::new();
-        let mut push = Vec::new();
+        let mut push = std::collections::BTreeSet::new();
         for &id in ids {
-            let row = self
-                .cache
-                .message(id)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| CacheError::NoSuchMessage(id).to_string())?;
-            let mut flags = row.flags;
-            flags.insert(add);
-            flags.remove(remove);
-            if flags == row.flags {
-                continue;
-            }
-            self.cache.set_flags(id, flags).map_err(|e| e.to_string())?;
-            let (account_id, account) = self.account_of(row.folder_id)?;
-            if self.caps(&account).is_some_and(|c| c.server_flags) {
-                let op = format!(
-                    r#"{{"set_flags":{{"add":{},"remove":{}}}}}"#,
-                    add.0, remove.0
-                );
-                self.cache
-                    .enqueue(account_id, Some(id), &op, now_unix())
-                    .map_err(|e| e.to_string())?;
-                if !push.contains(&account) {
-                    push.push(account);
+            let Some(row) = self.cache.message(id).map_err(|e| e.to_string())? else {
+                // NOTE: an IMAP delete or move removes the message here at once; undoing it
+                // would need the copy the server made, which only the next sync shows.
+                return Err(match change {
+                    Change::Flags { remove, .. } if remove.contains(Flags::DELETED) => {
+                        "cannot undo: the message was already moved on the server \
+                         (look in Trash or the folder it went to)"
+                            .to_string()
+                    }
+                    _ => CacheError::NoSuchMessage(id).to_string(),
+                });
+            };
+            if let Change::Flags { add, remove } = change {
+                let mut flags = row.flags;
+                flags.insert(*add);
+                flags.remove(*remove);
+                if flags == row.flags {
+                    continue;
                 }
             }
+            let accounts = change_locally(&mut self.cache, &[id], change, now_unix())
+                .map_err(|e| e.to_string())?;
+            push.extend(accounts);
             if !changed_folders.contains(&row.folder_id) {
                 changed_folders.push(row.folder_id);
             }
@@ -306,32 +325,6 @@ impl Router {
         }
         for account in push {
             let _ = self.job(&account, Job::Push);
-        }
-        Ok(())
-    }
-
-    fn move_messages(&mut self, ids: &[i64], folder: &str) -> Result<(), String> {
-        let mut push = Vec::new();
-        for &id in ids {
-            let row = self
-                .cache
-                .message(id)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| CacheError::NoSuchMessage(id).to_string())?;
-            let (account_id, account) = self.account_of(row.folder_id)?;
-            if !self.caps(&account).is_some_and(|c| c.move_messages) {
-                return Err(BackendError::NotSupported("moving messages").to_string());
-            }
-            let op = serde_json::json!({ "move": { "folder": folder } }).to_string();
-            self.cache
-                .enqueue(account_id, Some(id), &op, now_unix())
-                .map_err(|e| e.to_string())?;
-            if !push.contains(&account) {
-                push.push(account);
-            }
-        }
-        for account in push {
-            self.job(&account, Job::Push)?;
         }
         Ok(())
     }
@@ -345,31 +338,131 @@ struct AccountTask {
     events: UnboundedSender<EngineEvent>,
     /// The folder the user has open in this account, if any.
     open_folder: Option<String>,
+    /// The last sync or push worked (an IMAP task watches for changes only then).
+    healthy: bool,
 }
 
 impl AccountTask {
     async fn run(mut self, mut jobs: UnboundedReceiver<Job>) {
-        while let Some(job) = jobs.recv().await {
-            match job {
-                Job::Sync(id) => self.sync(id).await,
-                Job::Fetch(id, message) => {
-                    match self.backend.fetch_raw(&mut self.cache, message).await {
-                        Ok(_) => self.emit(EngineEvent::BodyFetched { id: message }),
-                        Err(e) => self.emit(EngineEvent::CommandFailed {
-                            id,
-                            error: e.to_string(),
-                        }),
-                    }
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let watching = matches!(self.backend, Backend::Imap(_));
+            if !watching {
+                match jobs.recv().await {
+                    Some(job) => self.handle(job).await,
+                    None => return,
                 }
-                Job::Push => match self.backend.apply_pending(&mut self.cache).await {
-                    Ok(_) | Err(BackendError::NotSupported(_)) => {}
-                    Err(e) => self.emit(EngineEvent::Warning(format!("{}: {e}", self.name))),
-                },
-                // NOTE: remembered for a backend that can wait for changes (IMAP IDLE).
-                Job::FolderOpened(folder) => self.open_folder = Some(folder),
+                continue;
+            }
+            if !self.healthy {
+                // Offline: retry with a growing backoff, still taking commands meanwhile.
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {
+                        self.sync(None).await;
+                        backoff = if self.healthy {
+                            Duration::from_secs(1)
+                        } else {
+                            (backoff * 2).min(Duration::from_secs(60))
+                        };
+                    }
+                    job = jobs.recv() => match job {
+                        Some(job) => self.handle(job).await,
+                        None => return,
+                    },
+                }
+                continue;
+            }
+            // Online with nothing to do: watch the open folder until it changes or the user
+            // asks for something.
+            let folder = self.open_folder.clone().unwrap_or_else(|| "INBOX".into());
+            let mut next_job: Option<Option<Job>> = None;
+            let watched = {
+                let Backend::Imap(imap) = &mut self.backend else {
+                    continue;
+                };
+                let mut interrupt = std::pin::pin!(async {
+                    next_job = Some(jobs.recv().await);
+                });
+                imap.watch(&folder, interrupt.as_mut()).await
+            };
+            match watched {
+                Ok(Watched::Changed) => self.sync_open_folder(&folder).await,
+                Ok(Watched::Quiet | Watched::Interrupted) => {}
+                Err(e) => self.went_offline(e),
             }
             self.forward_warnings();
+            match next_job {
+                Some(Some(job)) => self.handle(job).await,
+                Some(None) => return,
+                None => {}
+            }
         }
+    }
+
+    async fn handle(&mut self, job: Job) {
+        match job {
+            Job::Sync(id) => self.sync(id).await,
+            Job::Fetch(id, message) => {
+                match self.backend.fetch_raw(&mut self.cache, message).await {
+                    Ok(_) => self.emit(EngineEvent::BodyFetched { id: message }),
+                    Err(e) => self.emit(EngineEvent::CommandFailed {
+                        id,
+                        error: e.to_string(),
+                    }),
+                }
+            }
+            Job::Push => match self.backend.apply_pending(&mut self.cache).await {
+                Ok(_) | Err(BackendError::NotSupported(_)) => {}
+                Err(e) => {
+                    self.emit(EngineEvent::Warning(format!(
+                        "{}: changes are queued until the server is back: {e}",
+                        self.name
+                    )));
+                    self.went_offline(e);
+                }
+            },
+            Job::FolderOpened(folder) => {
+                let changed = self.open_folder.as_deref() != Some(folder.as_str());
+                self.open_folder = Some(folder.clone());
+                // NOTE: bring a folder up to date when the user opens it (IMAP only; POP3 and
+                // local accounts have one folder, synced at start and on R).
+                if changed && matches!(self.backend, Backend::Imap(_)) && self.healthy {
+                    self.sync_open_folder(&folder).await;
+                }
+            }
+        }
+        self.forward_warnings();
+    }
+
+    /// Sync one folder after the server said it changed (or the user opened it).
+    async fn sync_open_folder(&mut self, folder: &str) {
+        let result = self
+            .backend
+            .sync_folder(&mut self.cache, folder, &mut |_| {})
+            .await;
+        match result {
+            Ok(_) => {
+                if let Ok(Some(account)) = self.cache.account(&self.name)
+                    && let Ok(Some(f)) = self.cache.folder_by_name(account.id, folder)
+                {
+                    self.emit(EngineEvent::FolderChanged { folder_id: f.id });
+                }
+                self.state(AccountState::Online);
+            }
+            Err(e) => self.went_offline(e),
+        }
+    }
+
+    fn went_offline(&mut self, e: BackendError) {
+        if let Backend::Imap(imap) = &mut self.backend {
+            imap.disconnect();
+        }
+        self.healthy = false;
+        self.state(if e.kind() == crate::ErrorKind::Network {
+            AccountState::Offline
+        } else {
+            AccountState::Error(e.to_string())
+        });
     }
 
     fn emit(&self, event: EngineEvent) {
@@ -393,6 +486,12 @@ impl AccountTask {
         self.state(AccountState::Syncing(Progress::default()));
         let result = self.sync_all().await;
         self.forward_warnings();
+        self.healthy = result.is_ok();
+        if result.is_err()
+            && let Backend::Imap(imap) = &mut self.backend
+        {
+            imap.disconnect();
+        }
         match result {
             Ok(()) => self.state(AccountState::Online),
             Err(e) => {
@@ -422,7 +521,10 @@ impl AccountTask {
             Ok(_) | Err(BackendError::NotSupported(_)) => {}
             Err(e) => return Err(e),
         }
-        let folders = self.backend.list_folders().await?;
+        let folders = match self.backend {
+            Backend::Imap(_) => Vec::new(),
+            _ => self.backend.list_folders().await?,
+        };
         let events = self.events.clone();
         let name = self.name.clone();
         let mut last = Instant::now();
@@ -436,6 +538,12 @@ impl AccountTask {
                 });
             }
         };
+        if let Backend::Imap(imap) = &mut self.backend {
+            // NOTE: IMAP reconciles the folder list (renames, deletions) and prefetches.
+            imap.sync_all(&mut self.cache, &mut |_, p| progress(p))
+                .await?;
+            return Ok(());
+        }
         for folder in folders {
             self.backend
                 .sync_folder(&mut self.cache, &folder.name, &mut progress)
@@ -490,6 +598,11 @@ mod tests {
                     ..
                 }
             )
+        })
+        .await;
+        // The sync announces its folder once after going online; take that first.
+        next(&mut events, |e| {
+            matches!(e, EngineEvent::FolderChanged { .. })
         })
         .await;
         let folder = cache.folders(1).unwrap()[0].clone();

@@ -19,6 +19,8 @@
 
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};

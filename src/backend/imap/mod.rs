@@ -963,26 +963,62 @@ impl MailBackend for ImapBackend {
     }
 
     async fn wait_for_changes(&mut self, folder: &str) -> Result<bool, BackendError> {
-        let account_state = {
+        let mut never = std::pin::pin!(std::future::pending::<()>());
+        Ok(self.watch(folder, never.as_mut()).await? == Watched::Changed)
+    }
+}
+
+/// How a [`ImapBackend::watch`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// The server reported a change in the folder.
+    Changed,
+    /// The wait ran its time without a change (the link was checked and is alive).
+    Quiet,
+    /// `interrupt` completed first; IDLE was ended cleanly, the connection is ready.
+    Interrupted,
+}
+
+impl ImapBackend {
+    /// Wait for changes in `folder` (IDLE, or NOOP polling without IDLE) for at most one
+    /// IDLE period, or until `interrupt` completes — then end IDLE cleanly with DONE so the
+    /// connection can be used at once (the engine interrupts when the user acts).
+    pub async fn watch(
+        &mut self,
+        folder: &str,
+        interrupt: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Result<Watched, BackendError> {
+        let use_idle = self.account.idle();
+        let (idle, selected) = {
             let imap = self.imap().await?;
-            (imap.has("IDLE"), imap.selected.as_deref() == Some(folder))
+            (
+                use_idle && imap.has("IDLE"),
+                imap.selected.as_deref() == Some(folder),
+            )
         };
-        if !account_state.1 {
+        if !selected {
             self.select(folder, SyncState::default()).await?;
         }
         let imap = self.imap().await?;
-        let result = if account_state.0 {
-            idle_once(imap).await
+        let result = if idle {
+            idle_once(imap, interrupt).await
         } else {
             let wait = imap.timeouts.idle;
-            tokio::time::sleep(wait).await;
+            let interrupted = tokio::select! {
+                () = tokio::time::sleep(wait) => false,
+                () = interrupt => true,
+            };
             let mut changed = false;
             imap.run("NOOP", |r| {
                 changed |= is_change(r);
                 Ok(())
             })
             .await
-            .map(|()| changed)
+            .map(|()| match (changed, interrupted) {
+                (true, _) => Watched::Changed,
+                (false, true) => Watched::Interrupted,
+                (false, false) => Watched::Quiet,
+            })
         };
         self.guarded(result).await
     }
@@ -1003,7 +1039,10 @@ fn is_change(r: &Response<'_>) -> bool {
 /// One bounded IDLE: returns `true` as soon as the server reports a change, `false` when the
 /// time is up; either way IDLE is ended with DONE and its reply read, which also proves the
 /// link is alive.
-async fn idle_once(imap: &mut Imap) -> Result<bool, BackendError> {
+async fn idle_once(
+    imap: &mut Imap,
+    mut interrupt: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<Watched, BackendError> {
     let tag = imap.start("IDLE").await?;
     // The continuation (`+ idling`) first.
     loop {
@@ -1029,12 +1068,22 @@ async fn idle_once(imap: &mut Imap) -> Result<bool, BackendError> {
     }
     let deadline = tokio::time::Instant::now() + imap.timeouts.idle;
     let mut changed = false;
+    let mut interrupted = false;
     while !changed {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
             break;
         }
-        match imap.read_within(left, is_change).await? {
+        // NOTE: a read interrupted here loses nothing: the parser keeps partial input in its
+        // own buffer, and the responses still to come are read after DONE below.
+        let read = tokio::select! {
+            r = imap.read_within(left, is_change) => r?,
+            () = interrupt.as_mut() => {
+                interrupted = true;
+                break;
+            }
+        };
+        match read {
             None => break,
             Some(c) => changed = c,
         }
@@ -1051,7 +1100,11 @@ async fn idle_once(imap: &mut Imap) -> Result<bool, BackendError> {
             .await?;
         changed |= change;
         if done {
-            return Ok(changed);
+            return Ok(match (changed, interrupted) {
+                (true, _) => Watched::Changed,
+                (false, true) => Watched::Interrupted,
+                (false, false) => Watched::Quiet,
+            });
         }
     }
 }
