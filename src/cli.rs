@@ -113,6 +113,8 @@ pub enum Command {
         #[arg(required = true)]
         ids: Vec<i64>,
     },
+    /// Add an account: discovers the server settings, tests the login, saves the account.
+    Setup(Box<crate::wizard::scripted::SetupArgs>),
     /// Show one message (by the id `list` prints).
     Read {
         /// The message's id in the cache.
@@ -127,6 +129,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<i32> {
     let paths = Paths::resolve(cli.config.as_deref());
     match cli.command {
+        Some(Command::Setup(args)) => return crate::wizard::scripted::run(&paths, *args),
         Some(Command::Sync { accounts }) if !cli.demo => return sync(&paths, &accounts),
         Some(Command::Flag {
             ids,
@@ -199,7 +202,8 @@ pub fn run(cli: Cli) -> Result<i32> {
                     out,
                     "mailbag has no account yet.\n\n\
                      Try it on the built-in demo account:  mailbag --demo\n\
-                     Add an account by writing {} (see docs/configuration.md).",
+                     Add an account with `mailbag setup`, or by writing {} (see \
+                     docs/configuration.md).",
                     paths.config_file.display()
                 )
                 .map_err(|e| Error::io("cannot write to stdout", e))
@@ -230,7 +234,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             Command::Sync { .. }
             | Command::Flag { .. }
             | Command::Delete { .. }
-            | Command::Move { .. },
+            | Command::Move { .. }
+            | Command::Setup(_),
         ) => Ok(()),
     };
     match result {

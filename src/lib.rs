@@ -23,7 +23,8 @@
 //! - [`render`] turns MIME into sanitised, displayable text.
 //! - [`engine`] runs one task per account behind a command channel; the UI never waits on it.
 //! - [`ui`] is the full-screen TUI (ratatui): it reads the cache and sends commands.
-//! - [`cli`] implements the scripting commands (`list`, `read`, `folders`, ...).
+//! - [`cli`] implements the scripting commands (`list`, `read`, `folders`, `setup`, ...).
+//! - [`wizard`] finds server settings for an address, tests the login and saves the account.
 //!
 //! `docs/architecture.md` explains the data flow and the decisions behind it.
 
@@ -39,5 +40,6 @@ pub mod sanitize;
 pub mod store;
 pub mod tls;
 pub mod ui;
+pub mod wizard;
 
 pub use error::{Error, ErrorKind};

@@ -11,12 +11,16 @@
 # When the system packages the tests need are missing and this script can
 # install them (apt-get present, running as root or with password-less sudo),
 # it installs just the missing ones. Without Dovecot the integration tests
-# print "SKIPPED (dovecot not found)" and pass, unless MAILBAG_REQUIRE_DOVECOT=1.
+# print "SKIPPED (dovecot not found)" and pass, unless MAILBAG_REQUIRE_DOVECOT=1;
+# likewise the keyring test without dbus-run-session and gnome-keyring-daemon,
+# unless MAILBAG_REQUIRE_KEYRING=1 (or MAILBAG_REQUIRE_DOVECOT=1).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-PACKAGES=(dovecot-imapd dovecot-pop3d openssl libssl-dev libdbus-1-dev pkg-config)
+# NOTE: dbus-daemon (dbus-run-session) and gnome-keyring (gnome-keyring-daemon) give the
+# setup test a real Secret Service in a private D-Bus session.
+PACKAGES=(dovecot-imapd dovecot-pop3d openssl libssl-dev libdbus-1-dev pkg-config dbus-daemon gnome-keyring)
 
 # Prints the packages from PACKAGES that are not installed.
 missing_packages() {
@@ -33,6 +37,8 @@ missing_packages() {
                     command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || echo "$pkg" ;;
                 openssl) command -v openssl >/dev/null 2>&1 || echo "$pkg" ;;
                 pkg-config) command -v pkg-config >/dev/null 2>&1 || echo "$pkg" ;;
+                dbus-daemon) command -v dbus-run-session >/dev/null 2>&1 || echo "$pkg" ;;
+                gnome-keyring) command -v gnome-keyring-daemon >/dev/null 2>&1 || echo "$pkg" ;;
             esac
         fi
     done

@@ -31,6 +31,28 @@ impl fmt::Display for AccountName {
     }
 }
 
+/// A step of opening a connection, reported as it completes (the setup wizard shows them live).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectStep {
+    /// The TCP connection is open.
+    Connected,
+    /// TLS is up: implicit TLS, or after STARTTLS / STLS.
+    Secured,
+    /// The server's capabilities were read (upper-case names).
+    Capabilities(Vec<String>),
+    /// The server accepted the login.
+    LoggedIn,
+}
+
+/// Where a connection gets its password.
+#[derive(Debug, Clone, Copy)]
+pub enum PasswordSource<'a> {
+    /// As configured: `password_command`, else the OS keyring.
+    Configured,
+    /// This password, already in hand (the setup wizard, before anything is saved).
+    Given(&'a crate::credentials::Secret),
+}
+
 /// An IMAP UID: unique within one folder for one UIDVALIDITY.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Uid(pub u32);

@@ -31,8 +31,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
-    BackendError, Capabilities, Envelope, Flags, FolderInfo, FolderRole, MailBackend, Progress,
-    RemoteId, SyncReport,
+    BackendError, Capabilities, ConnectStep, Envelope, Flags, FolderInfo, FolderRole, MailBackend,
+    PasswordSource, Progress, RemoteId, SyncReport,
 };
 use crate::config::{Account, Security};
 use crate::credentials;
@@ -354,6 +354,37 @@ impl Pop3Backend {
     }
 }
 
+/// Log in as `account` with `password`, reporting each step, then STAT and QUIT: the setup
+/// wizard's login test. Returns the message count and total size; changes nothing.
+pub async fn check_login(
+    account: &Account,
+    password: PasswordSource<'_>,
+    step: &mut (dyn FnMut(ConnectStep) + Send),
+) -> Result<(u32, u64), BackendError> {
+    let mut session = Session::open_reporting("setup", account, password, step).await?;
+    let stat = session.stat().await?;
+    // NOTE: nothing was marked deleted, so QUIT commits nothing; its failure would not matter.
+    let _ = session.quit().await;
+    Ok(stat)
+}
+
+/// A CAPA entry's name as the server spells it (upper case).
+fn capability_name(cap: &Capability) -> String {
+    match cap {
+        Capability::Top => "TOP".into(),
+        Capability::User => "USER".into(),
+        Capability::Sasl(m) => format!("SASL {}", m.join(" ")),
+        Capability::RespCodes => "RESP-CODES".into(),
+        Capability::LoginDelay { .. } => "LOGIN-DELAY".into(),
+        Capability::Pipelining => "PIPELINING".into(),
+        Capability::Expire { .. } => "EXPIRE".into(),
+        Capability::Uidl => "UIDL".into(),
+        Capability::Implementation(_) => "IMPLEMENTATION".into(),
+        Capability::Stls => "STLS".into(),
+        Capability::Other { name, .. } => name.to_uppercase(),
+    }
+}
+
 /// What a download pass did.
 struct Downloaded {
     count: u64,
@@ -384,6 +415,17 @@ struct Session {
 
 impl Session {
     async fn open(name: &str, account: &Account) -> Result<Session, BackendError> {
+        Session::open_reporting(name, account, PasswordSource::Configured, &mut |_| {}).await
+    }
+
+    /// [`Session::open`], reporting each step to `step` and taking the password from
+    /// `password`.
+    async fn open_reporting(
+        name: &str,
+        account: &Account,
+        password: PasswordSource<'_>,
+        step: &mut (dyn FnMut(ConnectStep) + Send),
+    ) -> Result<Session, BackendError> {
         let host = account.host.clone();
         let port = account.port();
         let trust = TlsTrust {
@@ -391,8 +433,13 @@ impl Session {
             cert_sha256: account.tls_cert_sha256_bytes(),
         };
         let tcp = tls::connect_tcp(&host, port).await?;
+        step(ConnectStep::Connected);
         let io = match account.security {
-            Security::Tls => Transport::Tls(Box::new(tls::handshake(tcp, &host, &trust).await?)),
+            Security::Tls => {
+                let tls = tls::handshake(tcp, &host, &trust).await?;
+                step(ConnectStep::Secured);
+                Transport::Tls(Box::new(tls))
+            }
             Security::Starttls | Security::None => Transport::Plain(tcp),
         };
         let mut session = Session {
@@ -427,23 +474,33 @@ impl Session {
                 return Err(session.unexpected_text("STLS", "the connection is already encrypted"));
             };
             session.io = Transport::Tls(Box::new(tls::handshake(tcp, &host, &trust).await?));
+            step(ConnectStep::Secured);
             // RFC 2595 §4: capabilities may differ after TLS; ask again.
             session.caps = session.capa().await?;
         }
-        let password = {
-            let name = name.to_string();
-            let owned = account.clone();
-            tokio::task::spawn_blocking(move || credentials::password(&name, &owned))
-                .await
-                .map_err(|e| BackendError::Protocol {
-                    host: host.clone(),
-                    reason: format!("password lookup failed: {e}"),
-                })?
-                .map_err(|e| BackendError::Auth {
-                    host: host.clone(),
-                    user: account.username().to_string(),
-                    reason: e.to_string(),
-                })?
+        step(ConnectStep::Capabilities(
+            session.caps.iter().map(capability_name).collect(),
+        ));
+        let looked_up;
+        let password = match password {
+            PasswordSource::Given(secret) => secret,
+            PasswordSource::Configured => {
+                let name = name.to_string();
+                let owned = account.clone();
+                looked_up =
+                    tokio::task::spawn_blocking(move || credentials::password(&name, &owned))
+                        .await
+                        .map_err(|e| BackendError::Protocol {
+                            host: host.clone(),
+                            reason: format!("password lookup failed: {e}"),
+                        })?
+                        .map_err(|e| BackendError::Auth {
+                            host: host.clone(),
+                            user: account.username().to_string(),
+                            reason: e.to_string(),
+                        })?;
+                &looked_up
+            }
         };
         if account.auth == Some(crate::config::Auth::Apop) {
             let Some(timestamp) = apop_timestamp else {
@@ -466,7 +523,17 @@ impl Session {
         } else {
             session.login(password.expose()).await?;
         }
+        step(ConnectStep::LoggedIn);
         Ok(session)
+    }
+
+    /// STAT (RFC 1939 §5): how many messages the maildrop holds and their total size.
+    async fn stat(&mut self) -> Result<(u32, u64), BackendError> {
+        match self.command(Command::Stat).await? {
+            Event::StatReceived { count, size } => Ok((count, size)),
+            Event::Err { code, text, .. } => Err(self.refused(CommandKind::Stat, code, &text)),
+            other => Err(self.unexpected("STAT", &other)),
+        }
     }
 
     async fn capa(&mut self) -> Result<Vec<Capability>, BackendError> {

@@ -42,6 +42,20 @@ use crate::store::cache::{BodyLocation, Cache, CacheError, NewMessage, SyncState
 pub use session::Timeouts;
 use session::{Imap, quote};
 
+/// Log in as `account` with `password`, reporting each step, then LIST the folders and log
+/// out: the setup wizard's login test. Returns the folder names; changes nothing.
+pub async fn check_login(
+    account: &Account,
+    password: super::PasswordSource<'_>,
+    step: &mut (dyn FnMut(super::ConnectStep) + Send),
+) -> Result<Vec<String>, BackendError> {
+    let mut imap =
+        Imap::connect_reporting("setup", account, Timeouts::default(), password, step).await?;
+    let names = imap.folder_names().await;
+    imap.logout().await;
+    names
+}
+
 /// The header fields fetched with every new message: the list, threading and attachments.
 const HEADER_FIELDS: &str =
     "DATE FROM TO CC SUBJECT MESSAGE-ID IN-REPLY-TO REFERENCES CONTENT-TYPE";

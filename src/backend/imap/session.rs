@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_imap::imap_proto::{Capability as ImapCap, Response, Status};
 
 use super::guard::Guarded;
-use crate::backend::BackendError;
+use crate::backend::{BackendError, ConnectStep, PasswordSource};
 use crate::config::{Account, Security};
 use crate::credentials;
 use crate::sanitize;
@@ -104,6 +104,25 @@ impl Imap {
         account: &Account,
         timeouts: Timeouts,
     ) -> Result<Imap, BackendError> {
+        Imap::connect_reporting(
+            name,
+            account,
+            timeouts,
+            PasswordSource::Configured,
+            &mut |_| {},
+        )
+        .await
+    }
+
+    /// [`Imap::connect`], reporting each step to `step` and taking the password from
+    /// `password`.
+    pub async fn connect_reporting(
+        name: &str,
+        account: &Account,
+        timeouts: Timeouts,
+        password: PasswordSource<'_>,
+        step: &mut (dyn FnMut(ConnectStep) + Send),
+    ) -> Result<Imap, BackendError> {
         let host = account.host.clone();
         let port = account.port();
         let user = account.username().to_string();
@@ -117,8 +136,13 @@ impl Imap {
             secs: timeouts.read.as_secs(),
         };
         let tcp = tls::connect_tcp(&host, port).await?;
+        step(ConnectStep::Connected);
         let transport = match account.security {
-            Security::Tls => Transport::Tls(Box::new(tls::handshake(tcp, &host, &trust).await?)),
+            Security::Tls => {
+                let tls = tls::handshake(tcp, &host, &trust).await?;
+                step(ConnectStep::Secured);
+                Transport::Tls(Box::new(tls))
+            }
             Security::Starttls | Security::None => Transport::Plain(tcp),
         };
         let mut client = async_imap::Client::new(Guarded::new(transport));
@@ -178,10 +202,14 @@ impl Imap {
                 });
             };
             let tls = tls::handshake(tcp, &host, &trust).await?;
+            step(ConnectStep::Secured);
             client = async_imap::Client::new(Guarded::new(Transport::Tls(Box::new(tls))));
         }
 
         let caps = pre_auth_capabilities(&mut client, &host, timeouts).await?;
+        let mut names: Vec<String> = caps.iter().cloned().collect();
+        names.sort();
+        step(ConnectStep::Capabilities(names));
         if caps.contains("LOGINDISABLED") && !caps.contains("AUTH=PLAIN") {
             return Err(BackendError::Auth {
                 host,
@@ -191,20 +219,26 @@ impl Imap {
                     .into(),
             });
         }
-        let password = {
-            let name = name.to_string();
-            let owned = account.clone();
-            tokio::task::spawn_blocking(move || credentials::password(&name, &owned))
-                .await
-                .map_err(|e| BackendError::Protocol {
-                    host: host.clone(),
-                    reason: format!("password lookup failed: {e}"),
-                })?
-                .map_err(|e| BackendError::Auth {
-                    host: host.clone(),
-                    user: user.clone(),
-                    reason: e.to_string(),
-                })?
+        let looked_up;
+        let password = match password {
+            PasswordSource::Given(secret) => secret,
+            PasswordSource::Configured => {
+                let name = name.to_string();
+                let owned = account.clone();
+                looked_up =
+                    tokio::task::spawn_blocking(move || credentials::password(&name, &owned))
+                        .await
+                        .map_err(|e| BackendError::Protocol {
+                            host: host.clone(),
+                            reason: format!("password lookup failed: {e}"),
+                        })?
+                        .map_err(|e| BackendError::Auth {
+                            host: host.clone(),
+                            user: user.clone(),
+                            reason: e.to_string(),
+                        })?;
+                &looked_up
+            }
         };
         let login = async {
             if caps.contains("AUTH=PLAIN") {
@@ -238,6 +272,7 @@ impl Imap {
                 });
             }
         };
+        step(ConnectStep::LoggedIn);
         let mut imap = Imap {
             session,
             caps: HashSet::new(),
@@ -414,6 +449,22 @@ impl Imap {
     }
 
     /// Log out politely (errors are irrelevant: the connection is being dropped).
+    /// LIST every folder (RFC 3501 §6.3.8) and return their names: the wizard's last check.
+    pub async fn folder_names(&mut self) -> Result<Vec<String>, BackendError> {
+        let mut names = Vec::new();
+        self.run("LIST \"\" \"*\"", |r| {
+            if let Response::MailboxData(async_imap::imap_proto::MailboxDatum::List {
+                name, ..
+            }) = r
+            {
+                names.push(name.to_string());
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(names)
+    }
+
     pub async fn logout(&mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
     }

@@ -1,0 +1,360 @@
+//! A minimal HTTPS GET client for autoconfig files (HTTP/1.1, RFC 9112).
+//!
+//! Only `https://` URLs, verified TLS (through [`crate::tls::handshake`]), at most
+//! [`MAX_REDIRECTS`] redirects and each of them to HTTPS again, a body of at most
+//! [`MAX_BODY`] bytes with `Content-Length`, chunked or read-to-close framing, and one timeout
+//! over the whole fetch. That is all autoconfig needs, so no HTTP crate is pulled in.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::discover::Discovery;
+use crate::sanitize;
+
+/// Redirects followed before giving up.
+pub const MAX_REDIRECTS: usize = 3;
+/// The largest body accepted, in bytes.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// The largest header block accepted, in bytes.
+const MAX_HEADERS: usize = 64 * 1024;
+
+/// An `https://host[:port]/path?query` URL, split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub host: String,
+    pub port: u16,
+    /// The path and query, starting with `/`.
+    pub target: String,
+}
+
+impl Url {
+    /// Parses an HTTPS URL; anything else (plain `http://` included) is refused.
+    pub fn parse(url: &str) -> Result<Url, String> {
+        let Some(rest) = url.strip_prefix("https://") else {
+            return Err(format!(
+                "refusing {}: only https:// is used",
+                sanitize::line(url)
+            ));
+        };
+        let (authority, target) = match rest.find(['/', '?']) {
+            Some(i) => (
+                rest.get(..i).unwrap_or(""),
+                rest.get(i..).unwrap_or("/").to_string(),
+            ),
+            None => (rest, "/".to_string()),
+        };
+        let target = if target.starts_with('?') {
+            format!("/{target}")
+        } else {
+            target
+        };
+        let target = target.split('#').next().unwrap_or("/").to_string();
+        if authority.contains('@') {
+            return Err("refusing a URL with user information".into());
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("invalid port in {}", sanitize::line(url)))?,
+            ),
+            None => (authority, 443),
+        };
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(format!("invalid host in {}", sanitize::line(url)));
+        }
+        if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(format!("invalid path in {}", sanitize::line(url)));
+        }
+        Ok(Url {
+            host: host.to_ascii_lowercase(),
+            port,
+            target,
+        })
+    }
+
+    /// Resolves a `Location` header against this URL (absolute `https://` or `/path` only).
+    pub fn join(&self, location: &str) -> Result<Url, String> {
+        if location.starts_with("https://") {
+            Url::parse(location)
+        } else if location.starts_with('/') && !location.starts_with("//") {
+            Ok(Url {
+                target: location.to_string(),
+                ..self.clone()
+            })
+        } else {
+            Err(format!(
+                "refusing the redirect to {}: only https:// is followed",
+                sanitize::line(location)
+            ))
+        }
+    }
+}
+
+/// Fetches `url` and returns the body as text; the message of an error is one line.
+pub async fn get(discovery: &Discovery, url: &str, timeout: Duration) -> Result<String, String> {
+    match tokio::time::timeout(timeout, get_inner(discovery, url)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "no answer within {} s",
+            timeout.as_secs_f64().ceil() as u64
+        )),
+    }
+}
+
+async fn get_inner(discovery: &Discovery, url: &str) -> Result<String, String> {
+    let mut url = Url::parse(url)?;
+    for _ in 0..=MAX_REDIRECTS {
+        match fetch_once(discovery, &url).await? {
+            Response::Body(body) => {
+                return String::from_utf8(body).map_err(|_| "the body is not UTF-8 text".into());
+            }
+            Response::Redirect(location) => url = url.join(&location)?,
+        }
+    }
+    Err(format!("more than {MAX_REDIRECTS} redirects"))
+}
+
+/// What one request gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Response {
+    Body(Vec<u8>),
+    Redirect(String),
+}
+
+async fn fetch_once(discovery: &Discovery, url: &Url) -> Result<Response, String> {
+    let tcp = discovery.connect(&url.host, url.port).await?;
+    let mut tls = crate::tls::handshake(tcp, &url.host, &discovery.trust)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mailbag/{}\r\nAccept: application/xml, text/xml, */*\r\nConnection: close\r\n\r\n",
+        url.target,
+        url.host,
+        env!("CARGO_PKG_VERSION")
+    );
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("cannot send the request: {e}"))?;
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        if let Some(r) = parse_response(&buf, false)? {
+            return Ok(r);
+        }
+        match tls.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
+            // NOTE: a server that closes without TLS close_notify after a complete
+            // read-to-close body is common; what was read is judged below.
+            Err(_) if !buf.is_empty() => break,
+            Err(e) => return Err(format!("the connection failed: {e}")),
+        }
+        if buf.len() > MAX_HEADERS + MAX_BODY + 64 * 1024 {
+            return Err(format!("the response is larger than {MAX_BODY} bytes"));
+        }
+    }
+    parse_response(&buf, true)?
+        .ok_or_else(|| "the connection closed in the middle of the response".into())
+}
+
+/// Parses a response from `buf`: `Ok(None)` while more bytes are needed (`eof` says none
+/// will come).
+pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String> {
+    let Some(head_end) = find(buf, b"\r\n\r\n") else {
+        if buf.len() > MAX_HEADERS {
+            return Err("the response headers are too long".into());
+        }
+        return if eof && !buf.is_empty() {
+            Err("the response ends inside its headers".into())
+        } else if eof {
+            Err("the server closed the connection without answering".into())
+        } else {
+            Ok(None)
+        };
+    };
+    let head = std::str::from_utf8(buf.get(..head_end).unwrap_or(&[]))
+        .map_err(|_| "the response headers are not text".to_string())?;
+    let body = buf.get(head_end + 4..).unwrap_or(&[]);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    let code = parts.next().and_then(|c| c.parse::<u16>().ok());
+    let (true, Some(code)) = (version.starts_with("HTTP/1."), code) else {
+        return Err(format!(
+            "not an HTTP response: {}",
+            sanitize::line(status_line)
+        ));
+    };
+    let mut length = None;
+    let mut chunked = false;
+    let mut location = None;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err("a malformed response header".into());
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => {
+                length = Some(
+                    value
+                        .parse::<usize>()
+                        .map_err(|_| "an invalid Content-Length".to_string())?,
+                )
+            }
+            "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
+            "location" => location = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    if matches!(code, 301 | 302 | 303 | 307 | 308) {
+        return match location {
+            Some(l) => Ok(Some(Response::Redirect(l))),
+            None => Err(format!("HTTP {code} without a Location")),
+        };
+    }
+    if code != 200 {
+        return Err(format!(
+            "HTTP {code} {}",
+            sanitize::line(parts.next().unwrap_or(""))
+        ));
+    }
+    if chunked {
+        return match dechunk(body)? {
+            Some(b) => Ok(Some(Response::Body(b))),
+            None if eof => Err("the chunked body is cut off".into()),
+            None => Ok(None),
+        };
+    }
+    if let Some(n) = length {
+        if n > MAX_BODY {
+            return Err(format!("the body is larger than {MAX_BODY} bytes"));
+        }
+        return match body.get(..n) {
+            Some(b) => Ok(Some(Response::Body(b.to_vec()))),
+            None if eof => Err("the body is shorter than its Content-Length".into()),
+            None => Ok(None),
+        };
+    }
+    if body.len() > MAX_BODY {
+        return Err(format!("the body is larger than {MAX_BODY} bytes"));
+    }
+    Ok(eof.then(|| Response::Body(body.to_vec())))
+}
+
+/// Decodes a chunked body (RFC 9112 §7.1); `Ok(None)` if it is not complete yet.
+fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = find(data, b"\r\n") else {
+            return Ok(None);
+        };
+        let line = std::str::from_utf8(data.get(..line_end).unwrap_or(&[]))
+            .map_err(|_| "a malformed chunk size".to_string())?;
+        let size_text = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| format!("a malformed chunk size {}", sanitize::line(size_text)))?;
+        data = data.get(line_end + 2..).unwrap_or(&[]);
+        if size == 0 {
+            // NOTE: trailers are ignored; the body is complete once the size-0 chunk is seen.
+            return Ok(Some(out));
+        }
+        if out.len().saturating_add(size) > MAX_BODY {
+            return Err(format!("the body is larger than {MAX_BODY} bytes"));
+        }
+        let Some(chunk) = data.get(..size) else {
+            return Ok(None);
+        };
+        out.extend_from_slice(chunk);
+        match data.get(size..size + 2) {
+            Some(b"\r\n") => data = data.get(size + 2..).unwrap_or(&[]),
+            Some(_) => return Err("a chunk is not followed by CRLF".into()),
+            None => return Ok(None),
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_refuse_plain_http() {
+        let u =
+            Url::parse("https://Autoconfig.Example.org/mail/config-v1.1.xml?e=a%40b").expect("ok");
+        assert_eq!(u.host, "autoconfig.example.org");
+        assert_eq!(u.port, 443);
+        assert_eq!(u.target, "/mail/config-v1.1.xml?e=a%40b");
+        assert_eq!(Url::parse("https://h:8443").expect("ok").port, 8443);
+        assert!(Url::parse("http://example.org/").is_err());
+        assert!(Url::parse("https://user@example.org/").is_err());
+        assert!(Url::parse("https://exa mple.org/").is_err());
+        assert!(u.join("http://evil.example/").is_err());
+        assert!(u.join("//evil.example/").is_err());
+        assert_eq!(u.join("/other").expect("ok").target, "/other");
+    }
+
+    #[test]
+    fn content_length_bodies() {
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello, extra";
+        assert_eq!(
+            parse_response(r, false).expect("ok"),
+            Some(Response::Body(b"hello".to_vec()))
+        );
+        let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel";
+        assert_eq!(parse_response(partial, false).expect("ok"), None);
+        assert!(parse_response(partial, true).is_err());
+    }
+
+    #[test]
+    fn chunked_bodies() {
+        let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+        assert_eq!(
+            parse_response(r, false).expect("ok"),
+            Some(Response::Body(b"hello world".to_vec()))
+        );
+        let cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel";
+        assert_eq!(parse_response(cut, false).expect("ok"), None);
+        assert!(parse_response(cut, true).is_err());
+        let bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+        assert!(parse_response(bad, false).is_err());
+        let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFF\r\n";
+        assert!(parse_response(huge, false).is_err());
+    }
+
+    #[test]
+    fn read_to_close_redirects_and_errors() {
+        let r = b"HTTP/1.0 200 OK\r\n\r\nbody";
+        assert_eq!(parse_response(r, false).expect("ok"), None);
+        assert_eq!(
+            parse_response(r, true).expect("ok"),
+            Some(Response::Body(b"body".to_vec()))
+        );
+        let r = b"HTTP/1.1 301 Moved\r\nLocation: /x\r\n\r\n";
+        assert_eq!(
+            parse_response(r, false).expect("ok"),
+            Some(Response::Redirect("/x".into()))
+        );
+        let e = parse_response(b"HTTP/1.1 404 Not Found\r\n\r\n", false).expect_err("404");
+        assert_eq!(e, "HTTP 404 Not Found");
+        assert!(parse_response(b"SSH-2.0-x\r\n\r\n", false).is_err());
+        assert!(parse_response(b"", true).is_err());
+        let big = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        assert!(parse_response(big.as_bytes(), false).is_err());
+    }
+}

@@ -1,0 +1,466 @@
+//! `mailbag setup` on the command line: `--non-interactive` for scripts, `--discover` to see
+//! what discovery finds, and (until the TUI screens exist) a pointer to both.
+//!
+//! The non-interactive form discovers whatever is not given, tests the login with every
+//! candidate in turn (a server that does not answer moves on to the next; a refused password
+//! or an untrusted certificate stops with the reason and what to do), and writes the account
+//! only when a login worked.
+
+use std::io::{IsTerminal, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::check::{self, CheckEvent, FailureKind};
+use super::discover::{self, Discovered, Discovery, Outcome};
+use super::save::{self, PasswordChoice};
+use super::{Candidate, EmailAddress, Source, security_name};
+use crate::config::{Paths, Protocol, Security};
+use crate::credentials::{self, Secret};
+use crate::error::{Error, Result};
+use crate::sanitize;
+
+/// The options of `mailbag setup`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SetupArgs {
+    /// Set up from the options below without asking anything (for scripts).
+    #[arg(long, conflicts_with = "discover")]
+    pub non_interactive: bool,
+    /// Only print what discovery finds for this address; write nothing.
+    #[arg(long, value_name = "EMAIL")]
+    pub discover: Option<String>,
+    /// With --discover: ask every source, not only up to the first that finds something.
+    #[arg(long, requires = "discover")]
+    pub all: bool,
+    /// The account's name in config.toml (`[accounts.NAME]`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The email address.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// The name shown as the sender.
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// imap or pop3 (default: what discovery finds, IMAP first).
+    #[arg(long, value_parser = ["imap", "pop3"])]
+    pub protocol: Option<String>,
+    /// The server (default: discovered).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The port (default: the standard port for protocol and security).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// tls, starttls or none.
+    #[arg(long, value_parser = ["tls", "starttls", "none"])]
+    pub security: Option<String>,
+    /// The login name (default: what discovery says, else the address).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// A command that prints the password; without it the password goes to the OS keyring
+    /// (read from stdin, or asked for without echo on a terminal).
+    #[arg(long, value_name = "CMD")]
+    pub password_command: Option<String>,
+    /// A PEM file with an extra CA (or the server's self-signed certificate) to trust.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Trust exactly the certificate with this SHA-256 fingerprint.
+    #[arg(long, value_name = "HEX")]
+    pub tls_cert_sha256: Option<String>,
+    /// POP3: leave mail on the server after download (default true).
+    #[arg(long, value_name = "BOOL")]
+    pub leave_on_server: Option<bool>,
+    /// POP3: delete mail from the server this many days after download.
+    #[arg(long, value_name = "DAYS")]
+    pub delete_after_days: Option<u32>,
+    /// Use this DNS server for discovery instead of /etc/resolv.conf (for testing).
+    #[arg(long, value_name = "ADDR", hide = true)]
+    pub dns_server: Option<SocketAddr>,
+}
+
+/// Runs `mailbag setup` with `args`; returns the exit code.
+pub fn run(paths: &Paths, args: SetupArgs) -> Result<i32> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", e))?;
+    if let Some(address) = &args.discover {
+        let email = EmailAddress::parse(address).map_err(Error::Usage)?;
+        let d = discovery(&args);
+        let found = runtime.block_on(discover::discover(&email, &d));
+        let mut out = std::io::stdout().lock();
+        print_discovered(&mut out, &email, &found)
+            .map_err(|e| Error::io("cannot write to stdout", e))?;
+        return Ok(if found.candidates.is_empty() { 1 } else { 0 });
+    }
+    if !args.non_interactive {
+        if args.name.is_some() || args.email.is_some() {
+            return Err(Error::Usage(
+                "add --non-interactive to set up from options".into(),
+            ));
+        }
+        println!("{}", INTERACTIVE_PENDING);
+        return Ok(0);
+    }
+    runtime.block_on(non_interactive(paths, &args))
+}
+
+/// What `mailbag setup` prints until the TUI screens exist.
+pub const INTERACTIVE_PENDING: &str =
+    "The interactive setup wizard comes with the TUI. Until then, set up an account with:
+
+  mailbag setup --non-interactive --name NAME --email ADDRESS \\
+      [--protocol imap|pop3] [--host HOST] [--port PORT] [--security tls|starttls|none] \\
+      [--username USER] [--password-command CMD] [--tls-ca-file FILE] \\
+      [--leave-on-server true|false]
+
+Settings not given are discovered. The password is read from stdin (or asked for) and kept
+in the OS keyring, unless --password-command is given. To see what discovery finds:
+
+  mailbag setup --discover ADDRESS";
+
+fn discovery(args: &SetupArgs) -> Discovery {
+    Discovery {
+        all_sources: args.all,
+        nameserver: args.dns_server,
+        trust: crate::tls::TlsTrust {
+            ca_file: args.tls_ca_file.clone(),
+            cert_sha256: None,
+        },
+        ..Discovery::default()
+    }
+}
+
+/// Prints discovery's findings: one block per candidate, then what each source did.
+pub fn print_discovered(
+    out: &mut impl Write,
+    email: &EmailAddress,
+    found: &Discovered,
+) -> std::io::Result<()> {
+    writeln!(out, "Discovery for {}:", sanitize::line(&email.address))?;
+    if found.candidates.is_empty() {
+        writeln!(out, "  no server settings found")?;
+    }
+    for (i, c) in found.candidates.iter().enumerate() {
+        writeln!(
+            out,
+            "{:>3}. {:<5} {}:{}  security {}  user {}",
+            i + 1,
+            c.protocol.as_str(),
+            sanitize::line(&c.host),
+            c.port,
+            security_name(c.security),
+            sanitize::line(&c.username)
+        )?;
+        writeln!(
+            out,
+            "     source: {}",
+            sanitize::line(&c.source.to_string())
+        )?;
+        if let Some(p) = &c.provider {
+            writeln!(out, "     provider: {}", sanitize::line(p))?;
+        }
+        if c.oauth2 {
+            writeln!(
+                out,
+                "     note: OAuth2 only; mailbag cannot log in here with a password yet."
+            )?;
+        }
+        for n in &c.notes {
+            writeln!(out, "     note: {}", sanitize::line(n))?;
+        }
+    }
+    writeln!(out, "Sources:")?;
+    for r in &found.reports {
+        match &r.outcome {
+            Outcome::Found(n) => writeln!(out, "  {}: {n} found", r.step.label())?,
+            Outcome::Skipped => writeln!(out, "  {}: not asked", r.step.label())?,
+            Outcome::Nothing(notes) => {
+                writeln!(out, "  {}: nothing", r.step.label())?;
+                for n in notes {
+                    writeln!(out, "    {}", sanitize::line(n))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_protocol(s: &str) -> Protocol {
+    if s == "pop3" {
+        Protocol::Pop3
+    } else {
+        Protocol::Imap
+    }
+}
+
+fn parse_security(s: &str) -> Security {
+    match s {
+        "starttls" => Security::Starttls,
+        "none" => Security::None,
+        _ => Security::Tls,
+    }
+}
+
+async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
+    let name = args
+        .name
+        .as_deref()
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| Error::Usage("--non-interactive needs --name".into()))?;
+    let address = args
+        .email
+        .as_deref()
+        .ok_or_else(|| Error::Usage("--non-interactive needs --email".into()))?;
+    let email = EmailAddress::parse(address).map_err(Error::Usage)?;
+    let config = crate::config::load(&paths.config_file)?;
+    if config.account(name).is_some() {
+        return Err(Error::Usage(format!(
+            "an account named {} already exists in {}: pick another --name",
+            sanitize::line(name),
+            paths.config_file.display()
+        )));
+    }
+    let protocol = args.protocol.as_deref().map(parse_protocol);
+    let security = args.security.as_deref().map(parse_security);
+    let pin = match &args.tls_cert_sha256 {
+        Some(fp) => Some(
+            crate::tls::parse_fingerprint(fp)
+                .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+                .ok_or_else(|| {
+                    Error::Usage("--tls-cert-sha256 needs 64 hex digits (colons allowed)".into())
+                })?,
+        ),
+        None => None,
+    };
+    if protocol == Some(Protocol::Imap)
+        && (args.leave_on_server.is_some() || args.delete_after_days.is_some())
+    {
+        return Err(Error::Usage(
+            "--leave-on-server and --delete-after-days are for POP3 accounts".into(),
+        ));
+    }
+
+    let candidates = match &args.host {
+        Some(host) => {
+            let protocol = protocol.unwrap_or(Protocol::Imap);
+            let security = security.unwrap_or(Security::Tls);
+            let default_port =
+                super::blank_account(&email.address, protocol, host, security).port();
+            vec![Candidate {
+                source: Source::Manual,
+                provider: None,
+                protocol,
+                host: host.clone(),
+                port: args.port.unwrap_or(default_port),
+                security,
+                username: email.address.clone(),
+                oauth2: false,
+                notes: Vec::new(),
+            }]
+        }
+        None => {
+            eprintln!(
+                "discovering settings for {} ...",
+                sanitize::line(&email.address)
+            );
+            let found = discover::discover(&email, &discovery(args)).await;
+            let mut oauth_only = Vec::new();
+            let usable: Vec<Candidate> = found
+                .candidates
+                .iter()
+                .filter(|c| protocol.is_none_or(|p| c.protocol == p))
+                .filter(|c| match security {
+                    Some(s) => c.security == s,
+                    None => c.security != Security::None,
+                })
+                .filter(|c| args.port.is_none_or(|p| c.port == p))
+                .filter(|c| {
+                    if c.oauth2 {
+                        oauth_only.push(c.provider.clone().unwrap_or_else(|| c.host.clone()));
+                    }
+                    !c.oauth2
+                })
+                .cloned()
+                .collect();
+            if usable.is_empty() {
+                let mut err = std::io::stderr().lock();
+                let _ = print_discovered(&mut err, &email, &found);
+                if let Some(p) = oauth_only.first() {
+                    return Err(Error::Usage(format!(
+                        "{} accepts only OAuth2 sign-in, which mailbag cannot do yet",
+                        sanitize::line(p)
+                    )));
+                }
+                return Err(Error::Usage(format!(
+                    "no usable server settings found for {}: give --host (and --protocol, --port, --security)",
+                    email.domain
+                )));
+            }
+            usable
+        }
+    };
+
+    let password = match &args.password_command {
+        Some(cmd) => {
+            let cmd = cmd.clone();
+            let name = name.to_string();
+            tokio::task::spawn_blocking(move || {
+                credentials::run_password_command(
+                    &name,
+                    &cmd,
+                    credentials::PASSWORD_COMMAND_TIMEOUT,
+                )
+            })
+            .await
+            .map_err(|e| Error::Usage(format!("password command failed: {e}")))??
+        }
+        None => read_password(&email.address)?,
+    };
+
+    let total = candidates.len();
+    for (i, c) in candidates.iter().enumerate() {
+        let mut account = c.to_account(&email.address, args.display_name.as_deref());
+        if let Some(u) = &args.username {
+            account.username = (u != &email.address).then(|| u.clone());
+        }
+        account.password_command = args.password_command.clone();
+        account.tls_ca_file = args.tls_ca_file.clone();
+        account.tls_cert_sha256 = pin.clone();
+        if account.protocol == Protocol::Pop3 {
+            account.leave_on_server = args.leave_on_server;
+            account.delete_after_days = args.delete_after_days;
+        } else if args.leave_on_server.is_some() || args.delete_after_days.is_some() {
+            eprintln!(
+                "note: --leave-on-server and --delete-after-days apply to POP3 only; ignored for IMAP"
+            );
+        }
+        eprintln!(
+            "testing {} ({})",
+            sanitize::line(
+                &super::Candidate {
+                    username: account.username().to_string(),
+                    ..c.clone()
+                }
+                .summary()
+            ),
+            sanitize::line(&c.source.to_string())
+        );
+        let mut show = |e: CheckEvent| match e {
+            CheckEvent::Done(step, detail) => {
+                eprintln!("  ok      {:<13} {}", step.label(), sanitize::line(&detail))
+            }
+            CheckEvent::Failed(step, reason) => {
+                eprintln!("  FAILED  {:<13} {}", step.label(), sanitize::line(&reason))
+            }
+        };
+        match check::test_login(&account, &password, c.provider.as_deref(), &mut show).await {
+            Ok(_) => {
+                let choice = if account.password_command.is_some() {
+                    PasswordChoice::Command
+                } else {
+                    PasswordChoice::Keyring(&password)
+                };
+                let saved = save::save_account(&paths.config_file, name, &account, choice)
+                    .map_err(|e| Error::Usage(e.to_string()))?;
+                eprintln!(
+                    "saved account {} to {}{}",
+                    sanitize::line(name),
+                    saved.config_file.display(),
+                    if saved.in_keyring {
+                        "; the password is in the OS keyring"
+                    } else {
+                        ""
+                    }
+                );
+                eprintln!("fetch its mail with: mailbag sync {}", sanitize::line(name));
+                return Ok(0);
+            }
+            Err(f) if f.kind == FailureKind::Unreachable && i + 1 < total => {
+                eprintln!("  -> {}", sanitize::line(&f.hint));
+                continue;
+            }
+            Err(f) => {
+                if let FailureKind::Certificate { cert: Some(cert) } = &f.kind {
+                    eprintln!("  certificate subject: {}", sanitize::line(&cert.subject));
+                    eprintln!("  certificate issuer:  {}", sanitize::line(&cert.issuer));
+                    eprintln!("  SHA-256 fingerprint: {}", cert.fingerprint());
+                    return Err(Error::Usage(format!(
+                        "{}: if this is your server's certificate, re-run with --tls-cert-sha256 {} to trust exactly it",
+                        f,
+                        cert.config_value()
+                    )));
+                }
+                return Err(Error::Usage(format!("{f}: {}", f.hint)));
+            }
+        }
+    }
+    Err(Error::Usage("no candidate could be tested".into()))
+}
+
+/// Reads the password: one line from stdin when it is not a terminal, else asked for on the
+/// terminal with echo off.
+fn read_password(address: &str) -> Result<Secret> {
+    let stdin = std::io::stdin();
+    let text = if stdin.is_terminal() {
+        prompt_hidden(&format!("password for {}: ", sanitize::line(address)))?
+    } else {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdin.lock().take(64 * 1024), &mut line)
+            .map_err(|e| Error::io("cannot read the password from stdin", e))?;
+        let first = line.strip_suffix('\n').unwrap_or(&line);
+        let first = first.strip_suffix('\r').unwrap_or(first).to_string();
+        // NOTE: overwrite the buffer that held the line ending too.
+        let mut bytes = line.into_bytes();
+        bytes.iter_mut().for_each(|b| *b = 0);
+        first
+    };
+    if text.is_empty() {
+        return Err(Error::Usage(
+            "no password given (on stdin, or use --password-command)".into(),
+        ));
+    }
+    Ok(Secret::new(text))
+}
+
+/// Asks on the terminal with echo off (raw mode), reading until Enter.
+fn prompt_hidden(prompt: &str) -> Result<String> {
+    let io = |e| Error::io("cannot read the password from the terminal", e);
+    let mut err = std::io::stderr();
+    write!(err, "{prompt}").map_err(io)?;
+    err.flush().map_err(io)?;
+    crossterm::terminal::enable_raw_mode().map_err(io)?;
+    let mut bytes = Vec::new();
+    let mut result = Ok(());
+    let mut stdin = std::io::stdin().lock();
+    let mut byte = [0u8; 1];
+    loop {
+        match stdin.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => match byte[0] {
+                b'\r' | b'\n' => break,
+                3 => {
+                    result = Err(Error::Usage("cancelled".into()));
+                    break;
+                }
+                8 | 127 => {
+                    // NOTE: remove a whole UTF-8 character, not one byte of it.
+                    while let Some(b) = bytes.pop() {
+                        if b & 0xC0 != 0x80 {
+                            break;
+                        }
+                    }
+                }
+                b => bytes.push(b),
+            },
+            Err(e) => {
+                result = Err(io(e));
+                break;
+            }
+        }
+    }
+    let _ = crossterm::terminal::disable_raw_mode();
+    let _ = writeln!(err);
+    result?;
+    String::from_utf8(bytes).map_err(|_| Error::Usage("the password is not valid UTF-8".into()))
+}
