@@ -53,6 +53,35 @@ pub enum PasswordSource<'a> {
     Given(&'a crate::credentials::Secret),
 }
 
+impl PasswordSource<'_> {
+    /// The password: the one given, or the configured one looked up off the async threads
+    /// (a `password_command` or the keyring may block).
+    pub async fn resolve(
+        self,
+        name: &str,
+        account: &crate::config::Account,
+    ) -> Result<crate::credentials::Secret, BackendError> {
+        if let PasswordSource::Given(secret) = self {
+            return Ok(crate::credentials::Secret::new(secret.expose().to_string()));
+        }
+        let host = account.host.clone();
+        let user = account.username().to_string();
+        let name = name.to_string();
+        let owned = account.clone();
+        tokio::task::spawn_blocking(move || crate::credentials::password(&name, &owned))
+            .await
+            .map_err(|e| BackendError::Protocol {
+                host: host.clone(),
+                reason: format!("password lookup failed: {e}"),
+            })?
+            .map_err(|e| BackendError::Auth {
+                host,
+                user,
+                reason: e.to_string(),
+            })
+    }
+}
+
 /// An IMAP UID: unique within one folder for one UIDVALIDITY.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Uid(pub u32);

@@ -35,7 +35,6 @@ use super::{
     PasswordSource, Progress, RemoteId, SyncReport,
 };
 use crate::config::{Account, Security};
-use crate::credentials;
 use crate::pop3::{Capability, Client, Command, CommandKind, Event, ResponseCode};
 use crate::render;
 use crate::sanitize;
@@ -481,27 +480,7 @@ impl Session {
         step(ConnectStep::Capabilities(
             session.caps.iter().map(capability_name).collect(),
         ));
-        let looked_up;
-        let password = match password {
-            PasswordSource::Given(secret) => secret,
-            PasswordSource::Configured => {
-                let name = name.to_string();
-                let owned = account.clone();
-                looked_up =
-                    tokio::task::spawn_blocking(move || credentials::password(&name, &owned))
-                        .await
-                        .map_err(|e| BackendError::Protocol {
-                            host: host.clone(),
-                            reason: format!("password lookup failed: {e}"),
-                        })?
-                        .map_err(|e| BackendError::Auth {
-                            host: host.clone(),
-                            user: account.username().to_string(),
-                            reason: e.to_string(),
-                        })?;
-                &looked_up
-            }
-        };
+        let password = &password.resolve(name, account).await?;
         if account.auth == Some(crate::config::Auth::Apop) {
             let Some(timestamp) = apop_timestamp else {
                 return Err(BackendError::Auth {

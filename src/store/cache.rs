@@ -680,18 +680,10 @@ impl Cache {
         }
         let unthreaded = version < 2;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let path = self.path.display().to_string();
-            let tx = self
-                .conn
-                .transaction()
-                .map_err(|source| CacheError::Sqlite {
-                    path: path.clone(),
-                    source,
-                })?;
-            tx.execute_batch(sql)
-                .and_then(|_| tx.pragma_update(None, "user_version", (i + 1) as i64))
-                .and_then(|_| tx.commit())
-                .map_err(|source| CacheError::Sqlite { path, source })?;
+            self.transaction(|tx| {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", (i + 1) as i64)
+            })?;
         }
         if unthreaded && version > 0 {
             // NOTE: a cache from before threading: thread what it holds, once, oldest first.
@@ -850,21 +842,14 @@ impl Cache {
 
     /// Forget a folder and everything in it (it was deleted on the server).
     pub fn delete_folder(&mut self, folder: i64) -> Result<(), CacheError> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|source| CacheError::Sqlite {
-                path: self.path.display().to_string(),
-                source,
-            })?;
-        let result = tx
-            .execute(
+        self.transaction(|tx| {
+            tx.execute(
                 "DELETE FROM search WHERE rowid IN (SELECT id FROM messages WHERE folder_id = ?1)",
                 params![folder],
-            )
-            .and_then(|_| tx.execute("DELETE FROM folders WHERE id = ?1", params![folder]))
-            .and_then(|_| tx.commit());
-        result.map_err(|e| self.err(e))
+            )?;
+            tx.execute("DELETE FROM folders WHERE id = ?1", params![folder])?;
+            Ok(())
+        })
     }
 
     /// Rename a folder (it was renamed on the server), keeping its messages.
@@ -897,29 +882,19 @@ impl Cache {
 
     /// Drop every cached message of a folder (its UIDVALIDITY changed) and reset its state.
     pub fn clear_folder(&mut self, folder: i64) -> Result<u64, CacheError> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|source| CacheError::Sqlite {
-                path: self.path.display().to_string(),
-                source,
-            })?;
-        let result = tx
-            .execute(
+        self.transaction(|tx| {
+            tx.execute(
                 "DELETE FROM search WHERE rowid IN (SELECT id FROM messages WHERE folder_id = ?1)",
                 params![folder],
-            )
-            .and_then(|_| tx.execute("DELETE FROM messages WHERE folder_id = ?1", params![folder]))
-            .and_then(|n| {
-                tx.execute(
-                    "UPDATE folders SET uidvalidity = NULL, uidnext = NULL, highestmodseq = NULL
-                     WHERE id = ?1",
-                    params![folder],
-                )?;
-                tx.commit()?;
-                Ok(n as u64)
-            });
-        result.map_err(|e| self.err(e))
+            )?;
+            let n = tx.execute("DELETE FROM messages WHERE folder_id = ?1", params![folder])?;
+            tx.execute(
+                "UPDATE folders SET uidvalidity = NULL, uidnext = NULL, highestmodseq = NULL
+                 WHERE id = ?1",
+                params![folder],
+            )?;
+            Ok(n as u64)
+        })
     }
 
     // ---- messages -------------------------------------------------------------------------
@@ -1260,28 +1235,18 @@ impl Cache {
         folder: i64,
         changes: &[(Uid, Flags, Option<u64>)],
     ) -> Result<u64, CacheError> {
-        let path = self.path.display().to_string();
-        let sqlite = |source| CacheError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sqlite)?;
-        let mut changed = 0;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "UPDATE messages SET flags = ?3, modseq = coalesce(?4, modseq)
-                     WHERE folder_id = ?1 AND uid = ?2 AND flags <> ?3",
-                )
-                .map_err(sqlite)?;
+        self.transaction(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE messages SET flags = ?3, modseq = coalesce(?4, modseq)
+                 WHERE folder_id = ?1 AND uid = ?2 AND flags <> ?3",
+            )?;
+            let mut changed = 0;
             for (uid, flags, modseq) in changes {
-                changed += stmt
-                    .execute(params![folder, uid.0, flags.0, modseq.map(|m| m as i64)])
-                    .map_err(sqlite)? as u64;
+                changed +=
+                    stmt.execute(params![folder, uid.0, flags.0, modseq.map(|m| m as i64)])? as u64;
             }
-        }
-        tx.commit().map_err(sqlite)?;
-        Ok(changed)
+            Ok(changed)
+        })
     }
 
     /// The UIDs a folder holds, ascending.
@@ -1324,55 +1289,34 @@ impl Cache {
 
     /// Remove messages of a folder by UID (expunged on the server).
     pub fn remove_by_uid(&mut self, folder: i64, uids: &[Uid]) -> Result<u64, CacheError> {
-        let path = self.path.display().to_string();
-        let sqlite = |source| CacheError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sqlite)?;
-        let mut removed = 0;
-        {
-            let mut unindex = tx
-                .prepare_cached(
-                    "DELETE FROM search WHERE rowid =
-                     (SELECT id FROM messages WHERE folder_id = ?1 AND uid = ?2)",
-                )
-                .map_err(sqlite)?;
-            let mut delete = tx
-                .prepare_cached("DELETE FROM messages WHERE folder_id = ?1 AND uid = ?2")
-                .map_err(sqlite)?;
+        self.transaction(|tx| {
+            let mut unindex = tx.prepare_cached(
+                "DELETE FROM search WHERE rowid =
+                 (SELECT id FROM messages WHERE folder_id = ?1 AND uid = ?2)",
+            )?;
+            let mut delete =
+                tx.prepare_cached("DELETE FROM messages WHERE folder_id = ?1 AND uid = ?2")?;
+            let mut removed = 0;
             for uid in uids {
-                unindex.execute(params![folder, uid.0]).map_err(sqlite)?;
-                removed += delete.execute(params![folder, uid.0]).map_err(sqlite)? as u64;
+                unindex.execute(params![folder, uid.0])?;
+                removed += delete.execute(params![folder, uid.0])? as u64;
             }
-        }
-        tx.commit().map_err(sqlite)?;
-        Ok(removed)
+            Ok(removed)
+        })
     }
 
     /// Remove messages by cache id.
     pub fn remove_messages(&mut self, ids: &[i64]) -> Result<u64, CacheError> {
-        let path = self.path.display().to_string();
-        let sqlite = |source| CacheError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sqlite)?;
-        let mut removed = 0;
-        {
-            let mut unindex = tx
-                .prepare_cached("DELETE FROM search WHERE rowid = ?1")
-                .map_err(sqlite)?;
-            let mut delete = tx
-                .prepare_cached("DELETE FROM messages WHERE id = ?1")
-                .map_err(sqlite)?;
+        self.transaction(|tx| {
+            let mut unindex = tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?;
+            let mut delete = tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
+            let mut removed = 0;
             for id in ids {
-                unindex.execute(params![id]).map_err(sqlite)?;
-                removed += delete.execute(params![id]).map_err(sqlite)? as u64;
+                unindex.execute(params![id])?;
+                removed += delete.execute(params![id])? as u64;
             }
-        }
-        tx.commit().map_err(sqlite)?;
-        Ok(removed)
+            Ok(removed)
+        })
     }
 
     /// The mbox offsets a folder's messages start at.
@@ -1390,26 +1334,20 @@ impl Cache {
 
     /// Keep a message's raw bytes in the cache (fetched on demand) and index its text.
     pub fn store_body(&mut self, id: i64, raw: &[u8], text: &str) -> Result<(), CacheError> {
-        let path = self.path.display().to_string();
-        let sqlite = |source| CacheError::Sqlite {
-            path: path.clone(),
-            source,
-        };
         let row = self.message(id)?.ok_or(CacheError::NoSuchMessage(id))?;
-        let tx = self.conn.transaction().map_err(sqlite)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO bodies(message_id, raw) VALUES (?1, ?2)",
-            params![id, raw],
-        )
-        .map_err(sqlite)?;
         let e = &row.envelope;
-        tx.execute(
-            "INSERT OR REPLACE INTO search(rowid, subject, sender, recipients, body)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, e.subject, e.from, format!("{} {}", e.to, e.cc), text],
-        )
-        .map_err(sqlite)?;
-        tx.commit().map_err(sqlite)
+        self.transaction(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO bodies(message_id, raw) VALUES (?1, ?2)",
+                params![id, raw],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO search(rowid, subject, sender, recipients, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, e.subject, e.from, format!("{} {}", e.to, e.cc), text],
+            )?;
+            Ok(())
+        })
     }
 
     /// A message's raw bytes if the cache holds them (not the mbox: see `store::mbox`).
@@ -1563,21 +1501,14 @@ impl Cache {
 
     /// Forget UIDLs the server no longer lists.
     pub fn forget_uidls(&mut self, account: i64, uidls: &[String]) -> Result<(), CacheError> {
-        let path = self.path.display().to_string();
-        let sqlite = |source| CacheError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(sqlite)?;
-        {
-            let mut stmt = tx
-                .prepare_cached("DELETE FROM pop3_uidls WHERE account_id = ?1 AND uidl = ?2")
-                .map_err(sqlite)?;
+        self.transaction(|tx| {
+            let mut stmt =
+                tx.prepare_cached("DELETE FROM pop3_uidls WHERE account_id = ?1 AND uidl = ?2")?;
             for u in uidls {
-                stmt.execute(params![account, u]).map_err(sqlite)?;
+                stmt.execute(params![account, u])?;
             }
-        }
-        tx.commit().map_err(sqlite)
+            Ok(())
+        })
     }
 
     /// Run `f` inside one transaction on the raw connection (for backends' group commits).

@@ -13,7 +13,6 @@ use async_imap::imap_proto::{Capability as ImapCap, Response, Status};
 use super::guard::Guarded;
 use crate::backend::{BackendError, ConnectStep, PasswordSource};
 use crate::config::{Account, Security};
-use crate::credentials;
 use crate::sanitize;
 use crate::tls::{self, TlsTrust, Transport};
 
@@ -219,27 +218,7 @@ impl Imap {
                     .into(),
             });
         }
-        let looked_up;
-        let password = match password {
-            PasswordSource::Given(secret) => secret,
-            PasswordSource::Configured => {
-                let name = name.to_string();
-                let owned = account.clone();
-                looked_up =
-                    tokio::task::spawn_blocking(move || credentials::password(&name, &owned))
-                        .await
-                        .map_err(|e| BackendError::Protocol {
-                            host: host.clone(),
-                            reason: format!("password lookup failed: {e}"),
-                        })?
-                        .map_err(|e| BackendError::Auth {
-                            host: host.clone(),
-                            user: user.clone(),
-                            reason: e.to_string(),
-                        })?;
-                &looked_up
-            }
-        };
+        let password = &password.resolve(name, account).await?;
         let login = async {
             if caps.contains("AUTH=PLAIN") {
                 client
