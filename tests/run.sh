@@ -99,6 +99,7 @@ fi
 install_missing
 
 status=0
-cargo test --lib --bins --tests --no-fail-fast "$@" || status=$?
+# NOTE: doc tests first, so that the run's closing line is the main suite's summary.
 cargo test --doc "$@" || status=$?
+cargo test --lib --bins --tests --no-fail-fast "$@" || status=$?
 exit "$status"
