@@ -160,7 +160,9 @@ impl ImapBackend {
     async fn list_folders(&mut self) -> Result<Vec<Listed>, BackendError> {
         let imap = self.imap().await?;
         let mut out = Vec::new();
-        let cmd = if imap.has("SPECIAL-USE") {
+        // NOTE: the RETURN option needs LIST-EXTENDED (RFC 5258); servers without it still
+        // include special-use attributes in a plain LIST (RFC 6154 §2).
+        let cmd = if imap.has("SPECIAL-USE") && imap.has("LIST-EXTENDED") {
             "LIST \"\" \"*\" RETURN (SPECIAL-USE)"
         } else {
             "LIST \"\" \"*\""
