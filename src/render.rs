@@ -781,6 +781,54 @@ pub fn rfc3339(time: i64) -> String {
     mail_parser::DateTime::from_timestamp(time).to_rfc3339()
 }
 
+/// A folder name for display: IMAP's modified UTF-7 (RFC 3501 §5.1.3, e.g. `Entw&APw-rfe`)
+/// decoded to text (`Entwürfe`). A name that is not valid modified UTF-7 is shown as it is.
+/// The result is not sanitised; it goes through the UI's one door like all untrusted text.
+pub fn folder_label(raw: &str) -> String {
+    decode_modified_utf7(raw).unwrap_or_else(|| raw.to_string())
+}
+
+fn decode_modified_utf7(raw: &str) -> Option<String> {
+    if !raw.contains('&') {
+        return Some(raw.to_string());
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(start) = rest.find('&') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let end = after.find('-')?;
+        let encoded = &after[..end];
+        if encoded.is_empty() {
+            out.push('&');
+        } else {
+            let mut bits = 0u32;
+            let mut nbits = 0;
+            let mut units = Vec::new();
+            for c in encoded.bytes() {
+                let v = match c {
+                    b'A'..=b'Z' => c - b'A',
+                    b'a'..=b'z' => c - b'a' + 26,
+                    b'0'..=b'9' => c - b'0' + 52,
+                    b'+' => 62,
+                    b',' => 63,
+                    _ => return None,
+                };
+                bits = (bits << 6) | u32::from(v);
+                nbits += 6;
+                if nbits >= 16 {
+                    nbits -= 16;
+                    units.push(((bits >> nbits) & 0xFFFF) as u16);
+                }
+            }
+            out.push_str(&String::from_utf16(&units).ok()?);
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -895,6 +943,16 @@ Hello\x1b]0;pwned\x07 there\r\n";
         assert_eq!(d, dir.path().join("noext (1)"));
         assert_eq!(std::fs::read(&a).unwrap(), b"1");
         assert_eq!(std::fs::read(&c).unwrap(), b"3");
+    }
+
+    #[test]
+    fn folder_names_in_modified_utf7_are_decoded() {
+        assert_eq!(folder_label("Entw&APw-rfe"), "Entwürfe");
+        assert_eq!(folder_label("&ZeVnLIqe-"), "日本語");
+        assert_eq!(folder_label("Tom &- Jerry"), "Tom & Jerry");
+        assert_eq!(folder_label("INBOX/Sent"), "INBOX/Sent");
+        assert_eq!(folder_label("broken &AB"), "broken &AB");
+        assert_eq!(folder_label("bad &*-"), "bad &*-");
     }
 
     #[test]

@@ -723,7 +723,7 @@ impl App {
             .current()
             .map(|f| {
                 let account = self.sidebar.current_account().unwrap_or_default();
-                format!("{account}/{}", f.name)
+                format!("{account}/{}", crate::render::folder_label(&f.name))
             })
             .unwrap_or_else(|| "no folder".into());
         let mut title = format!(" {} ", crate::sanitize::line(&folder));

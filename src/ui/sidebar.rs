@@ -146,10 +146,12 @@ impl Sidebar {
                 )),
                 Some(f) => {
                     let depth = f.delimiter.map_or(0, |d| f.name.matches(d).count()).min(6);
-                    let name = f
-                        .delimiter
-                        .and_then(|d| f.name.rsplit(d).next())
-                        .unwrap_or(&f.name);
+                    let name = crate::render::folder_label(
+                        f.delimiter
+                            .and_then(|d| f.name.rsplit(d).next())
+                            .unwrap_or(&f.name),
+                    );
+                    let name = name.as_str();
                     let count = if f.unread > 0 {
                         format!(" {}", f.unread)
                     } else {
