@@ -337,13 +337,39 @@ impl ImapBackend {
             "UID FETCH {from}:* (UID FLAGS RFC822.SIZE{modseq} BODYSTRUCTURE \
              BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])"
         );
-        let mut batch = Vec::with_capacity(INSERT_BATCH);
+        // NOTE: the headers are parsed and written to the cache on another thread, with its
+        // own cache connection, while this one keeps reading the server: the two overlap
+        // instead of taking turns. A bounded channel keeps memory flat if the disk is slower.
+        // An in-memory cache (tests) can't be opened twice and is written here instead.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Fetched>>(4);
+        let writer = cache.open_another().ok().map(|mut other| {
+            std::thread::spawn(move || -> Result<u64, CacheError> {
+                let mut n = 0;
+                for batch in rx {
+                    let rows: Vec<NewMessage> = batch.into_iter().map(Fetched::into_new).collect();
+                    n += other.insert_messages(folder_id, &rows)?.len() as u64;
+                }
+                Ok(n)
+            })
+        });
+        let threaded = writer.is_some();
+        let mut batch: Vec<Fetched> = Vec::with_capacity(INSERT_BATCH);
         let mut state = Progress {
             total: expected,
             ..Progress::default()
         };
         let mut count = 0u64;
         let mut failure: Option<CacheError> = None;
+        let mut write = |batch: Vec<Fetched>, cache: &mut Cache| -> Result<(), CacheError> {
+            if threaded {
+                // A closed channel means the writer failed; its error comes from join below.
+                let _ = tx.send(batch);
+            } else {
+                let rows: Vec<NewMessage> = batch.into_iter().map(Fetched::into_new).collect();
+                count += cache.insert_messages(folder_id, &rows)?.len() as u64;
+            }
+            Ok(())
+        };
         let result = imap
             .run(&cmd, |r| {
                 let Response::Fetch(_, attrs) = r else {
@@ -358,23 +384,39 @@ impl ImapBackend {
                 }
                 state.done += 1;
                 state.bytes += m.size;
-                batch.push(m.into_new());
+                batch.push(m);
                 if batch.len() >= INSERT_BATCH && failure.is_none() {
-                    match cache.insert_messages(folder_id, &batch) {
-                        Ok(ids) => count += ids.len() as u64,
-                        Err(e) => failure = Some(e),
+                    if let Err(e) = write(std::mem::take(&mut batch), cache) {
+                        failure = Some(e);
                     }
-                    batch.clear();
                     progress(state);
                 }
                 Ok(())
             })
             .await;
+        if failure.is_none()
+            && let Err(e) = write(std::mem::take(&mut batch), cache)
+        {
+            failure = Some(e);
+        }
+        // The writer's loop ends when the last sender is gone.
+        drop(tx);
+        if let Some(writer) = writer {
+            match writer.join() {
+                Ok(Ok(n)) => count += n,
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(_) => {
+                    return Err(BackendError::Protocol {
+                        host: self.account.host.clone(),
+                        reason: "the cache writer stopped unexpectedly".into(),
+                    });
+                }
+            }
+        }
         self.guarded(result).await?;
         if let Some(e) = failure {
             return Err(e.into());
         }
-        count += cache.insert_messages(folder_id, &batch)?.len() as u64;
         progress(state);
         Ok((count, state.bytes))
     }
