@@ -7,15 +7,14 @@
 use std::path::PathBuf;
 
 use super::{
-    BackendError, Capabilities, Envelope, FolderInfo, FolderRole, MailBackend, Progress, RemoteId,
-    SyncReport,
+    BackendError, Capabilities, Envelope, FolderInfo, MailBackend, Progress, RemoteId, SyncReport,
 };
 use crate::render;
 use crate::store::cache::{BodyLocation, Cache, NewMessage};
 use crate::store::mbox;
 
 /// The one folder a local account has.
-pub const INBOX: &str = "INBOX";
+pub use super::INBOX;
 
 /// How many messages go into one cache transaction while scanning.
 const BATCH: usize = 500;
@@ -37,17 +36,7 @@ impl LocalBackend {
     }
 
     fn folder_id(&self, cache: &mut Cache) -> Result<i64, BackendError> {
-        let account = cache.ensure_account(&self.name, "local")?;
-        let folder = cache.ensure_folder(
-            account,
-            &FolderInfo {
-                name: INBOX.into(),
-                delimiter: None,
-                role: Some(FolderRole::Inbox),
-            },
-        )?;
-        cache.set_folder_mbox(folder, &self.path)?;
-        Ok(folder)
+        Ok(super::mbox_account(cache, &self.name, "local", &self.path)?.1)
     }
 }
 
@@ -67,11 +56,7 @@ impl MailBackend for LocalBackend {
     }
 
     async fn list_folders(&mut self) -> Result<Vec<FolderInfo>, BackendError> {
-        Ok(vec![FolderInfo {
-            name: INBOX.into(),
-            delimiter: None,
-            role: Some(FolderRole::Inbox),
-        }])
+        Ok(vec![FolderInfo::inbox()])
     }
 
     async fn sync_folder(

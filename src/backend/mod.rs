@@ -194,6 +194,33 @@ pub struct FolderInfo {
     pub role: Option<FolderRole>,
 }
 
+/// The one folder of an account that has no folders (POP3, a local mbox).
+pub const INBOX: &str = "INBOX";
+
+impl FolderInfo {
+    /// The INBOX of an account that has no other folder.
+    pub fn inbox() -> FolderInfo {
+        FolderInfo {
+            name: INBOX.into(),
+            delimiter: None,
+            role: Some(FolderRole::Inbox),
+        }
+    }
+}
+
+/// Record an account whose mail lives in one mbox file: returns (account id, INBOX id).
+pub fn mbox_account(
+    cache: &mut Cache,
+    name: &str,
+    protocol: &str,
+    mbox: &std::path::Path,
+) -> Result<(i64, i64), BackendError> {
+    let account = cache.ensure_account(name, protocol)?;
+    let folder = cache.ensure_folder(account, &FolderInfo::inbox())?;
+    cache.set_folder_mbox(folder, mbox)?;
+    Ok((account, folder))
+}
+
 /// The envelope of one message: what the list needs without the body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Envelope {

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
-    BackendError, Capabilities, ConnectStep, Envelope, Flags, FolderInfo, FolderRole, MailBackend,
+    BackendError, Capabilities, ConnectStep, Envelope, Flags, FolderInfo, MailBackend,
     PasswordSource, Progress, RemoteId, SyncReport,
 };
 use crate::config::{Account, Security};
@@ -43,7 +43,7 @@ use crate::store::mbox::{self, Appender, Mbox, Span};
 use crate::tls::{self, TlsTrust, Transport};
 
 /// The one folder a POP3 account has.
-pub const INBOX: &str = "INBOX";
+pub use super::INBOX;
 
 /// How long any single read from the server may take before the link is declared dead.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -119,17 +119,7 @@ impl Pop3Backend {
     }
 
     fn folder(&self, cache: &mut Cache) -> Result<(i64, i64), BackendError> {
-        let account = cache.ensure_account(&self.name, "pop3")?;
-        let folder = cache.ensure_folder(
-            account,
-            &FolderInfo {
-                name: INBOX.into(),
-                delimiter: None,
-                role: Some(FolderRole::Inbox),
-            },
-        )?;
-        cache.set_folder_mbox(folder, &self.mbox_path)?;
-        Ok((account, folder))
+        super::mbox_account(cache, &self.name, "pop3", &self.mbox_path)
     }
 
     /// Bring the mbox and the cache back into agreement after a crash or outside changes.
@@ -215,11 +205,7 @@ impl MailBackend for Pop3Backend {
     }
 
     async fn list_folders(&mut self) -> Result<Vec<FolderInfo>, BackendError> {
-        Ok(vec![FolderInfo {
-            name: INBOX.into(),
-            delimiter: None,
-            role: Some(FolderRole::Inbox),
-        }])
+        Ok(vec![FolderInfo::inbox()])
     }
 
     async fn sync_folder(
