@@ -7,7 +7,7 @@
 //! only the row id, which is the least work SQLite can do to find those 50 rows.
 //! Results go into docs/performance.md.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mailbag::backend::{Envelope, Flags, FolderInfo, FolderRole, RemoteId, Uid};
 use mailbag::store::cache::{Cache, NewMessage};
@@ -15,34 +15,15 @@ use mailbag::store::cache::{Cache, NewMessage};
 const MESSAGES: u32 = 100_000;
 const REPEAT: usize = 200;
 
-fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
-    samples.sort();
-    let median = samples[samples.len() / 2];
-    let p99 = samples[samples.len() * 99 / 100];
-    (samples[0], median, p99)
+#[path = "common/timing.rs"]
+mod timing;
+
+fn time(f: impl FnMut()) -> timing::Stats {
+    timing::time(10, REPEAT, f)
 }
 
-fn time(mut f: impl FnMut()) -> (Duration, Duration, Duration) {
-    for _ in 0..10 {
-        f();
-    }
-    let samples = (0..REPEAT)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    stats(samples)
-}
-
-fn report(name: &str, (min, median, p99): (Duration, Duration, Duration)) {
-    println!(
-        "{name:<48} min {:>8.3} ms   median {:>8.3} ms   p99 {:>8.3} ms",
-        min.as_secs_f64() * 1e3,
-        median.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3
-    );
+fn report(name: &str, stats: timing::Stats) {
+    timing::report(name, 48, stats);
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

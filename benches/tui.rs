@@ -7,7 +7,7 @@
 //! the same borders on the same backend with no cache access: what any ratatui frame of that
 //! size costs. Results go into docs/performance.md.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use mailbag::backend::{Envelope, Flags, FolderInfo, FolderRole, RemoteId, Uid};
@@ -23,34 +23,15 @@ const MESSAGES: u32 = 100_000;
 const W: u16 = 200;
 const H: u16 = 50;
 
-fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
-    samples.sort();
-    let median = samples[samples.len() / 2];
-    let p99 = samples[samples.len() * 99 / 100];
-    (samples[0], median, p99)
+#[path = "common/timing.rs"]
+mod timing;
+
+fn time(repeat: usize, f: impl FnMut()) -> timing::Stats {
+    timing::time(3, repeat, f)
 }
 
-fn time(repeat: usize, mut f: impl FnMut()) -> (Duration, Duration, Duration) {
-    for _ in 0..3 {
-        f();
-    }
-    let samples = (0..repeat)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    stats(samples)
-}
-
-fn report(name: &str, (min, median, p99): (Duration, Duration, Duration)) {
-    println!(
-        "{name:<52} min {:>8.3} ms   median {:>8.3} ms   p99 {:>8.3} ms",
-        min.as_secs_f64() * 1e3,
-        median.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3
-    );
+fn report(name: &str, stats: timing::Stats) {
+    timing::report(name, 52, stats);
 }
 
 fn key(c: char) -> KeyEvent {
