@@ -940,7 +940,8 @@ impl MailBackend for ImapBackend {
             self.select(&folder.name, state_without_qresync(folder.sync))
                 .await?;
         }
-        let mut raw = Vec::with_capacity(row.envelope.size as usize);
+        // NOTE: the size is what the server claimed; never reserve more than one part on its word.
+        let mut raw = Vec::with_capacity(row.envelope.size.min(BODY_PART) as usize);
         loop {
             let cmd = format!(
                 "UID FETCH {} (BODY.PEEK[]<{}.{}>)",
