@@ -1,10 +1,11 @@
 //! The message list: one folder, newest first, flat, threaded or filtered by a search.
 //!
-//! Only the rows on screen are read from the cache ([`Cache::window`] for the flat view, a
-//! lookup by id for threads and search hits), so a 100,000-message folder costs what a
-//! screenful costs. Moving the selection inside the loaded window reads nothing.
+//! Only the rows on screen are read from the cache ([`Cache::window`] for the flat view,
+//! [`Cache::thread_window`] for conversations, a lookup by id for search hits and the members
+//! of an expanded conversation), so a 100,000-message folder costs what a screenful costs,
+//! flat or threaded. Moving the selection inside the loaded window reads nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -14,7 +15,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::text;
 use crate::backend::Flags;
-use crate::store::cache::{Cache, CacheError, MessageRow, ThreadSummary};
+use crate::store::cache::{Cache, CacheError, MessageRow};
 
 /// How the list is organised.
 #[derive(Debug, Clone)]
@@ -23,13 +24,58 @@ enum Mode {
     Flat { total: usize },
     /// Conversations, newest activity first; expanded ones show their messages.
     Threads {
-        threads: Vec<ThreadSummary>,
-        expanded: HashSet<i64>,
-        /// The visible rows: (index into `threads`, member message and depth, if expanded).
-        rows: Vec<(usize, Option<(i64, usize)>)>,
+        /// Conversations in the folder, counted when the folder was (re)loaded.
+        total: usize,
+        /// The expanded conversations, by position.
+        expanded: Vec<Expanded>,
     },
     /// The hits of a search, newest first.
     Search { query: String, hits: Vec<i64> },
+}
+
+/// An expanded conversation of the threaded view.
+#[derive(Debug, Clone)]
+struct Expanded {
+    thread: i64,
+    /// Its position among the folder's conversations ([`Cache::thread_window`]'s order).
+    position: usize,
+    /// Its messages as a tree (parents before replies), with their depth.
+    members: Vec<(i64, usize)>,
+}
+
+impl Expanded {
+    /// The rows it takes: one per message (one at least, should it have none left).
+    fn rows(&self) -> usize {
+        self.members.len().max(1)
+    }
+}
+
+/// What row `row` of a threaded view shows: the conversation at a position, and which of its
+/// messages (with depth) when that conversation is expanded.
+fn locate(expanded: &[Expanded], row: usize) -> (usize, Option<(i64, usize)>) {
+    // Rows that the expanded conversations above `row` add to one row per conversation.
+    let mut extra = 0;
+    for e in expanded {
+        let start = e.position + extra;
+        if row < start {
+            break;
+        }
+        if row < start + e.rows() {
+            return (e.position, e.members.get(row - start).copied());
+        }
+        extra += e.rows() - 1;
+    }
+    (row - extra, None)
+}
+
+/// The first row of the conversation at `position`.
+fn first_row(expanded: &[Expanded], position: usize) -> usize {
+    position
+        + expanded
+            .iter()
+            .take_while(|e| e.position < position)
+            .map(|e| e.rows() - 1)
+            .sum::<usize>()
 }
 
 /// One row as drawn.
@@ -105,9 +151,9 @@ impl MessageList {
         let Some(folder) = self.folder else {
             return Ok(());
         };
-        let expanded = match &self.mode {
-            Mode::Threads { expanded, .. } => expanded.clone(),
-            _ => HashSet::new(),
+        let expanded = match &mut self.mode {
+            Mode::Threads { expanded, .. } => std::mem::take(expanded),
+            _ => Vec::new(),
         };
         self.mode = match std::mem::replace(&mut self.mode, Mode::Flat { total: 0 }) {
             Mode::Search { query, .. } => {
@@ -115,14 +161,26 @@ impl MessageList {
                 Mode::Search { query, hits }
             }
             _ if threads => {
-                let threads = cache.threads(folder)?;
-                let mut m = Mode::Threads {
-                    threads,
-                    expanded,
-                    rows: Vec::new(),
-                };
-                rebuild_rows(cache, folder, &mut m)?;
-                m
+                // NOTE: new mail moves conversations: find the expanded ones again.
+                let mut kept = Vec::with_capacity(expanded.len());
+                for e in expanded {
+                    let Some(position) = cache.thread_position(folder, e.thread)? else {
+                        continue;
+                    };
+                    let members = thread_order(&cache.thread_messages(folder, e.thread)?);
+                    if members.len() > 1 {
+                        kept.push(Expanded {
+                            thread: e.thread,
+                            position: position as usize,
+                            members,
+                        });
+                    }
+                }
+                kept.sort_by_key(|e| e.position);
+                Mode::Threads {
+                    total: cache.thread_count(folder)? as usize,
+                    expanded: kept,
+                }
             }
             _ => Mode::Flat {
                 total: cache.count(folder)? as usize,
@@ -184,7 +242,9 @@ impl MessageList {
     pub fn len(&self) -> usize {
         match &self.mode {
             Mode::Flat { total } => *total,
-            Mode::Threads { rows, .. } => rows.len(),
+            Mode::Threads { total, expanded } => {
+                total + expanded.iter().map(|e| e.rows() - 1).sum::<usize>()
+            }
             Mode::Search { hits, .. } => hits.len(),
         }
     }
@@ -270,6 +330,7 @@ impl MessageList {
         // cache once a page rather than once a row.
         let from = self.scroll.saturating_sub(h);
         let h = h * 3;
+        let end = (from + h).min(self.len());
         self.loaded = match &self.mode {
             Mode::Flat { .. } => cache
                 .window(folder, from as u64, h as u64)?
@@ -294,13 +355,18 @@ impl MessageList {
                     })
                     .collect()
             }
-            Mode::Threads { threads, rows, .. } => {
-                let slice: Vec<_> = rows.iter().skip(from).take(h).collect();
-                let ids: Vec<i64> = slice
+            Mode::Threads { expanded, .. } => {
+                let slots: Vec<_> = (from..end).map(|row| locate(expanded, row)).collect();
+                let first = slots.first().map_or(0, |s| s.0);
+                let last = slots.last().map_or(0, |s| s.0);
+                let summaries =
+                    cache.thread_window(folder, first as u64, (last + 1 - first) as u64)?;
+                let summary = |position: usize| summaries.get(position - first);
+                let ids: Vec<i64> = slots
                     .iter()
-                    .filter_map(|(t, member)| match member {
+                    .filter_map(|(position, member)| match member {
                         Some((id, _)) => Some(*id),
-                        None => threads.get(*t).map(|s| s.newest),
+                        None => summary(*position).map(|s| s.newest),
                     })
                     .collect();
                 let mut by_id: HashMap<i64, MessageRow> = cache
@@ -308,26 +374,24 @@ impl MessageList {
                     .into_iter()
                     .map(|m| (m.id, m))
                     .collect();
-                slice
+                slots
                     .iter()
-                    .zip(ids.iter())
-                    .filter_map(|((t, member), id)| {
-                        let msg = by_id.remove(id)?;
-                        let summary = threads.get(*t)?;
-                        Some(match member {
-                            Some((_, depth)) => RowView {
-                                msg,
-                                depth: *depth,
-                                collapsed: None,
-                                thread_unread: 0,
-                            },
-                            None => RowView {
-                                msg,
+                    .filter_map(|(position, member)| match member {
+                        Some((id, depth)) => Some(RowView {
+                            msg: by_id.remove(id)?,
+                            depth: *depth,
+                            collapsed: None,
+                            thread_unread: 0,
+                        }),
+                        None => {
+                            let s = summary(*position)?;
+                            Some(RowView {
+                                msg: by_id.remove(&s.newest)?,
                                 depth: 0,
-                                collapsed: (summary.count > 1).then_some(summary.count),
-                                thread_unread: summary.unread,
-                            },
-                        })
+                                collapsed: (s.count > 1).then_some(s.count),
+                                thread_unread: s.unread,
+                            })
+                        }
                     })
                     .collect()
             }
@@ -355,34 +419,36 @@ impl MessageList {
         let Some(folder) = self.folder else {
             return Ok(false);
         };
-        let selected = self.selected;
-        let Mode::Threads {
-            threads,
-            expanded,
-            rows,
-        } = &mut self.mode
-        else {
+        let Mode::Threads { expanded, .. } = &mut self.mode else {
             return Ok(false);
         };
-        let Some((t, _)) = rows.get(selected).copied() else {
-            return Ok(false);
-        };
-        let Some(thread) = threads.get(t).map(|s| s.thread_id) else {
-            return Ok(false);
-        };
-        if !expanded.remove(&thread) {
-            if threads.get(t).is_some_and(|s| s.count <= 1) {
+        let (position, _) = locate(expanded, self.selected);
+        if let Some(i) = expanded.iter().position(|e| e.position == position) {
+            expanded.remove(i);
+        } else {
+            let Some(summary) = cache
+                .thread_window(folder, position as u64, 1)?
+                .into_iter()
+                .next()
+            else {
+                return Ok(false);
+            };
+            if summary.count <= 1 {
                 return Ok(false);
             }
-            expanded.insert(thread);
+            let members = thread_order(&cache.thread_messages(folder, summary.thread_id)?);
+            let at = expanded.partition_point(|e| e.position < position);
+            expanded.insert(
+                at,
+                Expanded {
+                    thread: summary.thread_id,
+                    position,
+                    members,
+                },
+            );
         }
-        rebuild_rows(cache, folder, &mut self.mode)?;
         // Keep the selection on the conversation's first row.
-        if let Mode::Threads { rows, .. } = &self.mode
-            && let Some(first) = rows.iter().position(|(i, _)| *i == t)
-        {
-            self.selected = first;
-        }
+        self.selected = first_row(expanded, position);
         self.stale = true;
         self.follow();
         Ok(true)
@@ -449,31 +515,6 @@ impl MessageList {
             .collect();
         frame.render_widget(Paragraph::new(lines), inner);
     }
-}
-
-/// Recompute the visible rows of a threaded view (expanded conversations read their members).
-fn rebuild_rows(cache: &Cache, folder: i64, mode: &mut Mode) -> Result<(), CacheError> {
-    let Mode::Threads {
-        threads,
-        expanded,
-        rows,
-    } = mode
-    else {
-        return Ok(());
-    };
-    rows.clear();
-    rows.reserve(threads.len());
-    for (i, t) in threads.iter().enumerate() {
-        if !expanded.contains(&t.thread_id) {
-            rows.push((i, None));
-            continue;
-        }
-        let members = cache.thread_messages(folder, t.thread_id)?;
-        for (id, depth) in thread_order(&members) {
-            rows.push((i, Some((id, depth))));
-        }
-    }
-    Ok(())
 }
 
 /// The messages of a conversation as a tree: parents before replies, oldest first, with depth.
@@ -665,6 +706,40 @@ mod tests {
         // A cycle does not lose anyone.
         let cycle = vec![row(1, "a", Some("b")), row(2, "b", Some("a"))];
         assert_eq!(thread_order(&cycle).len(), 2);
+    }
+
+    #[test]
+    fn rows_of_expanded_conversations_map_back_to_their_positions() {
+        let expanded = vec![
+            Expanded {
+                thread: 7,
+                position: 1,
+                members: vec![(10, 0), (11, 1), (12, 1)],
+            },
+            Expanded {
+                thread: 9,
+                position: 3,
+                members: vec![(20, 0), (21, 1)],
+            },
+        ];
+        let rows: Vec<_> = (0..8).map(|r| locate(&expanded, r)).collect();
+        assert_eq!(
+            rows,
+            vec![
+                (0, None),
+                (1, Some((10, 0))),
+                (1, Some((11, 1))),
+                (1, Some((12, 1))),
+                (2, None),
+                (3, Some((20, 0))),
+                (3, Some((21, 1))),
+                (4, None),
+            ]
+        );
+        assert_eq!(
+            [0, 1, 2, 3, 4].map(|p| first_row(&expanded, p)),
+            [0, 1, 4, 5, 7]
+        );
     }
 
     #[test]
