@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
-use crate::backend::changes::{Change, change_locally};
+use crate::backend::changes::{Change, Snapshot, change_locally, snapshot, undo_locally};
 use crate::backend::imap::{ImapBackend, Watched};
 use crate::backend::pop3::Pop3Backend;
 use crate::backend::{Backend, BackendError, Capabilities, Flags, MailBackend, Progress};
@@ -54,10 +54,12 @@ pub enum Command {
         add: Flags,
         remove: Flags,
     },
-    /// Mark messages deleted (local first; `SetFlags` removing `DELETED` undoes it).
+    /// Mark messages deleted (local first; `Undo` takes it back).
     Delete { ids: Vec<i64> },
     /// Move messages to another folder of their account.
     Move { ids: Vec<i64>, folder: String },
+    /// Undo the last `Delete` or `Move` (local first; the server follows).
+    Undo,
     /// Make a message's body available in the cache.
     FetchBody { id: i64 },
     /// The user opened this folder (an IMAP backend may IDLE on it).
@@ -190,6 +192,7 @@ pub fn start(
         routes,
         events,
         folder_account: HashMap::new(),
+        last_change: None,
     };
     tokio::spawn(router.run(commands));
     Ok((handle, events_rx))
@@ -201,6 +204,8 @@ struct Router {
     routes: HashMap<String, (UnboundedSender<Job>, Capabilities)>,
     events: UnboundedSender<EngineEvent>,
     folder_account: HashMap<i64, (i64, String)>,
+    /// The last delete or move, with the messages as they were before it, for `Undo`.
+    last_change: Option<(Vec<Snapshot>, Change)>,
 }
 
 impl Router {
@@ -258,8 +263,9 @@ impl Router {
                 Ok(())
             }
             Command::SetFlags { ids, add, remove } => self.set_flags(&ids, add, remove),
-            Command::Delete { ids } => self.change(&ids, &Change::Delete),
-            Command::Move { ids, folder } => self.move_messages(&ids, &folder),
+            Command::Delete { ids } => self.undoable(&ids, Change::Delete),
+            Command::Move { ids, folder } => self.undoable(&ids, Change::Move { to: folder }),
+            Command::Undo => self.undo(),
             Command::FetchBody { id: message } => {
                 let row = self
                     .cache
@@ -279,13 +285,28 @@ impl Router {
         self.change(ids, &Change::Flags { add, remove })
     }
 
-    fn move_messages(&mut self, ids: &[i64], folder: &str) -> Result<(), String> {
-        self.change(
-            ids,
-            &Change::Move {
-                to: folder.to_string(),
-            },
-        )
+    /// A delete or move, remembered so that `Undo` can take it back.
+    fn undoable(&mut self, ids: &[i64], change: Change) -> Result<(), String> {
+        let before = snapshot(&self.cache, ids).map_err(|e| e.to_string())?;
+        self.change(ids, &change)?;
+        self.last_change = Some((before, change));
+        Ok(())
+    }
+
+    fn undo(&mut self) -> Result<(), String> {
+        let (before, change) = self
+            .last_change
+            .take()
+            .ok_or_else(|| "nothing to undo".to_string())?;
+        let (push, folders) = undo_locally(&mut self.cache, &before, &change, now_unix())
+            .map_err(|e| e.to_string())?;
+        for folder_id in folders {
+            self.emit(EngineEvent::FolderChanged { folder_id });
+        }
+        for account in push {
+            let _ = self.job(&account, Job::Push);
+        }
+        Ok(())
     }
 
     /// Apply a change to the cache now (local first), then let the accounts push it.
@@ -294,16 +315,7 @@ impl Router {
         let mut push = std::collections::BTreeSet::new();
         for &id in ids {
             let Some(row) = self.cache.message(id).map_err(|e| e.to_string())? else {
-                // NOTE: an IMAP delete or move removes the message here at once; undoing it
-                // would need the copy the server made, which only the next sync shows.
-                return Err(match change {
-                    Change::Flags { remove, .. } if remove.contains(Flags::DELETED) => {
-                        "cannot undo: the message was already moved on the server \
-                         (look in Trash or the folder it went to)"
-                            .to_string()
-                    }
-                    _ => CacheError::NoSuchMessage(id).to_string(),
-                });
+                return Err(CacheError::NoSuchMessage(id).to_string());
             };
             if let Change::Flags { add, remove } = change {
                 let mut flags = row.flags;
@@ -675,6 +687,32 @@ mod tests {
                 .flags
                 .contains(Flags::DELETED)
         );
+        engine.send(Command::Undo);
+        next(&mut events, |e| {
+            matches!(e, EngineEvent::FolderChanged { .. })
+        })
+        .await;
+        assert!(
+            !cache
+                .message(first.id)
+                .unwrap()
+                .unwrap()
+                .flags
+                .contains(Flags::DELETED),
+            "undo takes the deletion back"
+        );
+        let undo_id = engine.send(Command::Undo);
+        match next(&mut events, |e| {
+            matches!(e, EngineEvent::CommandFailed { .. })
+        })
+        .await
+        {
+            EngineEvent::CommandFailed { id, error } => {
+                assert_eq!(id, undo_id);
+                assert_eq!(error, "nothing to undo");
+            }
+            other => panic!("{other:?}"),
+        }
 
         let sync_id = engine.send(Command::SyncNow {
             account: Some("nope".into()),

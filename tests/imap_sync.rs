@@ -774,3 +774,120 @@ fn a_dead_link_is_noticed_and_recovered_from_without_losing_queued_changes() {
         "the dead link was not noticed: {errors:?}"
     );
 }
+
+/// The cache row of the message `mid` in `folder`, if the cache holds it there.
+fn cached_row(cache: &Cache, folder: &str, mid: &str) -> Option<mailbag::store::cache::MessageRow> {
+    let account = cache.account("work").ok()??;
+    let folder = cache.folder_by_name(account.id, folder).ok()??;
+    cache
+        .window(folder.id, 0, 1000)
+        .ok()?
+        .into_iter()
+        .find(|m| m.envelope.message_id.as_deref() == Some(mid))
+}
+
+/// `z` after a delete or move, the way the engine does it: the snapshot taken before the
+/// change, the local undo, then the queue pushed.
+#[test]
+fn undo_brings_back_a_delete_or_move_whether_or_not_the_server_saw_it() {
+    use mailbag::backend::changes::{Change, change_locally, snapshot, undo_locally};
+    let Some(d) = Dovecot::start() else { return };
+    d.seed(ALICE.name, "INBOX", 4).expect("seed");
+    let p = Profile::new(&d);
+    p.sync();
+    let mids = message_ids(&d, "INBOX");
+    let uid_of = |mid: &str| {
+        let uids: Vec<u64> = server(&d, "INBOX").keys().copied().collect();
+        let i = message_ids(&d, "INBOX")
+            .iter()
+            .position(|m| m == mid)
+            .expect("on the server");
+        uids[i]
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut cache = Cache::open(&p.data()).expect("cache");
+        let mut backend = ImapBackend::new("work", account_for(&p));
+
+        // 1. Deleted, pushed (it went to Trash), then undone: back in INBOX under a new UID.
+        let mid = mids[0].as_str();
+        let old_uid = uid_of(mid);
+        let id = cached_row(&cache, "INBOX", mid).expect("cached").id;
+        let before = snapshot(&cache, &[id]).expect("snapshot");
+        change_locally(&mut cache, &[id], &Change::Delete, 0).expect("delete");
+        backend
+            .apply_pending(&mut cache)
+            .await
+            .expect("push delete");
+        assert_eq!(message_ids(&d, "Trash"), vec![mid.to_string()]);
+        assert!(cached_row(&cache, "INBOX", mid).is_none());
+        undo_locally(&mut cache, &before, &Change::Delete, 0).expect("undo");
+        assert!(
+            cached_row(&cache, "INBOX", mid).is_some(),
+            "back in the list at once, before the server knows"
+        );
+        backend.apply_pending(&mut cache).await.expect("push undo");
+        assert!(
+            message_ids(&d, "Trash").is_empty(),
+            "moved back out of Trash"
+        );
+        assert!(message_ids(&d, "INBOX").contains(&mid.to_string()));
+        let row = cached_row(&cache, "INBOX", mid).expect("still listed");
+        assert_ne!(
+            row.uid.map(|u| u64::from(u.0)),
+            Some(old_uid),
+            "the old UID is gone"
+        );
+        assert_eq!(row.uid.map(|u| u64::from(u.0)), Some(uid_of(mid)));
+        assert!(backend.take_warnings().is_empty());
+
+        // 2. Moved and undone before any push: nothing reaches the server at all.
+        let mid = mids[1].as_str();
+        let uid = uid_of(mid);
+        let id = cached_row(&cache, "INBOX", mid).expect("cached").id;
+        let before = snapshot(&cache, &[id]).expect("snapshot");
+        let to = Change::Move {
+            to: "Archive".into(),
+        };
+        change_locally(&mut cache, &[id], &to, 0).expect("move");
+        undo_locally(&mut cache, &before, &to, 0).expect("undo");
+        backend.apply_pending(&mut cache).await.expect("push");
+        assert!(message_ids(&d, "Archive").is_empty(), "never moved");
+        assert_eq!(uid_of(mid), uid, "same message, same UID on the server");
+        let row = cached_row(&cache, "INBOX", mid).expect("listed");
+        assert_eq!(row.uid.map(|u| u64::from(u.0)), Some(uid));
+        let account = cache.account("work").expect("cache").expect("account");
+        assert!(cache.pending(account.id).expect("queue").is_empty());
+
+        // 3. Deleted for good (from Trash) and pushed: undo says so and leaves no ghost.
+        let mid = mids[2].as_str();
+        let id = cached_row(&cache, "INBOX", mid).expect("cached").id;
+        change_locally(&mut cache, &[id], &Change::Delete, 0).expect("delete");
+        backend.apply_pending(&mut cache).await.expect("push");
+        backend
+            .sync_folder(&mut cache, "Trash", &mut |_| {})
+            .await
+            .expect("sync Trash");
+        let id = cached_row(&cache, "Trash", mid).expect("in Trash").id;
+        let before = snapshot(&cache, &[id]).expect("snapshot");
+        change_locally(&mut cache, &[id], &Change::Delete, 0).expect("delete from Trash");
+        backend
+            .apply_pending(&mut cache)
+            .await
+            .expect("push expunge");
+        assert!(message_ids(&d, "Trash").is_empty(), "expunged");
+        undo_locally(&mut cache, &before, &Change::Delete, 0).expect("undo");
+        backend.apply_pending(&mut cache).await.expect("push undo");
+        let warnings = backend.take_warnings();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("removed the message for good")),
+            "{warnings:?}"
+        );
+        assert!(cached_row(&cache, "Trash", mid).is_none(), "no ghost row");
+    });
+}

@@ -5,13 +5,18 @@
 //! pushes them. The queue survives restarts; offline, it simply waits. POP3 and local accounts
 //! keep flags only here, so nothing is queued for them: a deletion is carried out on the mbox at
 //! the next sync.
+//!
+//! Undo ([`undo_locally`]) is local first too: the message is back in its folder at once, and a
+//! [`QueuedOp::Restore`] follows the move or delete in the queue. If the server never saw the
+//! move, the backend drops both; otherwise it finds the message where it went by Message-ID and
+//! moves it back.
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BackendError, Flags};
-use crate::store::cache::{Cache, CacheError};
+use super::{BackendError, Flags, FolderRole, RemoteId};
+use crate::store::cache::{Cache, CacheError, MessageRow, NewMessage};
 
 /// One change waiting for an IMAP server, as stored in the queue.
 ///
@@ -42,6 +47,16 @@ pub enum QueuedOp {
         uid: u32,
         message_id: Option<String>,
     },
+    /// Undo a `Move` or `Delete` of the message that was `uid` in `to` (at `uidvalidity`):
+    /// bring it back from `folder`, where that change put it (the same folder when the
+    /// deletion expunged it).
+    Restore {
+        folder: String,
+        uidvalidity: u32,
+        uid: u32,
+        message_id: Option<String>,
+        to: String,
+    },
 }
 
 impl QueuedOp {
@@ -49,28 +64,32 @@ impl QueuedOp {
         match self {
             QueuedOp::Flags { folder, .. }
             | QueuedOp::Move { folder, .. }
-            | QueuedOp::Delete { folder, .. } => folder,
+            | QueuedOp::Delete { folder, .. }
+            | QueuedOp::Restore { folder, .. } => folder,
         }
     }
     pub fn uidvalidity(&self) -> u32 {
         match self {
             QueuedOp::Flags { uidvalidity, .. }
             | QueuedOp::Move { uidvalidity, .. }
-            | QueuedOp::Delete { uidvalidity, .. } => *uidvalidity,
+            | QueuedOp::Delete { uidvalidity, .. }
+            | QueuedOp::Restore { uidvalidity, .. } => *uidvalidity,
         }
     }
     pub fn uid(&self) -> u32 {
         match self {
             QueuedOp::Flags { uid, .. }
             | QueuedOp::Move { uid, .. }
-            | QueuedOp::Delete { uid, .. } => *uid,
+            | QueuedOp::Delete { uid, .. }
+            | QueuedOp::Restore { uid, .. } => *uid,
         }
     }
     pub fn message_id(&self) -> Option<&str> {
         match self {
             QueuedOp::Flags { message_id, .. }
             | QueuedOp::Move { message_id, .. }
-            | QueuedOp::Delete { message_id, .. } => message_id.as_deref(),
+            | QueuedOp::Delete { message_id, .. }
+            | QueuedOp::Restore { message_id, .. } => message_id.as_deref(),
         }
     }
     /// The queue's stored form (JSON).
@@ -89,6 +108,128 @@ pub enum Change {
     Flags { add: Flags, remove: Flags },
     Move { to: String },
     Delete,
+}
+
+/// Whether this `Move` or `Delete` is the one that `restore` (a [`QueuedOp::Restore`]) undoes.
+pub fn undoes(restore: &QueuedOp, op: &QueuedOp) -> bool {
+    let QueuedOp::Restore {
+        to,
+        uidvalidity,
+        uid,
+        ..
+    } = restore
+    else {
+        return false;
+    };
+    matches!(op, QueuedOp::Move { .. } | QueuedOp::Delete { .. })
+        && op.folder() == to
+        && op.uidvalidity() == *uidvalidity
+        && op.uid() == *uid
+}
+
+/// A message as it was just before a move or delete, so that it can be undone.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    row: MessageRow,
+    folder: String,
+    uidvalidity: Option<u32>,
+    /// The account's Trash, where an IMAP deletion moves the message.
+    trash: Option<String>,
+    imap: bool,
+}
+
+/// The messages `ids` as they are now, to undo a change to them later.
+pub fn snapshot(cache: &Cache, ids: &[i64]) -> Result<Vec<Snapshot>, BackendError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let row = cache.message(id)?.ok_or(CacheError::NoSuchMessage(id))?;
+        let folder = cache
+            .folder(row.folder_id)?
+            .ok_or(CacheError::NoSuchMessage(id))?;
+        let account = cache
+            .account_by_id(folder.account_id)?
+            .ok_or(CacheError::NoSuchMessage(id))?;
+        let trash = cache
+            .folders(account.id)?
+            .into_iter()
+            .find(|f| f.role == Some(FolderRole::Trash))
+            .map(|f| f.name);
+        out.push(Snapshot {
+            row,
+            folder: folder.name,
+            uidvalidity: folder.sync.uidvalidity,
+            trash,
+            imap: account.protocol == "imap",
+        });
+    }
+    Ok(out)
+}
+
+/// Undo `change` (a move or delete) of the messages in `before`, taken with [`snapshot`] just
+/// before it: they are back in the cache at once and, for IMAP, a [`QueuedOp::Restore`] is
+/// queued. Returns the accounts that have something to push and the folders that changed.
+pub fn undo_locally(
+    cache: &mut Cache,
+    before: &[Snapshot],
+    change: &Change,
+    now: i64,
+) -> Result<(BTreeSet<String>, BTreeSet<i64>), BackendError> {
+    let mut to_push = BTreeSet::new();
+    let mut folders = BTreeSet::new();
+    for snap in before {
+        let row = &snap.row;
+        folders.insert(row.folder_id);
+        if !snap.imap {
+            // POP3 and local accounts only marked it deleted.
+            if let Change::Delete = change
+                && let Some(now_row) = cache.message(row.id)?
+            {
+                let mut flags = now_row.flags;
+                flags.remove(Flags::DELETED);
+                cache.set_flags(row.id, flags)?;
+            }
+            continue;
+        }
+        let (Some(uidvalidity), Some(uid)) = (snap.uidvalidity, row.uid) else {
+            continue;
+        };
+        let went_to = match change {
+            Change::Move { to } => to.clone(),
+            Change::Delete => match &snap.trash {
+                Some(trash) if *trash != snap.folder => trash.clone(),
+                _ => snap.folder.clone(),
+            },
+            Change::Flags { .. } => continue,
+        };
+        let folder = cache
+            .folder(row.folder_id)?
+            .ok_or_else(|| BackendError::NoSuchFolder(snap.folder.clone()))?;
+        // NOTE: back under its old UID, which is right if the server never saw the change;
+        // otherwise the backend replaces it with the message's new UID when it restores it.
+        let ids = cache.insert_messages(
+            folder.id,
+            &[NewMessage {
+                remote: RemoteId::Uid(uid),
+                envelope: row.envelope.clone(),
+                flags: row.flags,
+                modseq: row.modseq,
+                mbox: None,
+                body_text: None,
+            }],
+        )?;
+        let op = QueuedOp::Restore {
+            folder: went_to,
+            uidvalidity,
+            uid: uid.0,
+            message_id: row.envelope.message_id.clone(),
+            to: snap.folder.clone(),
+        };
+        cache.enqueue(folder.account_id, ids.first().copied(), &op.encode(), now)?;
+        if let Some(account) = cache.account_by_id(folder.account_id)? {
+            to_push.insert(account.name);
+        }
+    }
+    Ok((to_push, folders))
 }
 
 /// Apply `change` to messages in the cache now and queue it for their servers.

@@ -65,11 +65,11 @@ enum Overlay {
     Attachments { selected: usize },
 }
 
-/// What `z` undoes.
-#[derive(Debug, Clone)]
+/// What `z` undoes (the engine remembers the messages; this is for the status line).
+#[derive(Debug, Clone, Copy)]
 enum Undo {
-    Delete(Vec<i64>),
-    Move { ids: Vec<i64>, from: String },
+    Delete,
+    Move,
 }
 
 /// Options the TUI takes from config and the environment.
@@ -514,24 +514,22 @@ impl App {
             Action::Delete => {
                 let Some(id) = self.selected_id() else { return };
                 self.engine.send(Command::Delete { ids: vec![id] });
-                self.undo = Some(Undo::Delete(vec![id]));
+                self.undo = Some(Undo::Delete);
                 self.status.notify(Level::Info, "deleted — z undoes");
                 if self.focus != Pane::Reader {
                     self.list.move_by(1);
                 }
             }
             Action::Undo => match self.undo.take() {
-                Some(Undo::Delete(ids)) => {
-                    self.engine.send(Command::SetFlags {
-                        ids,
-                        add: Flags::default(),
-                        remove: Flags::DELETED,
-                    });
-                    self.status.notify(Level::Info, "delete undone");
-                }
-                Some(Undo::Move { ids, from }) => {
-                    self.engine.send(Command::Move { ids, folder: from });
-                    self.status.notify(Level::Info, "move undone");
+                Some(what) => {
+                    self.engine.send(Command::Undo);
+                    self.status.notify(
+                        Level::Info,
+                        match what {
+                            Undo::Delete => "delete undone",
+                            Undo::Move => "move undone",
+                        },
+                    );
                 }
                 None => self.status.notify(Level::Info, "nothing to undo"),
             },
@@ -622,17 +620,11 @@ impl App {
 
     fn move_selected(&mut self, folder: String) {
         let Some(id) = self.selected_id() else { return };
-        let from = self.sidebar.current().map(|f| f.name.clone());
         self.engine.send(Command::Move {
             ids: vec![id],
             folder: folder.clone(),
         });
-        if let Some(from) = from {
-            self.undo = Some(Undo::Move {
-                ids: vec![id],
-                from,
-            });
-        }
+        self.undo = Some(Undo::Move);
         self.status
             .notify(Level::Info, format!("moving to {folder} — z undoes"));
     }

@@ -30,7 +30,7 @@ use async_imap::imap_proto::{
     AttributeValue, BodyStructure, MailboxDatum, NameAttribute, Response, ResponseCode, Status,
 };
 
-use super::changes::QueuedOp;
+use super::changes::{self, QueuedOp};
 use super::{
     BackendError, Capabilities, Flags, FolderInfo, FolderRole, MailBackend, Progress, RemoteId,
     SyncReport, Uid,
@@ -493,6 +493,9 @@ impl ImapBackend {
         account: i64,
         op: &QueuedOp,
     ) -> Result<Option<String>, BackendError> {
+        if let QueuedOp::Restore { .. } = op {
+            return self.restore(cache, account, op).await;
+        }
         let folder = op.folder();
         let state = cache
             .folder_by_name(account, folder)?
@@ -560,7 +563,17 @@ impl ImapBackend {
                     }
                 }
             },
+            QueuedOp::Restore { .. } => {}
         }
+        self.run_queued(folder, commands).await
+    }
+
+    /// Run the commands of one queued operation; a refusal drops the operation with a warning.
+    async fn run_queued(
+        &mut self,
+        folder: &str,
+        commands: Vec<String>,
+    ) -> Result<Option<String>, BackendError> {
         for cmd in commands {
             let imap = self.imap().await?;
             let result = imap.run(&cmd, |_| Ok(())).await;
@@ -583,11 +596,95 @@ impl ImapBackend {
         Ok(None)
     }
 
+    /// Undo a move or delete (a [`QueuedOp::Restore`]) that the server carried out: find the
+    /// message where the change put it and move it back, then fetch it under its new UID.
+    async fn restore(
+        &mut self,
+        cache: &mut Cache,
+        account: i64,
+        op: &QueuedOp,
+    ) -> Result<Option<String>, BackendError> {
+        let QueuedOp::Restore {
+            folder,
+            uidvalidity,
+            uid,
+            message_id,
+            to,
+        } = op
+        else {
+            return Ok(None);
+        };
+        let original = cache.folder_by_name(account, to)?;
+        // NOTE: the undo put the message back in the cache under its old UID; once the server
+        // has moved it back it has a new one (or it is gone), so the old row goes.
+        let forget_old_row = |cache: &mut Cache| -> Result<(), BackendError> {
+            if let Some(f) = &original {
+                cache.remove_by_uid(f.id, &[Uid(*uid)])?;
+            }
+            Ok(())
+        };
+        let state = original.as_ref().map(|f| f.sync).unwrap_or_default();
+        if folder == to {
+            // A deletion without a Trash: undoable only if the expunge never took place.
+            let sel = self.select(to, state_without_qresync(state)).await?;
+            if sel.uidvalidity == Some(*uidvalidity)
+                && self.uid_search(&format!("UID {uid}")).await?.contains(uid)
+            {
+                let restore = vec![format!("UID STORE {uid} -FLAGS.SILENT (\\Deleted)")];
+                return self.run_queued(to, restore).await;
+            }
+            forget_old_row(cache)?;
+            return Ok(Some(format!(
+                "could not undo the deletion in {}: the server had already removed the message \
+                 for good",
+                sanitize::line(to)
+            )));
+        }
+        let Some(mid) = message_id else {
+            forget_old_row(cache)?;
+            return Ok(Some(format!(
+                "could not undo: the message has no Message-ID to find it by; it is in {}",
+                sanitize::line(folder)
+            )));
+        };
+        let known = cache
+            .folder_by_name(account, folder)?
+            .map(|f| f.sync)
+            .unwrap_or_default();
+        self.select(folder, state_without_qresync(known)).await?;
+        // NOTE: the newest copy, should the folder hold the same message more than once.
+        let Some(found) = self.search_message_id(mid).await?.into_iter().max() else {
+            forget_old_row(cache)?;
+            return Ok(Some(format!(
+                "could not undo: the message {} is no longer in {}",
+                sanitize::line(mid),
+                sanitize::line(folder)
+            )));
+        };
+        let (can_move, uidplus) = {
+            let imap = self.imap().await?;
+            (imap.has("MOVE"), imap.has("UIDPLUS"))
+        };
+        let commands = move_commands(found, to, can_move, uidplus)?;
+        if let Some(warning) = self.run_queued(folder, commands).await? {
+            return Ok(Some(warning));
+        }
+        forget_old_row(cache)?;
+        self.sync_folder(cache, to, &mut |_| {}).await?;
+        Ok(None)
+    }
+
     async fn search_message_id(&mut self, mid: &str) -> Result<Vec<u32>, BackendError> {
-        let cmd = format!(
-            "UID SEARCH HEADER Message-ID {}",
+        self.uid_search(&format!(
+            "HEADER Message-ID {}",
             quote(&format!("<{mid}>"))?
-        );
+        ))
+        .await
+    }
+
+    /// `UID SEARCH criteria` in the selected folder.
+    async fn uid_search(&mut self, criteria: &str) -> Result<Vec<u32>, BackendError> {
+        let cmd = format!("UID SEARCH {criteria}");
         let imap = self.imap().await?;
         let mut out = Vec::new();
         let result = imap
@@ -984,7 +1081,35 @@ impl MailBackend for ImapBackend {
     async fn apply_pending(&mut self, cache: &mut Cache) -> Result<u64, BackendError> {
         let account = cache.ensure_account(&self.name, "imap")?;
         let mut applied = 0;
-        for pending in cache.pending(account)? {
+        let mut queue = cache.pending(account)?;
+        // NOTE: a move or delete undone before it ever reached the server: neither goes out.
+        // Only one never tried counts; a failed try may have reached the server after all.
+        let decoded: Vec<Option<QueuedOp>> =
+            queue.iter().map(|p| QueuedOp::decode(&p.op)).collect();
+        let mut cancelled = HashSet::new();
+        for (j, restore) in decoded.iter().enumerate() {
+            let Some(restore) = restore else { continue };
+            let undone = decoded.iter().enumerate().take(j).position(|(i, op)| {
+                !cancelled.contains(&i)
+                    && queue.get(i).is_some_and(|p| p.attempts == 0)
+                    && op.as_ref().is_some_and(|op| changes::undoes(restore, op))
+            });
+            if let Some(i) = undone {
+                cancelled.insert(i);
+                cancelled.insert(j);
+            }
+        }
+        for (i, pending) in queue.iter().enumerate() {
+            if cancelled.contains(&i) {
+                cache.complete(pending.id)?;
+            }
+        }
+        let mut index = 0;
+        queue.retain(|_| {
+            index += 1;
+            !cancelled.contains(&(index - 1))
+        });
+        for pending in queue {
             let op = match QueuedOp::decode(&pending.op) {
                 Some(op) => op,
                 None => {
