@@ -7,6 +7,10 @@
 //! is never mistaken for syntax — and fails the read when a literal is larger than
 //! [`MAX_LITERAL`] or a line (outside literals) longer than [`MAX_LINE`]. mailbag itself never
 //! asks for more than [`MAX_LITERAL`] at once: message bodies are fetched in parts.
+//!
+//! It also gathers what is written until a flush: async-imap writes a command in four pieces
+//! (tag, space, command, CRLF) and flushes after each command, so without this every command
+//! went out as four TLS records and four packets.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -17,6 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub const MAX_LITERAL: u64 = 32 * 1024 * 1024;
 /// The longest line (not counting literals) a server may send.
 pub const MAX_LINE: u64 = 8 * 1024 * 1024;
+/// Written bytes held back until a flush, at most.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lex {
@@ -37,6 +43,8 @@ pub struct Guarded<T> {
     inner: T,
     lex: Lex,
     line: u64,
+    /// Written and not yet passed on (see the module docs).
+    out: Vec<u8>,
 }
 
 impl<T> Guarded<T> {
@@ -45,6 +53,7 @@ impl<T> Guarded<T> {
             inner,
             lex: Lex::Line,
             line: 0,
+            out: Vec::new(),
         }
     }
 
@@ -148,19 +157,58 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
     }
 }
 
+impl<T: AsyncWrite + Unpin> Guarded<T> {
+    /// Pass on everything held back.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while !self.out.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.out) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.out.drain(..n.min(self.out.len()));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.out.len() + buf.len() > WRITE_BUFFER {
+            match this.poll_drain(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            if buf.len() > WRITE_BUFFER {
+                return Pin::new(&mut this.inner).poll_write(cx, buf);
+            }
+        }
+        this.out.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        match this.poll_drain(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
+            other => other,
+        }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        match this.poll_drain(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
+            other => other,
+        }
     }
 }
 
@@ -174,6 +222,54 @@ mod tests {
             g.check(c)?;
         }
         Ok(())
+    }
+
+    /// Counts the writes that reach it.
+    #[derive(Default)]
+    struct Counting {
+        writes: usize,
+        data: Vec<u8>,
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let this = self.get_mut();
+            this.writes += 1;
+            this.data.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_goes_out_in_one_write_at_the_flush() {
+        use tokio::io::AsyncWriteExt;
+        let mut g = Guarded::new(Counting::default());
+        for piece in [&b"a1"[..], b" ", b"NOOP", b"\r\n"] {
+            g.write_all(piece).await.unwrap();
+        }
+        assert_eq!(g.inner.writes, 0, "held until the flush");
+        g.flush().await.unwrap();
+        assert_eq!(
+            (g.inner.writes, &g.inner.data[..]),
+            (1, &b"a1 NOOP\r\n"[..])
+        );
+        // Something bigger than the buffer still arrives whole and in order.
+        let big = vec![b'x'; WRITE_BUFFER + 10];
+        g.write_all(b"a2 ").await.unwrap();
+        g.write_all(&big).await.unwrap();
+        g.flush().await.unwrap();
+        assert_eq!(g.inner.data.len(), b"a1 NOOP\r\na2 ".len() + big.len());
+        assert!(g.inner.data.ends_with(&big));
     }
 
     #[test]

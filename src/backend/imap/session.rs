@@ -136,89 +136,97 @@ impl Imap {
         };
         let tcp = tls::connect_tcp(&host, port).await?;
         step(ConnectStep::Connected);
-        let transport = match account.security {
-            Security::Tls => {
-                let tls = tls::handshake(tcp, &host, &trust).await?;
-                step(ConnectStep::Secured);
-                Transport::Tls(Box::new(tls))
-            }
-            Security::Starttls | Security::None => Transport::Plain(tcp),
-        };
-        let mut client = async_imap::Client::new(Guarded::new(transport));
-        let greeting = tokio::time::timeout(timeouts.read, client.read_response())
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| BackendError::Connect {
-                host: host.clone(),
-                port,
-                reason: e.to_string(),
-            })?;
-        let Some(greeting) = greeting else {
-            return Err(BackendError::Dropped {
-                host,
-                during: "before its greeting".into(),
-            });
-        };
-        if let Response::Data {
-            status: Status::Bye,
-            information,
-            ..
-        } = greeting.parsed()
-        {
-            return Err(BackendError::Protocol {
-                host,
-                reason: format!(
-                    "the server refused the connection: {}",
-                    sanitize::line(information.as_deref().unwrap_or(""))
-                ),
-            });
-        }
-
-        if account.security == Security::Starttls {
-            let caps = pre_auth_capabilities(&mut client, &host, timeouts).await?;
-            if !caps.contains("STARTTLS") {
-                return Err(BackendError::NoStartTls {
-                    host,
-                    what: "STARTTLS",
-                });
-            }
-            tokio::time::timeout(
-                timeouts.read,
-                client.run_command_and_check_ok("STARTTLS", None),
-            )
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| BackendError::Protocol {
-                host: host.clone(),
-                reason: format!("STARTTLS failed: {}", sanitize::line(&e.to_string())),
-            })?;
-            // NOTE: `into_inner` drops whatever the parser had buffered: bytes the server sent
-            // before the handshake are never read as if they came over TLS (RFC 3501 §6.2.1).
-            let Some(tcp) = client.into_inner().into_inner().take_plain() else {
-                return Err(BackendError::Protocol {
-                    host,
-                    reason: "STARTTLS on a connection that is already encrypted".into(),
+        // NOTE: the server answers, so the password is worth getting now: the password command
+        // or keyring runs while TLS, the greeting and CAPABILITY go on, not after them. Not
+        // before the connection, so an offline retry never asks a password manager for nothing.
+        let secure = async {
+            let transport = match account.security {
+                Security::Tls => {
+                    let tls = tls::handshake(tcp, &host, &trust).await?;
+                    step(ConnectStep::Secured);
+                    Transport::Tls(Box::new(tls))
+                }
+                Security::Starttls | Security::None => Transport::Plain(tcp),
+            };
+            let mut client = async_imap::Client::new(Guarded::new(transport));
+            let greeting = tokio::time::timeout(timeouts.read, client.read_response())
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| BackendError::Connect {
+                    host: host.clone(),
+                    port,
+                    reason: e.to_string(),
+                })?;
+            let Some(greeting) = greeting else {
+                return Err(BackendError::Dropped {
+                    host: host.clone(),
+                    during: "before its greeting".into(),
                 });
             };
-            let tls = tls::handshake(tcp, &host, &trust).await?;
-            step(ConnectStep::Secured);
-            client = async_imap::Client::new(Guarded::new(Transport::Tls(Box::new(tls))));
-        }
+            if let Response::Data {
+                status: Status::Bye,
+                information,
+                ..
+            } = greeting.parsed()
+            {
+                return Err(BackendError::Protocol {
+                    host: host.clone(),
+                    reason: format!(
+                        "the server refused the connection: {}",
+                        sanitize::line(information.as_deref().unwrap_or(""))
+                    ),
+                });
+            }
 
-        let caps = pre_auth_capabilities(&mut client, &host, timeouts).await?;
-        let mut names: Vec<String> = caps.iter().cloned().collect();
-        names.sort();
-        step(ConnectStep::Capabilities(names));
-        if caps.contains("LOGINDISABLED") && !caps.contains("AUTH=PLAIN") {
-            return Err(BackendError::Auth {
-                host,
-                user,
-                reason: "the server does not allow logging in on this connection \
-                         (LOGINDISABLED); use security = \"tls\" or \"starttls\""
-                    .into(),
-            });
-        }
-        let password = &password.resolve(name, account).await?;
+            if account.security == Security::Starttls {
+                let caps = pre_auth_capabilities(&mut client, &host, timeouts).await?;
+                if !caps.contains("STARTTLS") {
+                    return Err(BackendError::NoStartTls {
+                        host: host.clone(),
+                        what: "STARTTLS",
+                    });
+                }
+                tokio::time::timeout(
+                    timeouts.read,
+                    client.run_command_and_check_ok("STARTTLS", None),
+                )
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| BackendError::Protocol {
+                    host: host.clone(),
+                    reason: format!("STARTTLS failed: {}", sanitize::line(&e.to_string())),
+                })?;
+                // NOTE: `into_inner` drops whatever the parser had buffered: bytes the server sent
+                // before the handshake are never read as if they came over TLS (RFC 3501 §6.2.1).
+                let Some(tcp) = client.into_inner().into_inner().take_plain() else {
+                    return Err(BackendError::Protocol {
+                        host: host.clone(),
+                        reason: "STARTTLS on a connection that is already encrypted".into(),
+                    });
+                };
+                let tls = tls::handshake(tcp, &host, &trust).await?;
+                step(ConnectStep::Secured);
+                client = async_imap::Client::new(Guarded::new(Transport::Tls(Box::new(tls))));
+            }
+
+            let caps = pre_auth_capabilities(&mut client, &host, timeouts).await?;
+            let mut names: Vec<String> = caps.iter().cloned().collect();
+            names.sort();
+            step(ConnectStep::Capabilities(names));
+            if caps.contains("LOGINDISABLED") && !caps.contains("AUTH=PLAIN") {
+                return Err(BackendError::Auth {
+                    host: host.clone(),
+                    user: user.clone(),
+                    reason: "the server does not allow logging in on this connection \
+                             (LOGINDISABLED); use security = \"tls\" or \"starttls\""
+                        .into(),
+                });
+            }
+            Ok::<_, BackendError>((client, caps))
+        };
+        let (secured, password) = tokio::join!(secure, password.resolve(name, account));
+        let (client, caps) = secured?;
+        let password = &password?;
         let login = async {
             if caps.contains("AUTH=PLAIN") {
                 client
