@@ -891,3 +891,61 @@ fn undo_brings_back_a_delete_or_move_whether_or_not_the_server_saw_it() {
         assert!(cached_row(&cache, "Trash", mid).is_none(), "no ghost row");
     });
 }
+
+/// A resync skips the folders LIST-STATUS shows unchanged; every kind of change in any folder
+/// must still be seen: a new message, a flag set elsewhere, an expunge.
+#[test]
+fn changes_in_every_folder_are_seen_on_resync() {
+    let Some(d) = Dovecot::start() else { return };
+    for folder in ["INBOX", "Archive", "Sent", "Junk"] {
+        d.seed(ALICE.name, folder, 3).expect("seed");
+    }
+    let p = Profile::new(&d);
+    p.sync();
+    p.sync();
+    for folder in ["INBOX", "Archive", "Sent", "Junk"] {
+        assert_eq!(
+            p.cached(folder),
+            server(&d, folder),
+            "{folder} after the first syncs"
+        );
+    }
+    let archive_uid = server(&d, "Archive")
+        .keys()
+        .next()
+        .expect("archive")
+        .to_string();
+    d.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        ALICE.name,
+        "\\Flagged",
+        "mailbox",
+        "Archive",
+        "uid",
+        &archive_uid,
+    ])
+    .expect("flag in Archive");
+    d.seed(ALICE.name, "Sent", 1).expect("one more in Sent");
+    let junk_uid = server(&d, "Junk").keys().next().expect("junk").to_string();
+    d.doveadm(&[
+        "expunge", "-u", ALICE.name, "mailbox", "Junk", "uid", &junk_uid,
+    ])
+    .expect("expunge in Junk");
+    p.sync();
+    for folder in ["INBOX", "Archive", "Sent", "Junk"] {
+        assert_eq!(
+            p.cached(folder),
+            server(&d, folder),
+            "{folder} after the changes"
+        );
+    }
+    assert_eq!(p.cached("Sent").len(), 4);
+    assert_eq!(p.cached("Junk").len(), 2);
+    assert!(
+        p.cached("Archive")
+            .values()
+            .any(|f| f.contains(&"flagged".to_string()))
+    );
+}

@@ -28,6 +28,7 @@ use std::ops::RangeInclusive;
 
 use async_imap::imap_proto::{
     AttributeValue, BodyStructure, MailboxDatum, NameAttribute, Response, ResponseCode, Status,
+    StatusAttribute,
 };
 
 use super::changes::{self, QueuedOp};
@@ -144,7 +145,17 @@ impl ImapBackend {
         let account = cache.ensure_account(&self.name, "imap")?;
         self.reconcile_folders(cache, account, &folders).await?;
         let mut total = SyncReport::default();
+        let cached: std::collections::HashMap<String, (SyncState, u64)> = cache
+            .folders(account)?
+            .into_iter()
+            .map(|f| (f.name, (f.sync, f.total)))
+            .collect();
         for f in folders.iter().filter(|f| f.selectable) {
+            if let (Some(status), Some((state, count))) = (&f.status, cached.get(&f.info.name))
+                && status.unchanged(state, *count)
+            {
+                continue;
+            }
             let r = self
                 .sync_folder(cache, &f.info.name, &mut |p| progress(&f.info.name, p))
                 .await?;
@@ -162,13 +173,37 @@ impl ImapBackend {
         let mut out = Vec::new();
         // NOTE: the RETURN option needs LIST-EXTENDED (RFC 5258); servers without it still
         // include special-use attributes in a plain LIST (RFC 6154 §2).
-        let cmd = if imap.has("SPECIAL-USE") && imap.has("LIST-EXTENDED") {
-            "LIST \"\" \"*\" RETURN (SPECIAL-USE)"
-        } else {
-            "LIST \"\" \"*\""
+        // NOTE: with LIST-STATUS (RFC 5819) and CONDSTORE the same round trip also says which
+        // folders changed at all, so a resync selects only those.
+        let special_use = imap.has("SPECIAL-USE") && imap.has("LIST-EXTENDED");
+        let list_status = imap.has("LIST-STATUS") && imap.has("CONDSTORE");
+        let cmd = match (special_use, list_status) {
+            (true, true) => {
+                "LIST \"\" \"*\" RETURN (SPECIAL-USE STATUS (MESSAGES UIDNEXT UIDVALIDITY \
+                 HIGHESTMODSEQ))"
+            }
+            (false, true) => {
+                "LIST \"\" \"*\" RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))"
+            }
+            (true, false) => "LIST \"\" \"*\" RETURN (SPECIAL-USE)",
+            (false, false) => "LIST \"\" \"*\"",
         };
+        let mut statuses: std::collections::HashMap<String, ListedStatus> =
+            std::collections::HashMap::new();
         let result = imap
             .run(cmd, |r| {
+                if let Response::MailboxData(MailboxDatum::Status { mailbox, status }) = r {
+                    let st = statuses.entry(mailbox.to_string()).or_default();
+                    for a in status {
+                        match a {
+                            StatusAttribute::Messages(n) => st.messages = Some(*n),
+                            StatusAttribute::UidNext(n) => st.uidnext = Some(*n),
+                            StatusAttribute::UidValidity(n) => st.uidvalidity = Some(*n),
+                            StatusAttribute::HighestModSeq(n) => st.highestmodseq = Some(*n),
+                            _ => {}
+                        }
+                    }
+                }
                 if let Response::MailboxData(MailboxDatum::List {
                     name_attributes,
                     delimiter,
@@ -205,12 +240,16 @@ impl ImapBackend {
                             role,
                         },
                         selectable,
+                        status: None,
                     });
                 }
                 Ok(())
             })
             .await;
         self.guarded(result).await?;
+        for f in &mut out {
+            f.status = statuses.remove(&f.info.name);
+        }
         Ok(out)
     }
 
@@ -705,6 +744,32 @@ impl ImapBackend {
 struct Listed {
     info: FolderInfo,
     selectable: bool,
+    /// What `LIST ... RETURN (STATUS ...)` said about it (RFC 5819), when asked.
+    status: Option<ListedStatus>,
+}
+
+/// A folder's state from LIST-STATUS: enough to know that nothing changed since the last sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ListedStatus {
+    messages: Option<u32>,
+    uidnext: Option<u32>,
+    uidvalidity: Option<u32>,
+    highestmodseq: Option<u64>,
+}
+
+impl ListedStatus {
+    /// Whether a folder the cache holds as `cached` (with `total` messages) is unchanged on
+    /// the server. Only a HIGHESTMODSEQ can prove that no flag changed and nothing was
+    /// expunged (RFC 7162 §3.1.2.1), so without one the answer is no.
+    fn unchanged(&self, cached: &SyncState, total: u64) -> bool {
+        self.highestmodseq.is_some()
+            && self.highestmodseq == cached.highestmodseq
+            && self.uidvalidity.is_some()
+            && self.uidvalidity == cached.uidvalidity
+            && self.uidnext.is_some()
+            && self.uidnext == cached.uidnext
+            && self.messages.map(u64::from) == Some(total)
+    }
 }
 
 /// What SELECT told us.
@@ -1282,6 +1347,45 @@ async fn idle_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_matching_highestmodseq_proves_a_folder_unchanged() {
+        let cached = SyncState {
+            uidvalidity: Some(7),
+            uidnext: Some(11),
+            highestmodseq: Some(40),
+        };
+        let same = ListedStatus {
+            messages: Some(10),
+            uidnext: Some(11),
+            uidvalidity: Some(7),
+            highestmodseq: Some(40),
+        };
+        assert!(same.unchanged(&cached, 10));
+        assert!(!same.unchanged(&cached, 9), "a message count that differs");
+        for changed in [
+            ListedStatus {
+                highestmodseq: Some(41),
+                ..same
+            },
+            ListedStatus {
+                highestmodseq: None,
+                ..same
+            },
+            ListedStatus {
+                uidnext: Some(12),
+                ..same
+            },
+            ListedStatus {
+                uidvalidity: Some(8),
+                ..same
+            },
+        ] {
+            assert!(!changed.unchanged(&cached, 10), "{changed:?}");
+        }
+        let never_synced = SyncState::default();
+        assert!(!ListedStatus::default().unchanged(&never_synced, 0));
+    }
 
     #[test]
     fn flags_round_trip_between_names_and_bits() {
