@@ -484,31 +484,6 @@ fn keyring_child() {
     println!("{CHILD_OK}");
 }
 
-/// A UDP DNS server on a thread, answering SRV queries from `records`; NXDOMAIN otherwise.
-fn dns_thread(records: Vec<(String, u16, Vec<u8>)>) -> std::net::SocketAddr {
-    use mailbag::wizard::dns;
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let addr = socket.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        // NOTE: ends with the test process; it only ever answers loopback queries.
-        while let Ok((n, from)) = socket.recv_from(&mut buf) {
-            let query = &buf[..n];
-            let Some((name, qtype)) = dns::question(query) else {
-                continue;
-            };
-            let answers: Vec<_> = records
-                .iter()
-                .filter(|(n, t, _)| *n == name && *t == qtype)
-                .cloned()
-                .collect();
-            let rcode = if answers.is_empty() { 3 } else { 0 };
-            let _ = socket.send_to(&dns::build_reply(query, rcode, false, &answers), from);
-        }
-    });
-    addr
-}
-
 /// Without --host the settings come from DNS SRV; a candidate whose port is closed is passed
 /// over for the next one.
 #[test]
@@ -522,7 +497,7 @@ fn discovered_settings_skip_a_closed_port_and_save_the_one_that_works() {
     let closed_port = closed.local_addr().expect("addr").port();
     drop(closed);
     let name = "_imaps._tcp.mailbag.test".to_string();
-    let server = dns_thread(vec![
+    let server = common::dns_server(vec![
         (
             name.clone(),
             dns::TYPE_SRV,

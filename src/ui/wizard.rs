@@ -290,6 +290,8 @@ pub struct Wizard {
     next_candidates: Vec<Candidate>,
     /// `tls_cert_sha256` the user chose to trust, for the host and port it was shown for.
     pinned: Option<(String, u16, String)>,
+    /// The settings last edited by hand, listed first on the settings screen.
+    edited: Option<Candidate>,
     /// No keyring: the password comes from `password_command` from now on.
     use_command: bool,
     keyring_command: Input,
@@ -382,6 +384,7 @@ impl Wizard {
             delete_after_days: Input::default(),
             chosen: None,
             next_candidates: Vec::new(),
+            edited: None,
             pinned: None,
             use_command: false,
             keyring_command: Input::default(),
@@ -528,6 +531,7 @@ impl Wizard {
         self.finding = Finding::Running(email.address.clone());
         self.selected = 0;
         self.pinned = None;
+        self.edited = None;
         vec![Effect::Discover {
             email,
             discovery: Box::new(self.options.discovery.clone()),
@@ -555,12 +559,14 @@ impl Wizard {
         Vec::new()
     }
 
-    /// The discovered candidates (empty while discovery runs).
-    fn candidates(&self) -> &[Candidate] {
-        match &self.finding {
-            Finding::Done(_, found) => &found.candidates,
+    /// The candidates on the settings screen: the one edited by hand (if any), then what
+    /// discovery found (nothing while it runs).
+    fn candidates(&self) -> Vec<Candidate> {
+        let found = match &self.finding {
+            Finding::Done(_, found) => found.candidates.as_slice(),
             _ => &[],
-        }
+        };
+        self.edited.iter().chain(found).cloned().collect()
     }
 
     fn settings_key(&mut self, key: &KeyEvent) -> Vec<Effect> {
@@ -574,7 +580,8 @@ impl Wizard {
             }
             KeyCode::Char('e') | KeyCode::Char('m') => self.open_manual(),
             KeyCode::Enter => {
-                let Some(c) = self.candidates().get(self.selected).cloned() else {
+                let all = self.candidates();
+                let Some(c) = all.get(self.selected).cloned() else {
                     self.open_manual();
                     return Vec::new();
                 };
@@ -587,8 +594,7 @@ impl Wizard {
                 }
                 // NOTE: when these settings do not answer, the next candidates of the same
                 // protocol are tried in order (never an unencrypted one unless chosen).
-                let rest: Vec<Candidate> = self
-                    .candidates()
+                let rest: Vec<Candidate> = all
                     .iter()
                     .skip(self.selected + 1)
                     .filter(|o| o.protocol == c.protocol && !o.oauth2)
@@ -683,6 +689,8 @@ impl Wizard {
             oauth2: false,
             notes: Vec::new(),
         };
+        self.edited = Some(c.clone());
+        self.selected = 0;
         self.choose(c, Vec::new())
     }
 
@@ -864,11 +872,14 @@ impl Wizard {
         match event {
             WizardEvent::Discovered { email, found } => {
                 if matches!(&self.finding, Finding::Running(a) if *a == email) {
-                    self.selected = found
-                        .best(Protocol::Imap)
-                        .or_else(|| found.candidates.iter().find(|c| !c.oauth2))
-                        .and_then(|b| found.candidates.iter().position(|c| c == b))
-                        .unwrap_or(found.candidates.len());
+                    // NOTE: settings the user edited by hand stay selected.
+                    if self.edited.is_none() {
+                        self.selected = found
+                            .best(Protocol::Imap)
+                            .or_else(|| found.candidates.iter().find(|c| !c.oauth2))
+                            .and_then(|b| found.candidates.iter().position(|c| c == b))
+                            .unwrap_or(found.candidates.len());
+                    }
                     self.finding = Finding::Done(email, found);
                 }
                 Vec::new()
@@ -1161,9 +1172,13 @@ impl Wizard {
             }
             Screen::Settings => self.settings_lines(&mut lines, width),
             Screen::Manual => {
-                lines.push(Line::raw(
-                    "  Every setting can be changed by hand. Ask your provider if unsure.",
-                ));
+                prose(
+                    &mut lines,
+                    "  ",
+                    "Every setting can be changed by hand. Ask your provider if unsure.",
+                    Style::default(),
+                    width,
+                );
                 lines.push(Line::raw(""));
                 lines.push(Wizard::choice(
                     "Protocol",
@@ -1299,53 +1314,63 @@ impl Wizard {
     fn settings_lines(&self, lines: &mut Vec<Line<'static>>, width: usize) {
         let bold = Style::default().add_modifier(Modifier::BOLD);
         let dim = Style::default().add_modifier(Modifier::DIM);
-        let found = match &self.finding {
-            Finding::Done(_, found) => found,
+        let reversed = Style::default().add_modifier(Modifier::REVERSED);
+        match &self.finding {
+            Finding::Done(address, found) => {
+                let both = found.has(Protocol::Imap) && found.has(Protocol::Pop3);
+                for p in [Protocol::Imap, Protocol::Pop3] {
+                    prose(lines, "  ", protocol_explained(p), Style::default(), width);
+                }
+                if both {
+                    lines.push(Line::styled(
+                        "  Both are offered: IMAP is recommended.",
+                        bold,
+                    ));
+                }
+                lines.push(Line::raw(""));
+                if found.candidates.is_empty() {
+                    prose(
+                        lines,
+                        "  ",
+                        &format!("No server settings found for {address}:"),
+                        bold,
+                        width,
+                    );
+                    for r in &found.reports {
+                        if let Outcome::Nothing(notes) = &r.outcome {
+                            let first = notes.first().map(String::as_str).unwrap_or("nothing");
+                            lines.push(Line::from(vec![
+                                Span::raw(format!("    {}: ", r.step.label())),
+                                text::untrusted_fit(first, width.saturating_sub(30), dim),
+                            ]));
+                        }
+                    }
+                } else {
+                    prose(
+                        lines,
+                        "  ",
+                        &format!("Settings found for {address}, and where they came from:"),
+                        Style::default(),
+                        width,
+                    );
+                }
+                lines.push(Line::raw(""));
+            }
             _ => {
                 lines.push(Line::raw(self.finding_line()));
-                lines.push(Line::raw(
+                lines.push(Line::styled(
                     "  (the bundled provider list, the domain's autoconfig, DNS, then guesses)",
+                    dim,
                 ));
                 lines.push(Line::raw(""));
-                let style = Style::default().add_modifier(Modifier::REVERSED);
-                lines.push(Line::styled("▸ Enter the settings by hand", style));
-                return;
             }
-        };
-        let both = found.has(Protocol::Imap) && found.has(Protocol::Pop3);
-        for p in [Protocol::Imap, Protocol::Pop3] {
-            prose(lines, "  ", protocol_explained(p), Style::default(), width);
         }
-        if both {
-            lines.push(Line::styled(
-                "  Both are offered: IMAP is recommended.",
-                bold,
-            ));
-        }
-        lines.push(Line::raw(""));
-        if found.candidates.is_empty() {
-            lines.push(Line::styled("  No server settings found:", bold));
-            for r in &found.reports {
-                if let Outcome::Nothing(notes) = &r.outcome {
-                    let first = notes.first().map(String::as_str).unwrap_or("nothing");
-                    lines.push(Line::from(vec![
-                        Span::raw(format!("    {}: ", r.step.label())),
-                        text::untrusted_fit(first, width.saturating_sub(30), dim),
-                    ]));
-                }
-            }
-            lines.push(Line::raw(""));
-        }
-        for (i, c) in found.candidates.iter().enumerate() {
+        let all = self.candidates();
+        for (i, c) in all.iter().enumerate() {
             let selected = i == self.selected;
-            let style = if selected {
-                Style::default().add_modifier(Modifier::REVERSED)
-            } else {
-                Style::default()
-            };
             let mut row = format!(
                 "{} {:<5} {}:{}  {:<8}  user {}",
-                if selected { "▸" } else { " " },
+                if selected { "  ▸" } else { "   " },
                 c.protocol.as_str(),
                 c.host,
                 c.port,
@@ -1355,26 +1380,28 @@ impl Wizard {
             if c.oauth2 {
                 row.push_str("  (OAuth2 only: not supported yet)");
             }
-            lines.push(Line::from(text::untrusted(&row, style)));
-            let mut from = format!("      from {}", c.source);
+            lines.push(Line::from(text::untrusted(
+                &row,
+                if selected { reversed } else { Style::default() },
+            )));
+            let mut from = match c.source {
+                Source::Manual => "        edited by hand".to_string(),
+                _ => format!("        from {}", c.source),
+            };
             if let Some(p) = &c.provider {
                 from.push_str(&format!(" — {p}"));
             }
             lines.push(Line::from(text::untrusted(&from, dim)));
         }
-        let manual = found.candidates.len() == self.selected;
+        let manual = all.len() == self.selected;
         lines.push(Line::styled(
             format!(
                 "{} Enter the settings by hand",
-                if manual { "▸" } else { " " }
+                if manual { "  ▸" } else { "   " }
             ),
-            if manual {
-                Style::default().add_modifier(Modifier::REVERSED)
-            } else {
-                Style::default()
-            },
+            if manual { reversed } else { Style::default() },
         ));
-        if let Some(c) = found.candidates.get(self.selected)
+        if let Some(c) = all.get(self.selected)
             && !c.notes.is_empty()
         {
             lines.push(Line::raw(""));

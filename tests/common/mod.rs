@@ -1032,3 +1032,28 @@ pub fn now_unix() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// A UDP DNS server on a thread, answering SRV queries from `records`; NXDOMAIN otherwise.
+pub fn dns_server(records: Vec<(String, u16, Vec<u8>)>) -> std::net::SocketAddr {
+    use mailbag::wizard::dns;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        // NOTE: ends with the test process; it only ever answers loopback queries.
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let query = &buf[..n];
+            let Some((name, qtype)) = dns::question(query) else {
+                continue;
+            };
+            let answers: Vec<_> = records
+                .iter()
+                .filter(|(n, t, _)| *n == name && *t == qtype)
+                .cloned()
+                .collect();
+            let rcode = if answers.is_empty() { 3 } else { 0 };
+            let _ = socket.send_to(&dns::build_reply(query, rcode, false, &answers), from);
+        }
+    });
+    addr
+}

@@ -1,0 +1,268 @@
+//! The setup wizard's screens end to end: the real `mailbag` binary in a pseudo-terminal,
+//! discovery pointed at a loopback DNS server whose SRV records name the Dovecot harness, a
+//! real login test, saving, and then the first sync in the TUI.
+//!
+//! No OS keyring is reachable in these runs (the D-Bus address points nowhere), so every run
+//! also walks the "no keyring: give a password command" screen. The keyring path itself is
+//! tested against a real Secret Service in `tests/setup_cli.rs`.
+//!
+//! Waiting has a generous deadline that only turns a hang into a failure; nothing is timed.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::pty::Session;
+use common::{ALICE, Dovecot};
+use mailbag::wizard::dns;
+
+/// The environment that makes the keyring unreachable.
+const NO_KEYRING: &[(&str, &str)] = &[(
+    "DBUS_SESSION_BUS_ADDRESS",
+    "unix:path=/nonexistent/mailbag-test-bus",
+)];
+
+const ESC: &[u8] = b"\x1b";
+const CTRL_U: &[u8] = b"\x15";
+
+/// A DNS server with one SRV record, `_SERVICE._tcp.mailbag.test`, pointing at `port`.
+fn srv(service: &str, port: u16) -> String {
+    common::dns_server(vec![(
+        format!("{service}._tcp.mailbag.test"),
+        dns::TYPE_SRV,
+        dns::srv_rdata(0, 0, port, common::TLS_NAME),
+    )])
+    .to_string()
+}
+
+/// `mailbag ARGS` with the profile inside `home`, as the session ran it.
+fn mailbag(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mailbag"))
+        .args(args)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("HOME", home)
+        .env_remove("MAILBAG_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mailbag")
+}
+
+fn config_text(home: &Path) -> String {
+    std::fs::read_to_string(home.join("config/mailbag/config.toml")).unwrap_or_default()
+}
+
+/// Subjects `mailbag list` prints for the profile in `home`.
+fn listed(home: &Path) -> Vec<String> {
+    let out = mailbag(home, &["list", "--json", "--limit", "1000"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v["subject"].as_str().unwrap_or("").to_string()
+        })
+        .collect()
+}
+
+/// The first screen: name and address; the account name is left as derived (`mailbag`).
+fn identity(s: &mut Session) {
+    s.wait_for("1/5 Who you are");
+    s.send(b"Alice Example\talice@mailbag.test");
+    s.wait_for("[mailbag ");
+    s.send(b"\r");
+    s.wait_for("2/5 Password");
+}
+
+/// On the settings screen: edit the selected candidate, setting the user name to `alice`.
+fn edit_username(s: &mut Session) {
+    s.send(b"e");
+    s.wait_for("3/5 Edit server settings");
+    s.send(b"\t\t\t\t");
+    s.send(CTRL_U);
+    s.send(b"alice\r");
+}
+
+/// After a passing test: Enter saves, no keyring is there, so a password command is given
+/// and tested; Enter saves again and the TUI opens.
+fn save_with_password_command(s: &mut Session, password_file: &Path) {
+    s.wait_for("The login works");
+    s.send(b"\r");
+    s.wait_for("No OS keyring is reachable here");
+    s.send(format!("cat {}\r", password_file.display()).as_bytes());
+    s.wait_for("The login works");
+    assert!(
+        s.screen()
+            .contains("password comes from your password command"),
+        "{}",
+        s.screen()
+    );
+    s.send(b"\r");
+}
+
+fn password_file(home: &Path) -> std::path::PathBuf {
+    let pw = home.join("password");
+    std::fs::write(&pw, ALICE.password).expect("password file");
+    pw
+}
+
+#[test]
+fn imap_account_set_up_in_the_wizard_syncs() {
+    let Some(d) = Dovecot::start() else { return };
+    d.seed(ALICE.name, "INBOX", 3).expect("seed");
+    let dns = srv("_imaps", d.imap_tls_port());
+    let home = tempfile::tempdir().expect("home");
+    let path = home.path().to_path_buf();
+    let pw = password_file(&path);
+    let ca = d.ca_path().display().to_string();
+    let mut s = Session::start_with_env(
+        home,
+        &["setup", "--dns-server", &dns, "--tls-ca-file", &ca],
+        NO_KEYRING,
+    );
+    identity(&mut s);
+    s.send(ALICE.password.as_bytes());
+    s.wait_for("••••••••••••••");
+    assert!(
+        !s.screen().contains(ALICE.password),
+        "the password is masked"
+    );
+    s.send(b"\r");
+    s.wait_for("3/5 Server settings");
+    s.wait_for("from DNS SRV _imaps._tcp.mailbag.test");
+    let screen = s.screen();
+    assert!(
+        screen.contains("IMAP: your mail stays on the server"),
+        "{screen}"
+    );
+    assert!(screen.contains("POP3: mail is downloaded"), "{screen}");
+    edit_username(&mut s);
+    s.wait_for("The login works");
+    let screen = s.screen();
+    for step in [
+        "✓ resolve",
+        "✓ connect",
+        "✓ tls",
+        "✓ capabilities",
+        "✓ login",
+        "✓ list folders",
+    ] {
+        assert!(screen.contains(step), "{step} missing:\n{screen}");
+    }
+    save_with_password_command(&mut s, &pw);
+    // The TUI opens on the new account and its first sync brings the mail in.
+    s.wait_for("added account mailbag");
+    s.wait_for("Seed message 3");
+    s.wait_for("mailbag: online");
+    s.send(b"q");
+    assert!(s.wait_exit(), "mailbag exits cleanly");
+
+    let config = config_text(&path);
+    assert!(config.contains("[accounts.mailbag]"), "{config}");
+    assert!(config.contains("protocol = \"imap\""), "{config}");
+    assert!(config.contains("username = \"alice\""), "{config}");
+    assert!(
+        config.contains("display_name = \"Alice Example\""),
+        "{config}"
+    );
+    assert!(config.contains("password_command = \"cat "), "{config}");
+    assert!(!config.contains(ALICE.password), "password in config");
+    assert_eq!(listed(&path).len(), 3);
+}
+
+#[test]
+fn pop3_account_with_a_trusted_certificate_syncs() {
+    let Some(d) = Dovecot::start() else { return };
+    d.seed(ALICE.name, "INBOX", 2).expect("seed");
+    let dns = srv("_pop3", d.pop3_plain_port());
+    let home = tempfile::tempdir().expect("home");
+    let path = home.path().to_path_buf();
+    let pw = password_file(&path);
+    // No CA file: the harness's self-signed certificate is shown and trusted by fingerprint.
+    let mut s = Session::start_with_env(home, &["setup", "--dns-server", &dns], NO_KEYRING);
+    identity(&mut s);
+    s.send(ALICE.password.as_bytes());
+    s.send(b"\r");
+    s.wait_for("from DNS SRV _pop3._tcp.mailbag.test");
+    assert!(s.screen().contains("pop3  localhost:"), "{}", s.screen());
+    edit_username(&mut s);
+    s.wait_for("4/5 POP3 options");
+    assert!(
+        s.screen().contains("‹ yes ›"),
+        "leave on server is on by default"
+    );
+    s.send(b"\t30\r");
+    s.wait_for("t trust this certificate");
+    let screen = s.screen();
+    assert!(screen.contains("✗ tls"), "{screen}");
+    assert!(screen.contains("subject  CN=localhost"), "{screen}");
+    assert!(screen.contains("SHA-256"), "{screen}");
+    s.send(b"t");
+    s.wait_for("trusting exactly the certificate you accepted");
+    s.wait_for("✓ stat");
+    save_with_password_command(&mut s, &pw);
+    s.wait_for("Seed message 2");
+    s.send(b"q");
+    assert!(s.wait_exit(), "mailbag exits cleanly");
+
+    let config = config_text(&path);
+    assert!(config.contains("protocol = \"pop3\""), "{config}");
+    assert!(config.contains("security = \"starttls\""), "{config}");
+    assert!(config.contains("leave_on_server = true"), "{config}");
+    assert!(config.contains("delete_after_days = 30"), "{config}");
+    let pin = config
+        .lines()
+        .find_map(|l| l.strip_prefix("tls_cert_sha256 = \""))
+        .map(|v| v.trim_end_matches('"').to_string())
+        .expect("tls_cert_sha256 saved");
+    assert_eq!(pin.len(), 64, "{pin}");
+    assert!(!config.contains(ALICE.password), "password in config");
+    assert_eq!(listed(&path).len(), 2);
+    // Left on the server.
+    assert_eq!(d.message_count(ALICE.name, "INBOX").expect("count"), 2);
+}
+
+#[test]
+fn wrong_password_shows_the_hint_then_back_and_corrected_works() {
+    let Some(d) = Dovecot::start() else { return };
+    let dns = srv("_imaps", d.imap_tls_port());
+    let home = tempfile::tempdir().expect("home");
+    let path = home.path().to_path_buf();
+    let ca = d.ca_path().display().to_string();
+    let mut s = Session::start_with_env(
+        home,
+        &["setup", "--dns-server", &dns, "--tls-ca-file", &ca],
+        NO_KEYRING,
+    );
+    identity(&mut s);
+    s.send(b"not-the-password\r");
+    s.wait_for("from DNS SRV _imaps._tcp.mailbag.test");
+    edit_username(&mut s);
+    s.wait_for("check it, or create an app password for");
+    let screen = s.screen();
+    assert!(screen.contains("✗ login"), "{screen}");
+    assert!(screen.contains("✓ capabilities"), "{screen}");
+    assert!(!screen.contains("not-the-password"), "password shown");
+    // Back to the settings (the edit is kept), back to the password.
+    s.send(ESC);
+    s.wait_for("3/5 Server settings");
+    assert!(s.screen().contains("edited by hand"), "{}", s.screen());
+    s.send(ESC);
+    s.wait_for("2/5 Password");
+    s.send(CTRL_U);
+    s.send(ALICE.password.as_bytes());
+    s.send(b"\r");
+    s.wait_for("3/5 Server settings");
+    s.send(b"\r");
+    s.wait_for("The login works");
+    assert!(s.screen().contains("✓ list folders"), "{}", s.screen());
+    // Nothing is written before the user saves: leave with Ctrl-C.
+    s.send(b"\x03");
+    assert!(s.wait_exit());
+    assert_eq!(config_text(&path), "", "nothing saved");
+}
