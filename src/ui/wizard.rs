@@ -1049,7 +1049,10 @@ impl Wizard {
     pub fn draw(&self, frame: &mut Frame) {
         let area = frame.area();
         if area.width < 30 || area.height < 10 {
-            frame.render_widget(Paragraph::new("mailbag: terminal too small"), area);
+            frame.render_widget(
+                Paragraph::new(vec![Line::raw("mailbag:"), Line::raw("terminal too small")]),
+                area,
+            );
             return;
         }
         let rect = super::help::centered(area, 100, area.height);
@@ -1491,10 +1494,13 @@ impl Wizard {
                         ("issuer", cert.issuer.clone()),
                         ("SHA-256", cert.fingerprint()),
                     ] {
-                        lines.push(Line::from(vec![
-                            Span::raw(format!("    {label:<9}")),
-                            text::untrusted(&value, Style::default()),
-                        ]));
+                        prose(
+                            lines,
+                            &format!("    {label:<9}"),
+                            &value,
+                            Style::default(),
+                            width,
+                        );
                     }
                 }
             }
