@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::pty::Session;
-use common::{ALICE, Dovecot};
+use common::{ALICE, BOB, Dovecot};
 use mailbag::wizard::dns;
 
 /// The environment that makes the keyring unreachable.
@@ -265,4 +265,97 @@ fn wrong_password_shows_the_hint_then_back_and_corrected_works() {
     s.send(b"\x03");
     assert!(s.wait_exit());
     assert_eq!(config_text(&path), "", "nothing saved");
+}
+
+/// `A` in the TUI opens the wizard over a running account; settings typed by hand (while
+/// discovery is still looking) add a second account, and both then sync side by side.
+#[test]
+fn key_a_adds_a_second_account_by_hand() {
+    let Some(d) = Dovecot::start() else { return };
+    d.seed(ALICE.name, "INBOX", 1).expect("seed");
+    d.seed(BOB.name, "INBOX", 2).expect("seed");
+    let home = tempfile::tempdir().expect("home");
+    let path = home.path().to_path_buf();
+    let pw = password_file(&path);
+    let bob_pw = path.join("bob-password");
+    std::fs::write(&bob_pw, BOB.password).expect("password file");
+    let config_dir = path.join("config/mailbag");
+    std::fs::create_dir_all(&config_dir).expect("config dir");
+    std::fs::write(
+        config_dir.join("config.toml"),
+        format!(
+            "# my accounts\n[accounts.work]\nemail = \"alice@mailbag.test\"\nprotocol = \"imap\"\n\
+             host = \"{}\"\nport = {}\nusername = \"alice\"\npassword_command = \"cat {}\"\n\
+             tls_ca_file = \"{}\"\n",
+            common::TLS_NAME,
+            d.imap_tls_port(),
+            pw.display(),
+            d.ca_path().display()
+        ),
+    )
+    .expect("config");
+    let mut s = Session::start_with_env(home, &[], NO_KEYRING);
+    s.wait_for("work: online");
+    s.send(b"A");
+    s.wait_for("1/5 Who you are");
+    assert!(
+        !s.screen().contains("no account yet"),
+        "not the first run:\n{}",
+        s.screen()
+    );
+    s.send(b"Bob\tbob@mailbag.test");
+    s.wait_for("[mailbag ");
+    s.send(b"\r");
+    s.wait_for("2/5 Password");
+    s.send(BOB.password.as_bytes());
+    s.send(b"\r");
+    s.wait_for("3/5 Server settings");
+    s.wait_for("▸ Enter the settings by hand");
+    s.send(b"\r");
+    s.wait_for("3/5 Edit server settings");
+    // Protocol POP3; host, port (implicit TLS) and user typed in.
+    s.send(b" \t");
+    s.send(CTRL_U);
+    s.send(b"localhost\t");
+    s.send(CTRL_U);
+    s.send(format!("{}\t\t", d.pop3_tls_port()).as_bytes());
+    s.send(CTRL_U);
+    s.send(b"bob\r");
+    s.wait_for("4/5 POP3 options");
+    s.send(b"\r");
+    s.wait_for("t trust this certificate");
+    s.send(b"t");
+    s.wait_for("The login works");
+    s.send(b"\r");
+    s.wait_for("No OS keyring is reachable here");
+    s.send(format!("cat {}\r", bob_pw.display()).as_bytes());
+    s.wait_for("The login works");
+    s.send(b"\r");
+    s.wait_for("added account mailbag");
+    s.wait_for("mailbag: online");
+    s.wait_for("work: online");
+    s.send(b"q");
+    assert!(s.wait_exit(), "mailbag exits cleanly");
+
+    let config = config_text(&path);
+    assert!(
+        config.starts_with("# my accounts\n[accounts.work]"),
+        "kept:\n{config}"
+    );
+    assert!(config.contains("[accounts.mailbag]"), "{config}");
+    assert!(config.contains("username = \"bob\""), "{config}");
+    let out = mailbag(&path, &["list", "--account", "mailbag"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let out = mailbag(&path, &["list", "--account", "work"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+}
+
+#[test]
+fn key_a_on_the_demo_says_it_cannot() {
+    let mut s = Session::start(&["--demo"]);
+    s.wait_for("demo/INBOX");
+    s.send(b"A");
+    s.wait_for("the demo cannot add accounts");
+    s.send(b"q");
+    assert!(s.wait_exit());
 }

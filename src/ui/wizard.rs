@@ -641,7 +641,8 @@ impl Wizard {
             (1, _) => {
                 self.manual.host.edit(key);
             }
-            (2, KeyCode::Char(c)) if !c.is_ascii_digit() => {}
+            (2, KeyCode::Char(c))
+                if !c.is_ascii_digit() && !key.modifiers.contains(KeyModifiers::CONTROL) => {}
             (2, _) => {
                 self.manual.port.edit(key);
             }
@@ -731,7 +732,8 @@ impl Wizard {
             (0, KeyCode::Char(' ') | KeyCode::Left | KeyCode::Right) => {
                 self.leave_on_server = !self.leave_on_server;
             }
-            (1, KeyCode::Char(c)) if !c.is_ascii_digit() => {}
+            (1, KeyCode::Char(c))
+                if !c.is_ascii_digit() && !key.modifiers.contains(KeyModifiers::CONTROL) => {}
             (1, _) => {
                 self.delete_after_days.edit(key);
             }
