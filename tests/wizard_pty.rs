@@ -49,6 +49,14 @@ fn mailbag(home: &Path, args: &[&str]) -> std::process::Output {
         .expect("run mailbag")
 }
 
+/// With `MAILBAG_TEST_SHOW=1`, prints the screen (for the captures in docs/setup.md).
+fn show(s: &Session) {
+    if std::env::var_os("MAILBAG_TEST_SHOW").is_some() {
+        s.settle();
+        println!("----\n{}", s.screen());
+    }
+}
+
 fn config_text(home: &Path) -> String {
     std::fs::read_to_string(home.join("config/mailbag/config.toml")).unwrap_or_default()
 }
@@ -94,6 +102,9 @@ fn save_with_password_command(s: &mut Session, password_file: &Path) {
     s.wait_for("The login works");
     s.send(b"\r");
     s.wait_for("No OS keyring is reachable here");
+    s.send(b"pass show mail/work");
+    show(s);
+    s.send(CTRL_U);
     s.send(format!("cat {}\r", password_file.display()).as_bytes());
     s.wait_for("The login works");
     assert!(
@@ -135,6 +146,7 @@ fn imap_account_set_up_in_the_wizard_syncs() {
     s.send(b"\r");
     s.wait_for("3/5 Server settings");
     s.wait_for("from DNS SRV _imaps._tcp.mailbag.test");
+    show(&s);
     let screen = s.screen();
     assert!(
         screen.contains("IMAP: your mail stays on the server"),
@@ -143,6 +155,7 @@ fn imap_account_set_up_in_the_wizard_syncs() {
     assert!(screen.contains("POP3: mail is downloaded"), "{screen}");
     edit_username(&mut s);
     s.wait_for("The login works");
+    show(&s);
     let screen = s.screen();
     for step in [
         "✓ resolve",
@@ -159,6 +172,7 @@ fn imap_account_set_up_in_the_wizard_syncs() {
     s.wait_for("added account mailbag");
     s.wait_for("Seed message 3");
     s.wait_for("mailbag: online");
+    show(&s);
     s.send(b"q");
     assert!(s.wait_exit(), "mailbag exits cleanly");
 
@@ -198,6 +212,7 @@ fn pop3_account_with_a_trusted_certificate_syncs() {
     );
     s.send(b"\t30\r");
     s.wait_for("t trust this certificate");
+    show(&s);
     let screen = s.screen();
     assert!(screen.contains("✗ tls"), "{screen}");
     assert!(screen.contains("subject  CN=localhost"), "{screen}");
@@ -244,6 +259,7 @@ fn wrong_password_shows_the_hint_then_back_and_corrected_works() {
     s.wait_for("from DNS SRV _imaps._tcp.mailbag.test");
     edit_username(&mut s);
     s.wait_for("check it, or create an app password for");
+    show(&s);
     let screen = s.screen();
     assert!(screen.contains("✗ login"), "{screen}");
     assert!(screen.contains("✓ capabilities"), "{screen}");

@@ -928,12 +928,11 @@ impl Wizard {
                     Ok(saved) => {
                         let name = self.account_name.trimmed().to_string();
                         let notice = format!(
-                            "added account {name} to {}{}; the first sync is running",
-                            saved.config_file.display(),
+                            "added account {name} ({}); the first sync is running",
                             if saved.in_keyring {
-                                " (password in the OS keyring)"
+                                "password in the OS keyring"
                             } else {
-                                " (password from password_command)"
+                                "password from password_command"
                             }
                         );
                         vec![Effect::Finished { name, notice }]
@@ -1433,7 +1432,13 @@ impl Wizard {
         lines.push(Line::from(vec![
             Span::raw("  Testing "),
             text::untrusted(&summary, bold),
-            text::untrusted(&format!("  (from {})", t.candidate.source), dim),
+            text::untrusted(
+                &match t.candidate.source {
+                    Source::Manual => "  (typed in by hand)".to_string(),
+                    ref source => format!("  (from {source})"),
+                },
+                dim,
+            ),
         ]));
         if t.account.tls_cert_sha256.is_some() {
             lines.push(Line::styled(
