@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::pty::Session;
@@ -79,12 +79,29 @@ fn listed(home: &Path) -> Vec<String> {
 }
 
 /// The first screen: name and address; the account name is left as derived (`mailbag`).
-fn identity(s: &mut Session) {
+fn identity(s: &mut Session, name: &str, address: &str) {
     s.wait_for("1/5 Who you are");
-    s.send(b"Alice Example\talice@mailbag.test");
+    s.send(format!("{name}\t{address}").as_bytes());
     s.wait_for("[mailbag ");
     s.send(b"\r");
     s.wait_for("2/5 Password");
+}
+
+/// `mailbag setup` for alice, discovery finding `_SERVICE._tcp.mailbag.test` at `port`, with
+/// the harness's CA trusted if `trust_ca`; the name and address are typed in. Returns the
+/// session and the profile's home.
+fn start_setup(d: &Dovecot, service: &str, port: u16, trust_ca: bool) -> (Session, PathBuf) {
+    let dns = srv(service, port);
+    let home = tempfile::tempdir().expect("home");
+    let path = home.path().to_path_buf();
+    let ca = d.ca_path().display().to_string();
+    let mut args = vec!["setup", "--dns-server", dns.as_str()];
+    if trust_ca {
+        args.extend(["--tls-ca-file", ca.as_str()]);
+    }
+    let mut s = Session::start_with_env(home, &args, NO_KEYRING);
+    identity(&mut s, "Alice Example", "alice@mailbag.test");
+    (s, path)
 }
 
 /// On the settings screen: edit the selected candidate, setting the user name to `alice`.
@@ -116,7 +133,7 @@ fn save_with_password_command(s: &mut Session, password_file: &Path) {
     s.send(b"\r");
 }
 
-fn password_file(home: &Path) -> std::path::PathBuf {
+fn password_file(home: &Path) -> PathBuf {
     let pw = home.join("password");
     std::fs::write(&pw, ALICE.password).expect("password file");
     pw
@@ -126,17 +143,8 @@ fn password_file(home: &Path) -> std::path::PathBuf {
 fn imap_account_set_up_in_the_wizard_syncs() {
     let Some(d) = Dovecot::start() else { return };
     d.seed(ALICE.name, "INBOX", 3).expect("seed");
-    let dns = srv("_imaps", d.imap_tls_port());
-    let home = tempfile::tempdir().expect("home");
-    let path = home.path().to_path_buf();
+    let (mut s, path) = start_setup(&d, "_imaps", d.imap_tls_port(), true);
     let pw = password_file(&path);
-    let ca = d.ca_path().display().to_string();
-    let mut s = Session::start_with_env(
-        home,
-        &["setup", "--dns-server", &dns, "--tls-ca-file", &ca],
-        NO_KEYRING,
-    );
-    identity(&mut s);
     s.send(ALICE.password.as_bytes());
     s.wait_for("••••••••••••••");
     assert!(
@@ -193,13 +201,9 @@ fn imap_account_set_up_in_the_wizard_syncs() {
 fn pop3_account_with_a_trusted_certificate_syncs() {
     let Some(d) = Dovecot::start() else { return };
     d.seed(ALICE.name, "INBOX", 2).expect("seed");
-    let dns = srv("_pop3", d.pop3_plain_port());
-    let home = tempfile::tempdir().expect("home");
-    let path = home.path().to_path_buf();
-    let pw = password_file(&path);
     // No CA file: the harness's self-signed certificate is shown and trusted by fingerprint.
-    let mut s = Session::start_with_env(home, &["setup", "--dns-server", &dns], NO_KEYRING);
-    identity(&mut s);
+    let (mut s, path) = start_setup(&d, "_pop3", d.pop3_plain_port(), false);
+    let pw = password_file(&path);
     s.send(ALICE.password.as_bytes());
     s.send(b"\r");
     s.wait_for("from DNS SRV _pop3._tcp.mailbag.test");
@@ -245,16 +249,7 @@ fn pop3_account_with_a_trusted_certificate_syncs() {
 #[test]
 fn wrong_password_shows_the_hint_then_back_and_corrected_works() {
     let Some(d) = Dovecot::start() else { return };
-    let dns = srv("_imaps", d.imap_tls_port());
-    let home = tempfile::tempdir().expect("home");
-    let path = home.path().to_path_buf();
-    let ca = d.ca_path().display().to_string();
-    let mut s = Session::start_with_env(
-        home,
-        &["setup", "--dns-server", &dns, "--tls-ca-file", &ca],
-        NO_KEYRING,
-    );
-    identity(&mut s);
+    let (mut s, path) = start_setup(&d, "_imaps", d.imap_tls_port(), true);
     s.send(b"not-the-password\r");
     s.wait_for("from DNS SRV _imaps._tcp.mailbag.test");
     edit_username(&mut s);
@@ -313,16 +308,12 @@ fn key_a_adds_a_second_account_by_hand() {
     let mut s = Session::start_with_env(home, &[], NO_KEYRING);
     s.wait_for("work: online");
     s.send(b"A");
-    s.wait_for("1/5 Who you are");
+    identity(&mut s, "Bob", "bob@mailbag.test");
     assert!(
         !s.screen().contains("no account yet"),
         "not the first run:\n{}",
         s.screen()
     );
-    s.send(b"Bob\tbob@mailbag.test");
-    s.wait_for("[mailbag ");
-    s.send(b"\r");
-    s.wait_for("2/5 Password");
     s.send(BOB.password.as_bytes());
     s.send(b"\r");
     s.wait_for("3/5 Server settings");

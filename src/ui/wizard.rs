@@ -1003,16 +1003,7 @@ impl Wizard {
     /// A labelled field; the focused one is reversed. Returns the line and where its
     /// text ends (for the cursor), relative to the line.
     fn field(label: &str, value: &str, focused: bool, width: usize) -> (Line<'static>, u16) {
-        let label_style = if focused {
-            Style::default().add_modifier(Modifier::BOLD)
-        } else {
-            Style::default()
-        };
-        let value_style = if focused {
-            Style::default().add_modifier(Modifier::REVERSED)
-        } else {
-            Style::default().add_modifier(Modifier::UNDERLINED)
-        };
+        let (label_style, value_style) = Wizard::field_styles(focused);
         let w = width.saturating_sub(24).clamp(8, 48);
         let shown = crate::sanitize::line(value);
         let cursor = 2 + 18 + 1 + text::width(&shown).min(w.saturating_sub(1));
@@ -1028,17 +1019,20 @@ impl Wizard {
         )
     }
 
+    /// The label and value styles of a field: bold and reversed when it has the keyboard.
+    fn field_styles(focused: bool) -> (Style, Style) {
+        if focused {
+            (
+                Style::default().add_modifier(Modifier::BOLD),
+                Style::default().add_modifier(Modifier::REVERSED),
+            )
+        } else {
+            (Style::default(), Style::default())
+        }
+    }
+
     fn choice(label: &str, value: &str, focused: bool) -> Line<'static> {
-        let label_style = if focused {
-            Style::default().add_modifier(Modifier::BOLD)
-        } else {
-            Style::default()
-        };
-        let value_style = if focused {
-            Style::default().add_modifier(Modifier::REVERSED)
-        } else {
-            Style::default()
-        };
+        let (label_style, value_style) = Wizard::field_styles(focused);
         Line::from(vec![
             Span::raw("  "),
             Span::styled(text::fit(label, 18), label_style),
