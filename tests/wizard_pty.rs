@@ -2,9 +2,9 @@
 //! discovery pointed at a loopback DNS server whose SRV records name the Dovecot harness, a
 //! real login test, saving, and then the first sync in the TUI.
 //!
-//! No OS keyring is reachable in these runs (the D-Bus address points nowhere), so every run
-//! also walks the "no keyring: give a password command" screen. The keyring path itself is
-//! tested against a real Secret Service in `tests/setup_cli.rs`.
+//! In most runs no OS keyring is reachable (the D-Bus address points nowhere), so they also walk
+//! the "no keyring: give a password command" screen; one run saves into a real Secret Service
+//! (gnome-keyring-daemon in a private D-Bus session) and the engine reads it back to sync.
 //!
 //! Waiting has a generous deadline that only turns a hang into a failure; nothing is timed.
 
@@ -91,6 +91,17 @@ fn identity(s: &mut Session, name: &str, address: &str) {
 /// the harness's CA trusted if `trust_ca`; the name and address are typed in. Returns the
 /// session and the profile's home.
 fn start_setup(d: &Dovecot, service: &str, port: u16, trust_ca: bool) -> (Session, PathBuf) {
+    start_setup_env(d, service, port, trust_ca, NO_KEYRING)
+}
+
+/// [`start_setup`] with the environment `env`.
+fn start_setup_env(
+    d: &Dovecot,
+    service: &str,
+    port: u16,
+    trust_ca: bool,
+    env: &[(&str, &str)],
+) -> (Session, PathBuf) {
     let dns = srv(service, port);
     let home = tempfile::tempdir().expect("home");
     let path = home.path().to_path_buf();
@@ -99,7 +110,7 @@ fn start_setup(d: &Dovecot, service: &str, port: u16, trust_ca: bool) -> (Sessio
     if trust_ca {
         args.extend(["--tls-ca-file", ca.as_str()]);
     }
-    let mut s = Session::start_with_env(home, &args, NO_KEYRING);
+    let mut s = Session::start_with_env(home, &args, env);
     identity(&mut s, "Alice Example", "alice@mailbag.test");
     (s, path)
 }
@@ -365,4 +376,61 @@ fn key_a_on_the_demo_says_it_cannot() {
     s.wait_for("the demo cannot add accounts");
     s.send(b"q");
     assert!(s.wait_exit());
+}
+
+/// The marker the keyring child prints once its assertions have passed.
+const KEYRING_CHILD_OK: &str = "MAILBAG-WIZARD-KEYRING-CHILD-OK";
+
+/// The wizard saves the password into a real Secret Service, and the TUI's first sync logs in
+/// with it from there.
+#[test]
+fn password_saved_to_a_real_keyring_is_used_by_the_first_sync() {
+    let Some(out) =
+        common::in_private_secret_service("wizard_keyring_child", "MAILBAG_WIZARD_KEYRING_CHILD")
+    else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(KEYRING_CHILD_OK),
+        "keyring child failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "run by password_saved_to_a_real_keyring_is_used_by_the_first_sync in a D-Bus session"]
+fn wizard_keyring_child() {
+    if std::env::var_os("MAILBAG_WIZARD_KEYRING_CHILD").is_none() {
+        println!("skipped: only meaningful as a child of the test above");
+        return;
+    }
+    let Some(d) = Dovecot::start() else {
+        panic!("the keyring test needs dovecot");
+    };
+    d.seed(ALICE.name, "INBOX", 2).expect("seed");
+    let (mut s, path) = start_setup_env(&d, "_imaps", d.imap_tls_port(), true, &[]);
+    s.send(ALICE.password.as_bytes());
+    s.send(b"\r");
+    s.wait_for("from DNS SRV _imaps._tcp.mailbag.test");
+    edit_username(&mut s);
+    s.wait_for("the password goes to the OS keyring");
+    s.send(b"\r");
+    s.wait_for("added account mailbag (password in the OS keyring)");
+    s.wait_for("Seed message 2");
+    s.wait_for("mailbag: online");
+    s.send(b"q");
+    assert!(s.wait_exit(), "mailbag exits cleanly");
+
+    let config_file = path.join("config/mailbag/config.toml");
+    let config_text = config_text(&path);
+    assert!(!config_text.contains("password"), "{config_text}");
+    let config = mailbag::config::load(&config_file).expect("load");
+    let account = config.account("mailbag").expect("account");
+    let secret = mailbag::credentials::password("mailbag", account).expect("read back");
+    assert_eq!(secret.expose(), ALICE.password);
+    let _ = mailbag::credentials::delete_password("mailbag", account);
+    assert_eq!(listed(&path).len(), 2);
+    println!("{KEYRING_CHILD_OK}");
 }
