@@ -506,3 +506,20 @@ fn a_small_terminal_says_so() {
     t.draw(|f| w.draw(f)).unwrap();
     assert!(screen(&t).contains("terminal too"));
 }
+
+#[test]
+fn a_narrow_terminal_wraps_text_and_key_hints() {
+    let mut w = wizard();
+    to_settings(&mut w);
+    discovered(&mut w, found());
+    key(&mut w, KeyCode::Char('e'));
+    let mut t = Terminal::new(TestBackend::new(60, 24)).unwrap();
+    t.draw(|f| w.draw(f)).unwrap();
+    let text = screen(&t);
+    assert!(
+        text.contains("Esc back"),
+        "the hints wrap, not cut:\n{text}"
+    );
+    assert!(text.contains("[posteo.de"), "{text}");
+    insta::assert_snapshot!(t.backend());
+}

@@ -1055,12 +1055,18 @@ impl Wizard {
         let inner = block.inner(rect);
         frame.render_widget(Clear, rect);
         frame.render_widget(block, rect);
+        // NOTE: the key hints wrap onto a second line in a narrow terminal rather than lose
+        // their end.
+        let dim = Style::default().add_modifier(Modifier::DIM);
+        let mut footer = Vec::new();
+        prose(&mut footer, " ", &self.footer(), dim, inner.width as usize);
+        footer.truncate(2);
         let [body, error_area, footer_area] = Layout::default()
             .direction(Direction::Vertical)
             .constraints([
                 Constraint::Min(3),
                 Constraint::Length(1),
-                Constraint::Length(1),
+                Constraint::Length(footer.len() as u16),
             ])
             .areas(inner);
         let width = body.width as usize;
@@ -1080,13 +1086,7 @@ impl Wizard {
                 error_area,
             );
         }
-        frame.render_widget(
-            Paragraph::new(Line::styled(
-                format!(" {}", self.footer()),
-                Style::default().add_modifier(Modifier::DIM),
-            )),
-            footer_area,
-        );
+        frame.render_widget(Paragraph::new(footer), footer_area);
     }
 
     /// The lines of the current screen and the cursor (row, column) in a text field.
