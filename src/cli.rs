@@ -129,6 +129,14 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<i32> {
     let paths = Paths::resolve(cli.config.as_deref());
     match cli.command {
+        Some(Command::Setup(args))
+            if !args.non_interactive
+                && args.discover.is_none()
+                && std::io::stdout().is_terminal()
+                && std::io::stdin().is_terminal() =>
+        {
+            return tui(&paths, false, Some(&args));
+        }
         Some(Command::Setup(args)) => return crate::wizard::scripted::run(&paths, *args),
         Some(Command::Sync { accounts }) if !cli.demo => return sync(&paths, &accounts),
         Some(Command::Flag {
@@ -184,7 +192,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     .into(),
             ));
         }
-        None if std::io::stdout().is_terminal() => return tui(&paths, cli.demo),
+        None if std::io::stdout().is_terminal() => return tui(&paths, cli.demo, None),
         _ => {}
     }
     let cache = if cli.demo {
@@ -402,54 +410,93 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// The full-screen TUI, on the demo account or the configured ones.
-fn tui(paths: &Paths, demo: bool) -> Result<i32> {
+///
+/// The setup wizard opens first when no account is configured (or for `mailbag setup`); `A`
+/// in the TUI opens it again. After an account is saved the config is read again and the
+/// engine restarted on a fresh runtime, so the new account syncs at once like any other.
+fn tui(
+    paths: &Paths,
+    demo: bool,
+    setup: Option<&crate::wizard::scripted::SetupArgs>,
+) -> Result<i32> {
     use crate::engine::{self, AccountSpec};
-    use crate::ui::{self, App, Options};
-    let config = if demo {
+    use crate::ui::{self, App, Exit, Options, wizard};
+    let mut config = if demo {
         // NOTE: the demo needs no config; the user's [ui] and [keys] apply if it reads.
         crate::config::load(&paths.config_file).unwrap_or_default()
     } else {
         crate::config::load(&paths.config_file)?
     };
-    let runtime = runtime()?;
-    if !demo && config.accounts.is_empty() {
-        runtime
-            .block_on(ui::run_welcome(paths.config_file.clone()))
-            .map_err(|e| Error::io("terminal", e))?;
-        return Ok(0);
-    }
-    let options = Options {
-        keymap: ui::keymap::Keymap::from_config(&config.keys)
-            .map_err(|e| Error::Usage(format!("keys.{}: {}", e.action, e.message)))?,
-        ui: config.ui.clone(),
-        download_dir: ui::download_dir(),
-    };
-    let (cache, specs, warnings) = if demo {
-        let (cache, mbox) = demo_session(paths)?;
-        let spec = AccountSpec {
-            name: DEMO_ACCOUNT.into(),
-            backend: Backend::Local(LocalBackend::new(DEMO_ACCOUNT, mbox)),
-        };
-        (cache, vec![spec], Vec::new())
-    } else {
-        let cache = Cache::open(&paths.data_dir)?;
-        let (specs, warnings) = engine::accounts_from_config(&config, paths);
-        (cache, specs, warnings)
-    };
-    runtime.block_on(async {
-        let (handle, events) = engine::start(specs, &cache)?;
-        let mut app = App::new(cache.open_another()?, handle, options)?;
-        for w in warnings {
-            app.notify(w);
+    let term_err = |e| Error::io("terminal", e);
+    let mut tty = ui::Tty::enter(config.ui.mouse).map_err(term_err)?;
+    let mut open_wizard = !demo && (setup.is_some() || config.accounts.is_empty());
+    let mut notice = None;
+    loop {
+        let runtime = runtime()?;
+        if open_wizard {
+            let mut options = wizard::WizardOptions::new(
+                paths.config_file.clone(),
+                config.accounts.keys().cloned().collect(),
+            );
+            if let Some(args) = setup {
+                options.discovery.nameserver = args.dns_server;
+                options.discovery.trust.ca_file = args.tls_ca_file.clone();
+                options.tls_ca_file = args.tls_ca_file.clone();
+                options.email = args.email.clone();
+                options.display_name = args.display_name.clone();
+                options.account_name = args.name.clone();
+            }
+            let finish = runtime
+                .block_on(wizard::run(&mut tty, wizard::Wizard::new(options)))
+                .map_err(term_err)?;
+            match finish {
+                wizard::Finish::Saved { notice: n, .. } => {
+                    notice = Some(n);
+                    config = crate::config::load(&paths.config_file)?;
+                }
+                wizard::Finish::Cancelled if !config.accounts.is_empty() => {}
+                wizard::Finish::Cancelled | wizard::Finish::Quit => return Ok(0),
+            }
         }
-        ui::run(app, events)
-            .await
-            .map_err(|e| Error::io("terminal", e))
-    })?;
-    drop(cache);
-    // NOTE: account tasks may be inside a blocking cache call; do not wait for them.
-    runtime.shutdown_background();
-    Ok(0)
+        let options = Options {
+            keymap: ui::keymap::Keymap::from_config(&config.keys)
+                .map_err(|e| Error::Usage(format!("keys.{}: {}", e.action, e.message)))?,
+            ui: config.ui.clone(),
+            download_dir: ui::download_dir(),
+            add_account: !demo,
+        };
+        let (cache, specs, warnings) = if demo {
+            let (cache, mbox) = demo_session(paths)?;
+            let spec = AccountSpec {
+                name: DEMO_ACCOUNT.into(),
+                backend: Backend::Local(LocalBackend::new(DEMO_ACCOUNT, mbox)),
+            };
+            (cache, vec![spec], Vec::new())
+        } else {
+            let cache = Cache::open(&paths.data_dir)?;
+            let (specs, warnings) = engine::accounts_from_config(&config, paths);
+            (cache, specs, warnings)
+        };
+        let exit = runtime.block_on(async {
+            let (handle, events) = engine::start(specs, &cache)?;
+            let mut app = App::new(cache.open_another()?, handle, options)?;
+            for w in warnings {
+                app.notify(w);
+            }
+            if let Some(n) = notice.take() {
+                app.notify(n);
+            }
+            ui::run(&mut tty, app, events).await.map_err(term_err)
+        })?;
+        drop(cache);
+        // NOTE: account tasks may be inside a blocking cache call; do not wait for them. The
+        // runtime's tasks end here, so a restarted engine never runs beside the old one.
+        runtime.shutdown_background();
+        match exit {
+            Exit::Quit => return Ok(0),
+            Exit::AddAccount => open_wizard = true,
+        }
+    }
 }
 
 /// The demo's session cache: `data_dir/demo/`, emptied and filled from the bundled mbox at

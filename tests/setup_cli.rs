@@ -386,64 +386,15 @@ fn no_keyring_service_says_so_and_writes_nothing() {
 /// The marker the keyring child prints once its assertions have passed.
 const CHILD_OK: &str = "MAILBAG-SETUP-KEYRING-CHILD-OK";
 
-fn program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin", "/usr/sbin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-fn keyring_required() -> bool {
-    ["MAILBAG_REQUIRE_KEYRING", common::REQUIRE_ENV]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|v| v == "1"))
-}
-
 /// The keyring path against a real Secret Service: gnome-keyring-daemon in a private D-Bus
 /// session, with its own home so the user's keyrings are never touched.
 #[test]
 fn keyring_setup_with_a_real_secret_service() {
-    let (Some(dbus), Some(keyring)) =
-        (program("dbus-run-session"), program("gnome-keyring-daemon"))
+    let Some(out) =
+        common::in_private_secret_service("keyring_child", "MAILBAG_SETUP_KEYRING_CHILD")
     else {
-        if keyring_required() {
-            panic!(
-                "dbus-run-session or gnome-keyring-daemon not found: install dbus-daemon and \
-                 gnome-keyring (tests/run.sh does), or unset MAILBAG_REQUIRE_KEYRING / {}",
-                common::REQUIRE_ENV
-            );
-        }
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED (dbus-run-session / gnome-keyring-daemon not found): keyring_setup_with_a_real_secret_service"
-        );
         return;
     };
-    let home = tempfile::tempdir().expect("home");
-    let exe = std::env::current_exe().expect("test binary");
-    let script = format!(
-        "printf '\\n' | {} --unlock --components=secrets >/dev/null || exit 97; exec \"$0\" \"$@\"",
-        keyring.display()
-    );
-    let out = Command::new(dbus)
-        .args(["--", "sh", "-c", &script])
-        .arg(exe)
-        .args([
-            "keyring_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("HOME", home.path())
-        .env("XDG_DATA_HOME", home.path().join("share"))
-        .env("XDG_RUNTIME_DIR", home.path())
-        .env("MAILBAG_SETUP_KEYRING_CHILD", "1")
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dbus-run-session");
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
     assert!(
@@ -484,31 +435,6 @@ fn keyring_child() {
     println!("{CHILD_OK}");
 }
 
-/// A UDP DNS server on a thread, answering SRV queries from `records`; NXDOMAIN otherwise.
-fn dns_thread(records: Vec<(String, u16, Vec<u8>)>) -> std::net::SocketAddr {
-    use mailbag::wizard::dns;
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let addr = socket.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        // NOTE: ends with the test process; it only ever answers loopback queries.
-        while let Ok((n, from)) = socket.recv_from(&mut buf) {
-            let query = &buf[..n];
-            let Some((name, qtype)) = dns::question(query) else {
-                continue;
-            };
-            let answers: Vec<_> = records
-                .iter()
-                .filter(|(n, t, _)| *n == name && *t == qtype)
-                .cloned()
-                .collect();
-            let rcode = if answers.is_empty() { 3 } else { 0 };
-            let _ = socket.send_to(&dns::build_reply(query, rcode, false, &answers), from);
-        }
-    });
-    addr
-}
-
 /// Without --host the settings come from DNS SRV; a candidate whose port is closed is passed
 /// over for the next one.
 #[test]
@@ -522,7 +448,7 @@ fn discovered_settings_skip_a_closed_port_and_save_the_one_that_works() {
     let closed_port = closed.local_addr().expect("addr").port();
     drop(closed);
     let name = "_imaps._tcp.mailbag.test".to_string();
-    let server = dns_thread(vec![
+    let server = common::dns_server(vec![
         (
             name.clone(),
             dns::TYPE_SRV,

@@ -40,6 +40,7 @@ pub enum Action {
     ExpandThread,
     Sync,
     Undo,
+    AddAccount,
     Help,
 }
 
@@ -127,6 +128,12 @@ const TABLE: &[(Action, &str, &str, &[&str])] = &[
     ),
     (Action::Sync, "sync", "sync now", &["R"]),
     (Action::Undo, "undo", "undo the last delete or move", &["z"]),
+    (
+        Action::AddAccount,
+        "add_account",
+        "add an account (the setup wizard)",
+        &["A"],
+    ),
     (Action::Help, "help", "this help", &["?"]),
 ];
 
@@ -408,6 +415,7 @@ mod tests {
             Action::ExpandThread,
             Action::Sync,
             Action::Undo,
+            Action::AddAccount,
             Action::Help,
         ];
         assert_eq!(Action::all().count(), all.len());

@@ -8,7 +8,9 @@
 //!
 //! Components live one per file: [`sidebar`], [`list`], [`reader`], [`status`], [`help`],
 //! [`picker`] (move), [`search`]; [`keymap`] maps keys to actions; [`text`] is the one door
-//! for untrusted text into a [`ratatui::text::Span`].
+//! for untrusted text into a [`ratatui::text::Span`]. [`wizard`] is the account setup wizard,
+//! shown at the first start, by `mailbag setup`, and by `A`; it shares the terminal ([`Tty`])
+//! with the main screen, so the two can follow each other without leaving full-screen mode.
 //!
 //! The terminal is restored on quit, on panic (a hook restores it before the message is
 //! printed) and on SIGTERM/SIGHUP.
@@ -22,6 +24,7 @@ pub mod search;
 pub mod sidebar;
 pub mod status;
 pub mod text;
+pub mod wizard;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -33,7 +36,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Direction, Layout, Position, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::backend::Flags;
@@ -79,6 +82,8 @@ pub struct Options {
     pub ui: UiConfig,
     /// Where attachments are saved (the XDG download directory).
     pub download_dir: PathBuf,
+    /// Whether `A` may open the setup wizard (not on the demo account).
+    pub add_account: bool,
 }
 
 impl Default for Options {
@@ -87,6 +92,7 @@ impl Default for Options {
             keymap: Keymap::default(),
             ui: UiConfig::default(),
             download_dir: download_dir(),
+            add_account: false,
         }
     }
 }
@@ -128,6 +134,8 @@ pub struct App {
     fetching: Option<(CommandId, i64)>,
     areas: Areas,
     quit: bool,
+    /// The user asked to add an account (`A`): the loop ends and the wizard opens.
+    add_account: bool,
 }
 
 impl App {
@@ -147,6 +155,7 @@ impl App {
             fetching: None,
             areas: Areas::default(),
             quit: false,
+            add_account: false,
             options,
         };
         app.sidebar.load(&app.cache)?;
@@ -162,6 +171,11 @@ impl App {
     /// Whether the user asked to quit.
     pub fn should_quit(&self) -> bool {
         self.quit
+    }
+
+    /// Whether the user asked to add an account (`A`).
+    pub fn wants_add_account(&self) -> bool {
+        self.add_account
     }
 
     /// The message shown in the reader, if any.
@@ -570,6 +584,17 @@ impl App {
                 self.engine.send(Command::SyncNow { account: None });
                 self.status.notify(Level::Info, "syncing…");
             }
+            Action::AddAccount => {
+                if self.options.add_account {
+                    self.add_account = true;
+                    self.quit = true;
+                } else {
+                    self.status.notify(
+                        Level::Info,
+                        "the demo cannot add accounts: run mailbag without --demo",
+                    );
+                }
+            }
         }
     }
 
@@ -855,45 +880,6 @@ fn draw_attachments(
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-/// Draw the screen shown when no account is configured.
-pub fn draw_welcome(frame: &mut Frame, config_file: &std::path::Path) {
-    let area = frame.area();
-    let text = vec![
-        Line::styled(
-            "Welcome to mailbag",
-            Style::default().add_modifier(Modifier::BOLD),
-        ),
-        Line::raw(""),
-        Line::raw("mailbag has no account yet."),
-        Line::raw(""),
-        Line::raw("Try it on the built-in demo account:   mailbag --demo"),
-        Line::raw(""),
-        Line::raw("To add an account, write this file:"),
-        Line::from(text::untrusted(
-            &format!("  {}", config_file.display()),
-            Style::default().add_modifier(Modifier::BOLD),
-        )),
-        Line::raw("for example:"),
-        Line::raw(""),
-        Line::raw("  [accounts.work]"),
-        Line::raw("  email = \"me@example.com\""),
-        Line::raw("  protocol = \"pop3\"            # or \"imap\""),
-        Line::raw("  host = \"mail.example.com\""),
-        Line::raw("  password_command = \"pass show mail/work\""),
-        Line::raw(""),
-        Line::raw("Every key is described in docs/configuration.md. (A setup wizard is coming.)"),
-        Line::raw(""),
-        Line::styled("q quits", Style::default().add_modifier(Modifier::DIM)),
-    ];
-    let rect = help::centered(area, 84, text.len() as u16 + 2);
-    frame.render_widget(
-        Paragraph::new(text)
-            .wrap(Wrap { trim: false })
-            .block(Block::default().borders(Borders::ALL).title(" mailbag ")),
-        rect,
-    );
-}
-
 // ---- the terminal ---------------------------------------------------------------------------
 
 /// Puts the terminal into full-screen mode and back (also on drop).
@@ -956,15 +942,48 @@ fn spawn_input() -> UnboundedReceiver<Event> {
     rx
 }
 
-/// Run the TUI until the user quits or SIGTERM/SIGHUP arrives.
-pub async fn run(mut app: App, mut events: UnboundedReceiver<EngineEvent>) -> std::io::Result<()> {
+/// The terminal in full-screen mode with its input, shared by the main screen and the wizard
+/// (one input thread for the whole run, so no key is lost between them). Restored on drop.
+pub struct Tty {
+    terminal: ratatui::Terminal<ratatui::backend::CrosstermBackend<std::io::Stdout>>,
+    input: UnboundedReceiver<Event>,
+    _guard: TerminalGuard,
+}
+
+impl Tty {
+    /// Enter full-screen mode (with mouse capture if `mouse`).
+    pub fn enter(mouse: bool) -> std::io::Result<Tty> {
+        let guard = TerminalGuard::enter(mouse)?;
+        let terminal =
+            ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))?;
+        Ok(Tty {
+            terminal,
+            input: spawn_input(),
+            _guard: guard,
+        })
+    }
+}
+
+/// Why the main screen's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The user quit (or SIGTERM/SIGHUP arrived).
+    Quit,
+    /// The user pressed `A`: open the setup wizard.
+    AddAccount,
+}
+
+/// Run the TUI until the user quits, asks to add an account, or SIGTERM/SIGHUP arrives.
+pub async fn run(
+    tty: &mut Tty,
+    mut app: App,
+    mut events: UnboundedReceiver<EngineEvent>,
+) -> std::io::Result<Exit> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let guard = TerminalGuard::enter(app.options.ui.mouse)?;
-    let mut terminal =
-        ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))?;
-    let mut input = spawn_input();
+    let terminal = &mut tty.terminal;
+    let input = &mut tty.input;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut dirty = true;
@@ -1008,33 +1027,9 @@ pub async fn run(mut app: App, mut events: UnboundedReceiver<EngineEvent>) -> st
             break;
         }
     }
-    drop(terminal);
-    drop(guard);
-    Ok(())
-}
-
-/// Show the "no account yet" screen until a key is pressed.
-pub async fn run_welcome(config_file: PathBuf) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let guard = TerminalGuard::enter(false)?;
-    let mut terminal =
-        ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))?;
-    let mut input = spawn_input();
-    loop {
-        terminal.draw(|f| draw_welcome(f, &config_file))?;
-        tokio::select! {
-            ev = input.recv() => match ev {
-                Some(Event::Key(k)) if k.kind != KeyEventKind::Release
-                    && matches!(k.code, KeyCode::Char('q') | KeyCode::Esc | KeyCode::Enter
-                        | KeyCode::Char('c')) => break,
-                Some(_) => {}
-                None => break,
-            },
-            _ = term.recv() => break,
-        }
-    }
-    drop(terminal);
-    drop(guard);
-    Ok(())
+    Ok(if app.wants_add_account() {
+        Exit::AddAccount
+    } else {
+        Exit::Quit
+    })
 }

@@ -1,5 +1,6 @@
 //! `mailbag setup` on the command line: `--non-interactive` for scripts, `--discover` to see
-//! what discovery finds, and (until the TUI screens exist) a pointer to both.
+//! what discovery finds. In a terminal, plain `mailbag setup` opens the wizard's screens
+//! ([`crate::ui::wizard`]); without one it prints a pointer to both forms.
 //!
 //! The non-interactive form discovers whatever is not given, tests the login with every
 //! candidate in turn (a server that does not answer moves on to the next; a refused password
@@ -105,9 +106,10 @@ pub fn run(paths: &Paths, args: SetupArgs) -> Result<i32> {
     runtime.block_on(non_interactive(paths, &args))
 }
 
-/// What `mailbag setup` prints until the TUI screens exist.
+/// What `mailbag setup` prints when it is not run in a terminal.
 pub const INTERACTIVE_PENDING: &str =
-    "The interactive setup wizard comes with the TUI. Until then, set up an account with:
+    "The interactive setup wizard comes with the TUI: run `mailbag setup` (or `mailbag`) in a
+terminal. Without a terminal, set up an account with:
 
   mailbag setup --non-interactive --name NAME --email ADDRESS \\
       [--protocol imap|pop3] [--host HOST] [--port PORT] [--security tls|starttls|none] \\

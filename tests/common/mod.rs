@@ -1032,3 +1032,91 @@ pub fn now_unix() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// A UDP DNS server on a thread, answering SRV queries from `records`; NXDOMAIN otherwise.
+pub fn dns_server(records: Vec<(String, u16, Vec<u8>)>) -> std::net::SocketAddr {
+    use mailbag::wizard::dns;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        // NOTE: ends with the test process; it only ever answers loopback queries.
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let query = &buf[..n];
+            let Some((name, qtype)) = dns::question(query) else {
+                continue;
+            };
+            let answers: Vec<_> = records
+                .iter()
+                .filter(|(n, t, _)| *n == name && *t == qtype)
+                .cloned()
+                .collect();
+            let rcode = if answers.is_empty() { 3 } else { 0 };
+            let _ = socket.send_to(&dns::build_reply(query, rcode, false, &answers), from);
+        }
+    });
+    addr
+}
+
+/// `name` on `PATH` (or in /usr/bin, /usr/sbin).
+pub fn program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/usr/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn keyring_required() -> bool {
+    ["MAILBAG_REQUIRE_KEYRING", REQUIRE_ENV]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|v| v == "1"))
+}
+
+/// Runs the ignored test `child` of this test binary inside a private D-Bus session with an
+/// unlocked gnome-keyring-daemon (a real Secret Service) and its own home, so the user's
+/// keyrings are never touched; `child_env` is set to 1 for the child. Returns its output, or
+/// `None` after a loud `SKIPPED` when the programs are missing (a panic when
+/// `MAILBAG_REQUIRE_KEYRING=1` or `MAILBAG_REQUIRE_DOVECOT=1`).
+pub fn in_private_secret_service(child: &str, child_env: &str) -> Option<std::process::Output> {
+    let (Some(dbus), Some(keyring)) =
+        (program("dbus-run-session"), program("gnome-keyring-daemon"))
+    else {
+        if keyring_required() {
+            panic!(
+                "dbus-run-session or gnome-keyring-daemon not found: install dbus-daemon and \
+                 gnome-keyring (tests/run.sh does), or unset MAILBAG_REQUIRE_KEYRING / {REQUIRE_ENV}"
+            );
+        }
+        let _ = writeln!(
+            io::stderr(),
+            "SKIPPED (dbus-run-session / gnome-keyring-daemon not found): {child}"
+        );
+        return None;
+    };
+    let home = tempfile::tempdir().expect("home");
+    let exe = std::env::current_exe().expect("test binary");
+    let script = format!(
+        "printf '\\n' | {} --unlock --components=secrets >/dev/null || exit 97; exec \"$0\" \"$@\"",
+        keyring.display()
+    );
+    let out = std::process::Command::new(dbus)
+        .args(["--", "sh", "-c", &script])
+        .arg(exe)
+        .args([
+            child,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HOME", home.path())
+        .env("XDG_DATA_HOME", home.path().join("share"))
+        .env("XDG_RUNTIME_DIR", home.path())
+        .env(child_env, "1")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run dbus-run-session");
+    Some(out)
+}

@@ -80,8 +80,14 @@ impl Session {
 
     /// Start mailbag with its XDG directories (and HOME) inside `home`.
     pub fn start_in(home: tempfile::TempDir, args: &[&str]) -> Session {
+        Session::start_with_env(home, args, &[])
+    }
+
+    /// [`Session::start_in`] with extra environment variables.
+    pub fn start_with_env(home: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Session {
         let (master, slave) = open_pty();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailbag"));
+        cmd.envs(env.iter().copied());
         cmd.args(args)
             .env("XDG_DATA_HOME", home.path().join("data"))
             .env("XDG_CONFIG_HOME", home.path().join("config"))
