@@ -400,13 +400,24 @@ fn insert_in(
     messages: &[NewMessage],
 ) -> rusqlite::Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(messages.len());
+    // NOTE: a new message's id is chosen here, above every message id and every thread id
+    // ever recorded, so its thread is known before the row is written (one insert instead of
+    // an insert and an update) and a new conversation never takes the id of an old one whose
+    // first message was deleted. The transaction holds the write lock (it is IMMEDIATE), so
+    // no other connection can take the same id meanwhile.
+    let mut next_id: i64 = tx.query_row(
+        "SELECT max(coalesce((SELECT max(id) FROM messages), 0),
+                    coalesce((SELECT max(thread_id) FROM thread_refs), 0)) + 1",
+        [],
+        |r| r.get(0),
+    )?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO messages(folder_id, uid, uidl, message_id, in_reply_to, refs,
+        "INSERT INTO messages(id, folder_id, uid, uidl, message_id, in_reply_to, refs,
              date, from_addr, to_addrs, cc_addrs, subject, flags, size,
-             has_attachments, modseq, mbox_offset, mbox_length)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-         ON CONFLICT DO NOTHING
-         RETURNING id",
+             has_attachments, modseq, mbox_offset, mbox_length, thread_id)
+         VALUES (?18, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 ?17, ?19)
+         ON CONFLICT DO NOTHING",
     )?;
     // A message the folder already holds (same UID, UIDL or mbox offset) keeps its id; only
     // what the server can change is updated.
@@ -438,36 +449,38 @@ fn insert_in(
         };
         let e = &m.envelope;
         let refs = (!e.references.is_empty()).then(|| e.references.join(" "));
-        let new_id: Option<i64> = insert
-            .query_row(
-                params![
-                    folder,
-                    uid,
-                    uidl,
-                    e.message_id,
-                    e.in_reply_to,
-                    refs,
-                    e.date,
-                    e.from,
-                    e.to,
-                    e.cc,
-                    e.subject,
-                    m.flags.0,
-                    e.size as i64,
-                    e.has_attachments,
-                    m.modseq.map(|v| v as i64),
-                    m.mbox.map(|s| s.offset as i64),
-                    m.mbox.map(|s| s.length as i64),
-                ],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let id = match new_id {
-            Some(id) => {
-                assign_thread(tx, id, e)?;
+        let thread = find_thread(tx, e)?;
+        // NOTE: no RETURNING: the id is ours already, and RETURNING makes SQLite open a
+        // temporary table for every row (a third of the cost of an insert).
+        let inserted = insert.execute(params![
+            folder,
+            uid,
+            uidl,
+            e.message_id,
+            e.in_reply_to,
+            refs,
+            e.date,
+            e.from,
+            e.to,
+            e.cc,
+            e.subject,
+            m.flags.0,
+            e.size as i64,
+            e.has_attachments,
+            m.modseq.map(|v| v as i64),
+            m.mbox.map(|s| s.offset as i64),
+            m.mbox.map(|s| s.length as i64),
+            next_id,
+            thread.joined.unwrap_or(next_id),
+        ])?;
+        let id = match inserted {
+            1 => {
+                let id = next_id;
+                next_id += 1;
+                record_thread(tx, &thread, id)?;
                 id
             }
-            None => {
+            _ => {
                 let id: i64 = update.query_row(
                     params![
                         folder,
@@ -517,7 +530,23 @@ fn insert_in(
 /// Ids of messages not (yet) held are recorded too: they are JWZ's empty containers, and let
 /// two replies to a missing parent share a thread. Each step is an indexed lookup.
 fn assign_thread(tx: &rusqlite::Transaction<'_>, id: i64, e: &Envelope) -> rusqlite::Result<()> {
-    let mut names: Vec<&str> = Vec::with_capacity(e.references.len() + 2);
+    let thread = find_thread(tx, e)?;
+    tx.prepare_cached("UPDATE messages SET thread_id = ?1 WHERE id = ?2")?
+        .execute(params![thread.joined.unwrap_or(id), id])?;
+    record_thread(tx, &thread, id)
+}
+
+/// The conversations a message's ids (its own, References, In-Reply-To) already belong to.
+struct ThreadLookup {
+    names: Vec<String>,
+    /// The conversation it joins: the oldest of those found.
+    joined: Option<i64>,
+    /// Other conversations it links to the joined one (they merge).
+    merged: Vec<i64>,
+}
+
+fn find_thread(tx: &rusqlite::Transaction<'_>, e: &Envelope) -> rusqlite::Result<ThreadLookup> {
+    let mut names: Vec<String> = Vec::with_capacity(e.references.len() + 2);
     for n in e
         .message_id
         .iter()
@@ -525,8 +554,8 @@ fn assign_thread(tx: &rusqlite::Transaction<'_>, id: i64, e: &Envelope) -> rusql
         .chain(e.in_reply_to.iter())
     {
         let n = n.trim();
-        if !n.is_empty() && !names.contains(&n) {
-            names.push(n);
+        if !n.is_empty() && !names.iter().any(|m| m == n) {
+            names.push(n.to_string());
         }
     }
     let mut lookup =
@@ -539,20 +568,34 @@ fn assign_thread(tx: &rusqlite::Transaction<'_>, id: i64, e: &Envelope) -> rusql
             threads.push(t);
         }
     }
-    let thread = threads.iter().copied().min().unwrap_or(id);
-    for other in threads.iter().filter(|t| **t != thread) {
+    let joined = threads.iter().copied().min();
+    let merged = threads.into_iter().filter(|t| Some(*t) != joined).collect();
+    Ok(ThreadLookup {
+        names,
+        joined,
+        merged,
+    })
+}
+
+/// Record message `id`'s place in its conversation: merge the conversations it links and map
+/// its ids to the conversation.
+fn record_thread(
+    tx: &rusqlite::Transaction<'_>,
+    found: &ThreadLookup,
+    id: i64,
+) -> rusqlite::Result<()> {
+    let thread = found.joined.unwrap_or(id);
+    for other in &found.merged {
         tx.prepare_cached("UPDATE messages SET thread_id = ?1 WHERE thread_id = ?2")?
             .execute(params![thread, other])?;
         tx.prepare_cached("UPDATE thread_refs SET thread_id = ?1 WHERE thread_id = ?2")?
             .execute(params![thread, other])?;
     }
-    tx.prepare_cached("UPDATE messages SET thread_id = ?1 WHERE id = ?2")?
-        .execute(params![thread, id])?;
     let mut record = tx.prepare_cached(
         "INSERT INTO thread_refs(message_id, thread_id) VALUES (?1, ?2)
          ON CONFLICT(message_id) DO UPDATE SET thread_id = excluded.thread_id",
     )?;
-    for n in &names {
+    for n in &found.names {
         record.execute(params![n, thread])?;
     }
     Ok(())
@@ -1653,7 +1696,13 @@ impl Cache {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sqlite)?;
+        // NOTE: IMMEDIATE takes the write lock at BEGIN: a transaction that read first and
+        // wrote later could otherwise fail when another connection wrote in between, and
+        // insert_in relies on it to choose new ids.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
         let value = f(&tx).map_err(sqlite)?;
         tx.commit().map_err(sqlite)?;
         Ok(value)
@@ -1945,6 +1994,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_new_message_never_takes_the_conversation_of_a_deleted_one() {
+        let mut cache = Cache::open_in_memory().unwrap();
+        let f = inbox(&mut cache);
+        let mut x = msg(1, 10, "x");
+        x.envelope.message_id = Some("x@t".into());
+        let x = cache.insert_messages(f, &[x]).unwrap();
+        cache.remove_messages(&x).unwrap();
+        // SQLite would hand the same rowid out again; the conversation of x lives on in
+        // thread_refs, so an unrelated message must not get x's id as its conversation.
+        let mut y = msg(2, 20, "y");
+        y.envelope.message_id = Some("y@t".into());
+        let y = cache.insert_messages(f, &[y]).unwrap();
+        let mut z = msg(3, 30, "Re: x");
+        z.envelope.message_id = Some("z@t".into());
+        z.envelope.in_reply_to = Some("x@t".into());
+        let z = cache.insert_messages(f, &[z]).unwrap();
+        let t = |id: i64| cache.message(id).unwrap().unwrap().thread_id;
+        assert_ne!(t(y[0]), t(z[0]), "y and the reply to x are unrelated");
+        assert_eq!(
+            t(y[0]),
+            Some(y[0]),
+            "a new conversation is its first message's id"
+        );
+        assert_eq!(cache.thread_count(f).unwrap(), 2);
     }
 
     #[test]
