@@ -19,6 +19,7 @@
 
 #![allow(dead_code)]
 
+pub mod oauth_server;
 pub mod pty;
 
 use std::fmt::Write as _;
@@ -156,6 +157,31 @@ impl Dovecot {
     /// Like [`Dovecot::start`], with extra lines appended to the generated config (for example
     /// an `imap_capability` that hides QRESYNC, to test the paths other servers take).
     pub fn start_with_config(extra: &str) -> Option<Dovecot> {
+        Self::start_with_files(extra, &[])
+    }
+
+    /// Like [`Dovecot::start`], with its `oauth2` passdb (the XOAUTH2 and OAUTHBEARER
+    /// mechanisms) checking tokens at `introspection_url` (`introspection_mode = post`),
+    /// next to the usual passwd-file.
+    pub fn start_oauth2(introspection_url: &str) -> Option<Dovecot> {
+        let conf = format!(
+            "introspection_mode = post\n\
+             introspection_url = {introspection_url}\n\
+             force_introspection = yes\n\
+             username_attribute = username\n\
+             active_attribute = active\n\
+             active_value = true\n\
+             timeout_msecs = 10000\n"
+        );
+        let extra = "auth_mechanisms = plain login xoauth2 oauthbearer\n\
+                     passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  \
+                     args = {root}/dovecot-oauth2.conf.ext\n}\n";
+        Self::start_with_files(extra, &[("dovecot-oauth2.conf.ext", conf)])
+    }
+
+    /// Like [`Dovecot::start_with_config`], also writing `files` into the server's directory
+    /// first; `{root}` in `extra` is that directory.
+    pub fn start_with_files(extra: &str, files: &[(&str, String)]) -> Option<Dovecot> {
         let test = thread::current()
             .name()
             .unwrap_or("<unnamed test>")
@@ -172,14 +198,14 @@ impl Dovecot {
             let _ = writeln!(io::stderr(), "SKIPPED (dovecot not found): {test}");
             return None;
         };
-        match Self::start_with(&dovecot_bin, extra) {
+        match Self::start_with(&dovecot_bin, extra, files) {
             Ok(d) => Some(d),
             Err(e) => panic!("cannot start dovecot for {test}: {e}"),
         }
     }
 
     /// Starts Dovecot from the given binary; errors carry the log content.
-    fn start_with(dovecot_bin: &Path, extra: &str) -> Result<Dovecot> {
+    fn start_with(dovecot_bin: &Path, extra: &str, files: &[(&str, String)]) -> Result<Dovecot> {
         let doveadm_bin = dovecot_bin
             .parent()
             .map(|p| p.join("doveadm"))
@@ -199,12 +225,16 @@ impl Dovecot {
         }
         make_certificate(root)?;
         write_users(root, &id)?;
+        for (name, text) in files {
+            fs::write(root.join(name), text)?;
+        }
+        let extra = extra.replace("{root}", &root.display().to_string());
 
         let mut last_clash = String::new();
         for _ in 0..START_ATTEMPTS {
             let ports = free_ports()?;
             let mut conf = render_config(&version, root, &id, ports);
-            conf.push_str(extra);
+            conf.push_str(&extra);
             conf.push('\n');
             fs::write(root.join("dovecot.conf"), conf)?;
             // NOTE: truncate the logs so a retry's failure is not read from
