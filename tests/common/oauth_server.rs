@@ -57,6 +57,11 @@ pub struct State {
     pub last_authorize_query: String,
     /// Requests that were refused and why (for failure messages).
     pub log: Vec<String>,
+    /// Hold every introspection answer until this is false again (Dovecot, and so the
+    /// client's login, waits meanwhile).
+    pub hold_introspection: bool,
+    /// How many introspection requests were held.
+    pub held: u32,
 }
 
 struct Device {
@@ -387,6 +392,22 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, state: Arc<Mutex<St
     let Some(req) = read_request(&mut io).await else {
         return;
     };
+    if req.path == "/introspect" {
+        let mut counted = false;
+        loop {
+            {
+                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                if !s.hold_introspection {
+                    break;
+                }
+                if !counted {
+                    s.held += 1;
+                    counted = true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let reply = {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         handle(&mut s, &req, tls)
