@@ -1715,4 +1715,94 @@ mbox_path = "pop.mbox"
         assert_eq!(edit_distance("prot", "port"), 2);
         assert_eq!(edit_distance("", "abc"), 3);
     }
+
+    #[test]
+    fn oauth2_accounts_parse_with_presets_or_a_token_command() {
+        let c = parse_ok(&format!(
+            "{IMAP}auth = \"oauth2\"\noauth2_provider = \"google\"\n\
+             oauth2_client_id = \"123.apps.googleusercontent.com\"\n\
+             oauth2_client_secret = \"GOCSPX-shh\"\noauth2_mechanism = \"xoauth2\"\n"
+        ));
+        let w = c.account("work").expect("work");
+        assert!(w.uses_oauth2());
+        assert_eq!(w.oauth2_provider, Some(OAuth2Provider::Google));
+        assert_eq!(w.oauth2_mechanism, Some(OAuth2Mechanism::Xoauth2));
+        assert!(!format!("{w:?}").contains("GOCSPX"), "secret in Debug");
+        let c = parse_ok(&format!(
+            "{POP3}auth = \"oauth2\"\noauth2_token_command = \"oama access me@example.org\"\n"
+        ));
+        assert!(c.account("home").expect("home").uses_oauth2());
+        let c = parse_ok(&format!(
+            "{IMAP}auth = \"oauth2\"\noauth2_provider = \"custom\"\noauth2_client_id = \"x\"\n\
+             oauth2_token_url = \"https://id.example/token\"\n\
+             oauth2_device_url = \"https://id.example/device\"\noauth2_scopes = [\"mail\"]\n\
+             oauth2_ca_file = \"/etc/ca.pem\"\n"
+        ));
+        assert_eq!(
+            c.account("work").and_then(|a| a.oauth2_scopes.clone()),
+            Some(vec!["mail".to_string()])
+        );
+    }
+
+    #[test]
+    fn oauth2_mistakes_name_their_key() {
+        let msg = expect_err(
+            &format!("{IMAP}oauth2_client_id = \"x\"\n"),
+            6,
+            "accounts.work.oauth2_client_id",
+        );
+        assert!(msg.contains("only applies with auth = \"oauth2\""), "{msg}");
+        let msg = expect_err(
+            &format!("{IMAP}auth = \"oauth2\"\n"),
+            6,
+            "accounts.work.auth",
+        );
+        assert!(msg.contains("needs oauth2_provider"), "{msg}");
+        let msg = expect_err(
+            &format!("{IMAP}auth = \"oauth2\"\noauth2_provider = \"microsoft\"\n"),
+            7,
+            "accounts.work.oauth2_provider",
+        );
+        assert!(msg.contains("needs oauth2_client_id"), "{msg}");
+        let msg = expect_err(
+            &format!(
+                "{IMAP}auth = \"oauth2\"\noauth2_provider = \"custom\"\noauth2_client_id = \"x\"\n"
+            ),
+            7,
+            "accounts.work.oauth2_provider",
+        );
+        assert!(msg.contains("needs oauth2_token_url"), "{msg}");
+        let msg = expect_err(
+            &format!(
+                "{IMAP}auth = \"oauth2\"\noauth2_provider = \"google\"\noauth2_client_id = \"x\"\n\
+                 oauth2_token_url = \"http://id.example/token\"\n"
+            ),
+            9,
+            "accounts.work.oauth2_token_url",
+        );
+        assert!(msg.contains("https://"), "{msg}");
+        let msg = expect_err(
+            &format!(
+                "{IMAP}auth = \"oauth2\"\noauth2_token_command = \"x\"\npassword_command = \"y\"\n"
+            ),
+            8,
+            "accounts.work.password_command",
+        );
+        assert!(msg.contains("oauth2_token_command"), "{msg}");
+        let msg = expect_err(
+            &format!("{IMAP}auth = \"oauth2\"\noauth2_provider = \"yahoo\"\n"),
+            7,
+            "accounts.work.oauth2_provider",
+        );
+        assert!(
+            msg.contains("\"google\", \"microsoft\" or \"custom\""),
+            "{msg}"
+        );
+        let msg = expect_err(
+            &format!("{IMAP}oauth2_clientid = \"x\"\n"),
+            6,
+            "accounts.work.oauth2_clientid",
+        );
+        assert!(msg.contains("did you mean `oauth2_client_id`"), "{msg}");
+    }
 }

@@ -199,6 +199,21 @@ pub enum OAuth2Error {
     Cancelled,
 }
 
+/// Makes `account` an OAuth2 account with `provider`'s presets: the setup wizard's step before
+/// [`sign_in`]. Password settings are cleared; URLs and scopes stay unset (the presets apply).
+pub fn configure(
+    account: &mut Account,
+    provider: OAuth2Provider,
+    client_id: &str,
+    client_secret: Option<&str>,
+) {
+    account.auth = Some(crate::config::Auth::OAuth2);
+    account.password_command = None;
+    account.oauth2_provider = Some(provider);
+    account.oauth2_client_id = Some(client_id.to_string());
+    account.oauth2_client_secret = client_secret.map(|s| crate::config::Hidden(s.to_string()));
+}
+
 /// Reads `n` random bytes from the kernel (for PKCE verifiers and `state`).
 pub(crate) fn random_bytes(n: usize) -> Result<Vec<u8>, OAuth2Error> {
     use std::io::Read;
@@ -236,6 +251,48 @@ pub(crate) fn secret(token: String) -> Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Protocol, Security};
+
+    #[test]
+    fn configured_accounts_get_the_presets_and_pass_the_config_checks() {
+        let mut a = crate::wizard::blank_account(
+            "me@gmail.com",
+            Protocol::Imap,
+            "imap.gmail.com",
+            Security::Tls,
+        );
+        a.password_command = Some("pass gmail".into());
+        configure(&mut a, OAuth2Provider::Google, "id.apps", Some("GOCSPX-x"));
+        let ep = Endpoints::for_account("gmail", &a).expect("endpoints");
+        assert_eq!(ep.token_url, GOOGLE_TOKEN_URL);
+        assert_eq!(ep.auth_url.as_deref(), Some(GOOGLE_AUTH_URL));
+        assert_eq!(ep.scope(), "https://mail.google.com/");
+        assert!(!format!("{ep:?}").contains("GOCSPX"));
+        // What the wizard saves reads back as the same, valid account.
+        let text =
+            crate::wizard::save::add_account_text("", std::path::Path::new("c.toml"), "gmail", &a)
+                .expect("saved text validates");
+        assert!(text.contains("auth = \"oauth2\""), "{text}");
+        let parsed = crate::config::parse(&text, std::path::Path::new("c.toml")).expect("valid");
+        assert_eq!(parsed.account("gmail"), Some(&a));
+
+        let mut m = crate::wizard::blank_account(
+            "me@outlook.com",
+            Protocol::Pop3,
+            "outlook.office365.com",
+            Security::Tls,
+        );
+        configure(&mut m, OAuth2Provider::Microsoft, "guid", None);
+        let ep = Endpoints::for_account("o", &m).expect("endpoints");
+        assert_eq!(ep.device_url.as_deref(), Some(MICROSOFT_DEVICE_URL));
+        assert!(ep.scopes.iter().any(|s| s == "offline_access"));
+        m.oauth2_token_url = Some("https://login.microsoftonline.com/t/oauth2/v2.0/token".into());
+        let ep = Endpoints::for_account("o", &m).expect("endpoints");
+        assert!(
+            ep.token_url.contains("/t/"),
+            "an explicit URL wins over the preset"
+        );
+    }
 
     #[test]
     fn base64url_matches_rfc4648_vectors() {

@@ -605,7 +605,7 @@ mod tests {
         };
         let e = long.encode_full().expect("encode");
         assert_eq!(e.line, b"AUTH OAUTHBEARER\r\n");
-        assert!(e.continuation.is_some_and(|c| c.len() > 500));
+        assert!(e.continuation.as_ref().is_some_and(|c| c.len() > 500));
         assert_eq!(e.error_answer.as_deref(), Some(&b"AQ==\r\n"[..]));
         assert!(!format!("{long:?} {e:?}").contains("xxxx"));
     }

@@ -145,7 +145,7 @@ async fn fetch_once(discovery: &Discovery, url: &Url) -> Result<Response, String
         url,
         &discovery.trust,
         request.as_bytes(),
-        |buf, eof| parse_response(buf, eof),
+        parse_response,
     )
     .await
 }
@@ -320,13 +320,12 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String>
     Ok(Some(Response::Body(body)))
 }
 
+/// Status, `Location` and body of one response.
+type RawReply = (u16, Option<String>, Vec<u8>);
+
 /// Parses status, `Location` and body from `buf`: `Ok(None)` while more bytes are needed.
 /// Without `error_bodies`, only a 200 reply waits for its body.
-fn parse_reply(
-    buf: &[u8],
-    eof: bool,
-    error_bodies: bool,
-) -> Result<Option<(u16, Option<String>, Vec<u8>)>, String> {
+fn parse_reply(buf: &[u8], eof: bool, error_bodies: bool) -> Result<Option<RawReply>, String> {
     let Some(head_end) = find(buf, b"\r\n\r\n") else {
         if buf.len() > MAX_HEADERS {
             return Err("the response headers are too long".into());

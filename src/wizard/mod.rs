@@ -90,7 +90,7 @@ pub struct Candidate {
     pub security: Security,
     /// The login name for this address (placeholders already filled in).
     pub username: String,
-    /// The provider accepts only OAuth2, which mailbag cannot do yet.
+    /// The provider accepts only OAuth2 (no password); see [`crate::oauth2`].
     pub oauth2: bool,
     /// Plain sentences to show with the settings (app passwords, enabling POP3, ...).
     pub notes: Vec<String>,

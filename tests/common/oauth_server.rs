@@ -585,7 +585,7 @@ fn token(s: &mut State, req: &Request) -> Reply {
             };
             tokens_reply(s, &user, rotated)
         }
-        Some(urn) if urn == "urn:ietf:params:oauth:grant-type:device_code" => {
+        Some("urn:ietf:params:oauth:grant-type:device_code") => {
             let code = f.get("device_code").cloned().unwrap_or_default();
             let user = s.user.clone();
             let Some(d) = s.devices.get_mut(&code) else {
