@@ -277,6 +277,37 @@ fn child_expired_access_token_is_refreshed() {
         assert_ne!(stored, refresh, "{protocol}");
         mailbag::oauth2::store::forget(&account);
     }
+
+    // An access token close to its expiry is refreshed before it is used, not after a
+    // refused login: every login then costs exactly one introspection.
+    auth.lock().access_lifetime = 60;
+    let p = Profile::new(&d, &auth, "imap");
+    let account = p.account();
+    let (_, refresh) = auth.issue(ALICE.name);
+    p.store_refresh_token(&refresh);
+    let (refreshes, introspections) = {
+        let s = auth.lock();
+        (s.refreshes, s.introspections)
+    };
+    runtime().block_on(async {
+        std::fs::create_dir_all(p.data()).expect("data dir");
+        let mut cache = mailbag::store::cache::Cache::open(&p.data()).expect("cache");
+        for round in 0..2 {
+            let mut backend = backend_for("imap", &account, &p.data());
+            backend
+                .sync_folder(&mut cache, "INBOX", &mut |_| {})
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+    });
+    let s = auth.lock();
+    assert_eq!(s.refreshes, refreshes + 2, "one refresh before each login");
+    assert_eq!(
+        s.introspections,
+        introspections + 2,
+        "no login was refused and retried"
+    );
+    drop(s);
     println!("{CHILD_OK}");
 }
 
