@@ -36,6 +36,27 @@ static CACHE: Mutex<Option<HashMap<String, Cached>>> = Mutex::new(None);
 /// Serialises refreshes in this process.
 static REFRESH_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// SHA-256 of refresh tokens the server refused (`invalid_grant`): asking again with the same
+/// token cannot succeed, so the engine's reconnect attempts fail at once instead of calling
+/// the token endpoint every time. A new sign-in stores a different token.
+static REFUSED: Mutex<Vec<[u8; 32]>> = Mutex::new(Vec::new());
+
+fn fingerprint(token: &Secret) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.expose().as_bytes()).into()
+}
+
+fn was_refused(token: &Secret) -> bool {
+    let fp = fingerprint(token);
+    REFUSED.lock().is_ok_and(|list| list.contains(&fp))
+}
+
+fn mark_refused(token: &Secret) {
+    if let Ok(mut list) = REFUSED.lock() {
+        list.push(fingerprint(token));
+    }
+}
+
 struct Cached {
     token: Secret,
     expires: Instant,
@@ -222,9 +243,17 @@ async fn refresh_now(
             account: account_name.to_string(),
         });
     };
+    let sign_in_again = || OAuth2Error::SignInAgain {
+        account: account_name.to_string(),
+        reason: "the refresh token was refused".into(),
+    };
+    if was_refused(&refresh_token) {
+        return Err(sign_in_again());
+    }
     let tokens = match token::refresh(&ep, &refresh_token).await {
         Ok(t) => t,
         Err(OAuth2Error::Refused { error, .. }) if error == "invalid_grant" => {
+            mark_refused(&refresh_token);
             return Err(OAuth2Error::SignInAgain {
                 account: account_name.to_string(),
                 reason: "the refresh token was refused".into(),
@@ -265,4 +294,18 @@ pub async fn store_sign_in(
         .map_err(|_| OAuth2Error::Cancelled)??;
     remember(account, &tokens.access_token, tokens.expires_in);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_refresh_tokens_are_remembered_by_hash_only() {
+        let t = Secret::new("rt-refused-once".into());
+        assert!(!was_refused(&t));
+        mark_refused(&t);
+        assert!(was_refused(&t));
+        assert!(!was_refused(&Secret::new("rt-another".into())));
+    }
 }
