@@ -953,25 +953,14 @@ fn check_account(
                 .into(),
         ));
     }
-    if account
-        .tls_ca_file
-        .as_deref()
-        .is_some_and(|p| p.as_os_str().is_empty())
-    {
-        return Err(at(
-            "tls_ca_file",
-            "must not be empty: expected a file path".into(),
-        ));
-    }
-    if account
-        .mbox_path
-        .as_deref()
-        .is_some_and(|p| p.as_os_str().is_empty())
-    {
-        return Err(at(
-            "mbox_path",
-            "must not be empty: expected a file path".into(),
-        ));
+    for (key, path) in [
+        ("tls_ca_file", &account.tls_ca_file),
+        ("mbox_path", &account.mbox_path),
+        ("oauth2_ca_file", &account.oauth2_ca_file),
+    ] {
+        if path.as_deref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(at(key, "must not be empty: expected a file path".into()));
+        }
     }
     if let Some(fp) = &account.tls_cert_sha256 {
         match parse_fingerprint(fp.trim()) {
@@ -1106,16 +1095,6 @@ fn check_oauth2(
         return Err(at(
             "oauth2_scopes",
             "invalid value: each scope must be one non-empty word without spaces".into(),
-        ));
-    }
-    if account
-        .oauth2_ca_file
-        .as_deref()
-        .is_some_and(|p| p.as_os_str().is_empty())
-    {
-        return Err(at(
-            "oauth2_ca_file",
-            "must not be empty: expected a file path".into(),
         ));
     }
     if account.oauth2_token_command.is_some() {

@@ -27,27 +27,17 @@ struct Profile {
 impl Profile {
     fn new(d: &Dovecot, protocol: &str, mechanism: &str) -> Profile {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("config/mailbag");
-        std::fs::create_dir_all(&config).expect("config dir");
-        let port = if protocol == "imap" {
-            d.imap_tls_port()
-        } else {
-            d.pop3_tls_port()
-        };
-        std::fs::write(
-            config.join("config.toml"),
-            format!(
-                "[accounts.work]\nemail = \"alice@example.com\"\nprotocol = \"{protocol}\"\n\
-                 host = \"{}\"\nport = {port}\nsecurity = \"tls\"\nusername = \"{}\"\n\
-                 tls_ca_file = \"{}\"\nauth = \"oauth2\"\noauth2_mechanism = \"{mechanism}\"\n\
+        let token = dir.path().join("token");
+        common::oauth_server::write_profile(
+            dir.path(),
+            d,
+            protocol,
+            &format!(
+                "auth = \"oauth2\"\noauth2_mechanism = \"{mechanism}\"\n\
                  oauth2_token_command = \"cat {}\"\n",
-                common::TLS_NAME,
-                ALICE.name,
-                d.ca_path().display(),
-                dir.path().join("token").display(),
+                token.display()
             ),
-        )
-        .expect("config");
+        );
         Profile { dir }
     }
 

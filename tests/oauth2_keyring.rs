@@ -29,56 +29,12 @@ const CHILD_ENV: &str = "MAILBAG_OAUTH2_KEYRING_CHILD";
 /// Printed by a child whose checks all passed.
 const CHILD_OK: &str = "MAILBAG-OAUTH2-CHILD-OK";
 
-fn program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin", "/usr/sbin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 /// Runs the ignored test `child` of this binary in a private D-Bus session with an unlocked
 /// gnome-keyring, and fails if it does not report success.
 fn in_keyring_session(child: &str) {
-    let (Some(dbus), Some(keyring)) =
-        (program("dbus-run-session"), program("gnome-keyring-daemon"))
-    else {
-        let required = ["MAILBAG_REQUIRE_KEYRING", common::REQUIRE_ENV]
-            .iter()
-            .any(|v| std::env::var(v).is_ok_and(|v| v == "1"));
-        if required {
-            panic!("dbus-run-session or gnome-keyring-daemon not found (needed for {child})");
-        }
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED (dbus-run-session / gnome-keyring-daemon not found): {child}"
-        );
+    let Some(out) = common::in_keyring_session(child, CHILD_ENV) else {
         return;
     };
-    let home = tempfile::tempdir().expect("home");
-    let exe = std::env::current_exe().expect("test binary");
-    let script = format!(
-        "printf '\\n' | {} --unlock --components=secrets >/dev/null || exit 97; exec \"$0\" \"$@\"",
-        keyring.display()
-    );
-    let out = Command::new(dbus)
-        .args(["--", "sh", "-c", &script])
-        .arg(exe)
-        .args([
-            child,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("HOME", home.path())
-        .env("XDG_DATA_HOME", home.path().join("share"))
-        .env("XDG_RUNTIME_DIR", home.path())
-        .env(CHILD_ENV, "1")
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dbus-run-session");
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
     assert!(
@@ -119,26 +75,7 @@ struct Profile {
 impl Profile {
     fn new(d: &Dovecot, auth: &AuthServer, protocol: &str) -> Profile {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("config/mailbag");
-        std::fs::create_dir_all(&config).expect("config dir");
-        let port = if protocol == "imap" {
-            d.imap_tls_port()
-        } else {
-            d.pop3_tls_port()
-        };
-        std::fs::write(
-            config.join("config.toml"),
-            format!(
-                "[accounts.work]\nemail = \"alice@example.com\"\nprotocol = \"{protocol}\"\n\
-                 host = \"{}\"\nport = {port}\nsecurity = \"tls\"\nusername = \"{}\"\n\
-                 tls_ca_file = \"{}\"\n{}",
-                common::TLS_NAME,
-                ALICE.name,
-                d.ca_path().display(),
-                auth.account_keys(),
-            ),
-        )
-        .expect("config");
+        common::oauth_server::write_profile(dir.path(), d, protocol, &auth.account_keys());
         Profile { dir }
     }
 
@@ -435,6 +372,24 @@ fn wait_for_line(
     panic!("mailbag's output ended without a line containing {needle:?}");
 }
 
+/// Starts `mailbag login work ARGS` with stdout piped; returns it and its stdout lines.
+fn start_login(
+    p: &Profile,
+    args: &[&str],
+) -> (Child, std::io::Lines<BufReader<std::process::ChildStdout>>) {
+    let mut all = vec!["login", "work"];
+    all.extend_from_slice(args);
+    let mut child = p
+        .command(&all)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mailbag login");
+    let stdout = child.stdout.take().expect("stdout");
+    (child, BufReader::new(stdout).lines())
+}
+
 /// Waits for `child` to exit (it is killed after two minutes: a hang is a failure).
 fn finish(mut child: Child) -> (bool, String) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -471,15 +426,7 @@ fn child_authorization_code_flow() {
     let p = Profile::new(&d, &auth, "imap");
 
     // 1. The browser follows the redirect to mailbag's loopback listener.
-    let mut child = p
-        .command(&["login", "work", "--no-browser"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mailbag login");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
+    let (child, mut lines) = start_login(&p, &["--no-browser"]);
     let url = wait_for_line(&mut lines, &auth.url("/authorize?"));
     let query = parse_form(url.split_once('?').expect("query").1);
     assert_eq!(
@@ -509,15 +456,7 @@ fn child_authorization_code_flow() {
     assert_eq!(p.message_count(), 2);
 
     // 2. A headless box: the user pastes the address the browser ended on.
-    let mut child = p
-        .command(&["login", "work", "--no-browser"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mailbag login");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
+    let (mut child, mut lines) = start_login(&p, &["--no-browser"]);
     let url = wait_for_line(&mut lines, &auth.url("/authorize?"));
     let (_, location) = https_get(&url, auth.ca_path());
     let location = location.expect("a redirect");
@@ -531,15 +470,7 @@ fn child_authorization_code_flow() {
     assert_ne!(newer, stored, "the second sign-in stored its own token");
 
     // 3. A forged redirect (wrong state) is refused and stores nothing new.
-    let mut child = p
-        .command(&["login", "work", "--no-browser"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mailbag login");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
+    let (mut child, mut lines) = start_login(&p, &["--no-browser"]);
     let url = wait_for_line(&mut lines, &auth.url("/authorize?"));
     let (_, location) = https_get(&url, auth.ca_path());
     let location = location.expect("a redirect");
@@ -570,15 +501,7 @@ fn child_device_flow() {
     let (auth, d) = servers();
     d.seed(ALICE.name, "INBOX", 1).expect("seed");
     let p = Profile::new(&d, &auth, "pop3");
-    let mut child = p
-        .command(&["login", "work", "--device"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mailbag login --device");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
+    let (child, mut lines) = start_login(&p, &["--device"]);
     wait_for_line(&mut lines, "https://localhost/device");
     let code = wait_for_line(&mut lines, "WDJB-");
     assert!(auth.decide_device(&code, true), "unknown user code {code}");
@@ -600,15 +523,7 @@ fn child_device_flow() {
     assert_eq!(p.message_count(), 1);
 
     // A denied code ends the sign-in with a clear error.
-    let mut child = p
-        .command(&["login", "work", "--device"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mailbag login --device");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
+    let (child, mut lines) = start_login(&p, &["--device"]);
     let code = wait_for_line(&mut lines, "WDJB-");
     assert!(auth.decide_device(&code, false));
     let (ok, err) = finish(child);

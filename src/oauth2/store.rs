@@ -73,36 +73,15 @@ fn next_user(account: &Account) -> String {
 }
 
 fn entry(account_name: &str, user: &str) -> Result<keyring::Entry, CredentialError> {
-    keyring::Entry::new(KEYRING_SERVICE, user).map_err(|e| map_keyring(account_name, e))
-}
-
-/// Like [`credentials`]' own mapping: never carries the stored bytes along.
-fn map_keyring(account_name: &str, err: keyring::Error) -> CredentialError {
-    let account = account_name.to_string();
-    match err {
-        keyring::Error::NoEntry => CredentialError::NotFound { account },
-        keyring::Error::PlatformFailure(source) => CredentialError::NoService { source },
-        keyring::Error::NoStorageAccess(source) => CredentialError::Locked { account, source },
-        keyring::Error::BadEncoding(_) => CredentialError::Keyring {
-            account,
-            reason: "the stored refresh token is not valid UTF-8".into(),
-        },
-        keyring::Error::Ambiguous(items) => CredentialError::Keyring {
-            account,
-            reason: format!("{} entries match; remove the extras", items.len()),
-        },
-        other => CredentialError::Keyring {
-            account,
-            reason: other.to_string(),
-        },
-    }
+    keyring::Entry::new(KEYRING_SERVICE, user)
+        .map_err(|e| credentials::keyring_error(account_name, e))
 }
 
 fn get(account_name: &str, user: &str) -> Result<Option<Secret>, CredentialError> {
     match entry(account_name, user)?.get_password() {
         Ok(p) => Ok(Some(Secret::new(p))),
         Err(keyring::Error::NoEntry) => Ok(None),
-        Err(e) => Err(map_keyring(account_name, e)),
+        Err(e) => Err(credentials::keyring_error(account_name, e)),
     }
 }
 
@@ -127,13 +106,13 @@ pub fn save_refresh_token(
 ) -> Result<(), CredentialError> {
     let next = entry(account_name, &next_user(account))?;
     next.set_password(token.expose())
-        .map_err(|e| map_keyring(account_name, e))?;
+        .map_err(|e| credentials::keyring_error(account_name, e))?;
     entry(account_name, &refresh_user(account))?
         .set_password(token.expose())
-        .map_err(|e| map_keyring(account_name, e))?;
+        .map_err(|e| credentials::keyring_error(account_name, e))?;
     match next.delete_credential() {
         Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
-        Err(e) => Err(map_keyring(account_name, e)),
+        Err(e) => Err(credentials::keyring_error(account_name, e)),
     }
 }
 
@@ -149,7 +128,7 @@ pub fn delete_refresh_token(
         match entry(account_name, &user)?.delete_credential() {
             Ok(()) => found = true,
             Err(keyring::Error::NoEntry) => {}
-            Err(e) => return Err(map_keyring(account_name, e)),
+            Err(e) => return Err(credentials::keyring_error(account_name, e)),
         }
     }
     Ok(found)

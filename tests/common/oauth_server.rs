@@ -258,6 +258,30 @@ fn issue_pair(s: &mut State, user: &str) -> (String, String) {
     (access, refresh)
 }
 
+/// Writes `DIR/config/mailbag/config.toml` with one account `work` for ALICE on `d` over
+/// `protocol` (`imap` or `pop3`, implicit TLS), followed by `extra` account keys.
+pub fn write_profile(dir: &Path, d: &super::Dovecot, protocol: &str, extra: &str) {
+    let config = dir.join("config/mailbag");
+    std::fs::create_dir_all(&config).expect("config dir");
+    let port = if protocol == "imap" {
+        d.imap_tls_port()
+    } else {
+        d.pop3_tls_port()
+    };
+    std::fs::write(
+        config.join("config.toml"),
+        format!(
+            "[accounts.work]\nemail = \"alice@example.com\"\nprotocol = \"{protocol}\"\n\
+             host = \"{}\"\nport = {port}\nsecurity = \"tls\"\nusername = \"{}\"\n\
+             tls_ca_file = \"{}\"\n{extra}",
+            super::TLS_NAME,
+            super::ALICE.name,
+            d.ca_path().display(),
+        ),
+    )
+    .expect("config");
+}
+
 /// A parsed request.
 struct Request {
     method: String,
