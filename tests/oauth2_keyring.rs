@@ -441,6 +441,13 @@ fn child_authorization_code_flow() {
     assert!(status.contains("302"), "{status}");
     let location = location.expect("a redirect");
     assert!(location.starts_with("http://127.0.0.1:"), "{location}");
+    // A browser may open a connection it never uses (a speculative preconnect): it must not
+    // hold up the real one.
+    let authority = location
+        .strip_prefix("http://")
+        .and_then(|r| r.split('/').next())
+        .expect("authority");
+    let _idle = std::net::TcpStream::connect(authority).expect("idle connection");
     let page = loopback_get(&location);
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("You can close this window"), "{page}");

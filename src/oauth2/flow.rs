@@ -225,6 +225,15 @@ async fn authorization_code(
         .await
         .map_err(OAuth2Error::Listen)?;
     let port = listener.local_addr().map_err(OAuth2Error::Listen)?.port();
+    // NOTE: `localhost` (the Microsoft redirect) may resolve to ::1 first; listen there too
+    // when the same port is free. Failing that, browsers fall back to 127.0.0.1.
+    let v6 = TcpListener::bind(("::1", port)).await.ok();
+    let (found_tx, mut found) = mpsc::channel(4);
+    let accept_tasks: Vec<_> = std::iter::once(listener)
+        .chain(v6)
+        .map(|l| tokio::spawn(accept_redirects(l, found_tx.clone())))
+        .collect();
+    drop(found_tx);
     let redirect = redirect_uri(ep, port);
     let pkce = Pkce::new()?;
     let state = base64url(&random_bytes(16)?);
@@ -251,13 +260,12 @@ async fn authorization_code(
             }
         };
         tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                match serve_redirect(stream).await {
-                    Redirected::Other => continue,
-                    r => break r,
-                }
-            }
+            redirected = found.recv() => match redirected {
+                Some(r) => break r,
+                None => return Err(OAuth2Error::Listen(std::io::Error::other(
+                    "the listener stopped",
+                ))),
+            },
             line = from_paste => match line {
                 None => {
                     // NOTE: stdin closed; keep waiting for the browser alone.
@@ -275,6 +283,9 @@ async fn authorization_code(
             },
         }
     };
+    for task in accept_tasks {
+        task.abort();
+    }
     let (code, returned_state) = match got {
         Redirected::Code { code, state } => (secret(code), state),
         Redirected::Error { error, .. } if error == "access_denied" => {
@@ -295,6 +306,25 @@ async fn authorization_code(
     }
     prompt.status("exchanging the code for tokens");
     token::exchange_code(ep, &code, &pkce.verifier, &redirect).await
+}
+
+/// Accepts browser connections, each served on its own task (a browser may open idle
+/// speculative connections), and sends every sign-in redirect to `found`.
+async fn accept_redirects(listener: TcpListener, found: mpsc::Sender<Redirected>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // NOTE: e.g. out of file descriptors; do not spin.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let found = found.clone();
+        tokio::spawn(async move {
+            let r = serve_redirect(stream).await;
+            if r != Redirected::Other {
+                let _ = found.send(r).await;
+            }
+        });
+    }
 }
 
 /// Reads one HTTP request from the browser and answers it; returns what its target carried.
