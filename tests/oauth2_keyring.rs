@@ -32,6 +32,9 @@ const CHILD_OK: &str = "MAILBAG-OAUTH2-CHILD-OK";
 /// Runs the ignored test `child` of this binary in a private D-Bus session with an unlocked
 /// gnome-keyring, and fails if it does not report success.
 fn in_keyring_session(child: &str) {
+    if !common::dovecot_installed(child) {
+        return;
+    }
     let Some(out) = common::in_keyring_session(child, CHILD_ENV) else {
         return;
     };
@@ -461,6 +464,14 @@ fn child_authorization_code_flow() {
     let out = p.run(&["sync"]);
     assert!(out.status.success(), "sync: {}", text(&out.stderr));
     assert_eq!(p.message_count(), 2);
+    // Without oauth2_mechanism, OAUTHBEARER (the standard) wins over XOAUTH2.
+    assert!(
+        d.logs()
+            .lines()
+            .any(|l| l.contains("Login: user=<alice>") && l.contains("method=OAUTHBEARER")),
+        "{}",
+        d.logs()
+    );
 
     // 2. A headless box: the user pastes the address the browser ended on.
     let (mut child, mut lines) = start_login(&p, &["--no-browser"]);
@@ -536,6 +547,14 @@ fn child_device_flow() {
     let (ok, err) = finish(child);
     assert!(!ok, "a denied device code signed in");
     assert!(err.contains("denied"), "{err}");
+
+    // So does a code that expires before anyone approves it.
+    let (child, mut lines) = start_login(&p, &["--device"]);
+    let code = wait_for_line(&mut lines, "WDJB-");
+    assert!(auth.expire_device(&code));
+    let (ok, err) = finish(child);
+    assert!(!ok, "an expired device code signed in");
+    assert!(err.contains("device code expired"), "{err}");
     println!("{CHILD_OK}");
 }
 

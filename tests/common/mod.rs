@@ -1055,6 +1055,19 @@ fn render_config(version: &str, root: &Path, id: &Identity, ports: Ports) -> Str
     c
 }
 
+/// Whether Dovecot is installed: `false` after a loud `SKIPPED` line for `test`, a panic when
+/// `MAILBAG_REQUIRE_DOVECOT=1`. For tests that start Dovecot in a child process.
+pub fn dovecot_installed(test: &str) -> bool {
+    if find_binary("dovecot", &["/usr/sbin", "/usr/local/sbin"]).is_some() {
+        return true;
+    }
+    if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
+        panic!("dovecot not found (needed for {test}) and {REQUIRE_ENV}=1");
+    }
+    let _ = writeln!(io::stderr(), "SKIPPED (dovecot not found): {test}");
+    false
+}
+
 /// Runs the ignored test `child` of the current test binary inside a private D-Bus session
 /// with an unlocked gnome-keyring-daemon and a throw-away home (the user's keyrings are never
 /// touched), with `child_env=1` set. `None` (after a loud `SKIPPED` line) when

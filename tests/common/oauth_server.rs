@@ -74,6 +74,7 @@ struct Device {
     slow_down_once: bool,
     approved: bool,
     denied: bool,
+    expired: bool,
 }
 
 /// Handle to a running server; it stops when dropped.
@@ -230,6 +231,18 @@ impl AuthServer {
             .filter(|(_, (_, ok))| *ok)
             .map(|(t, _)| t.clone())
             .collect()
+    }
+
+    /// Lets the device code with `user_code` expire (the next poll gets `expired_token`).
+    pub fn expire_device(&self, user_code: &str) -> bool {
+        let mut s = self.lock();
+        for d in s.devices.values_mut() {
+            if d.user_code == user_code {
+                d.expired = true;
+                return true;
+            }
+        }
+        false
     }
 
     /// Approves (or denies) the device authorization with `user_code`.
@@ -486,6 +499,7 @@ fn handle(s: &mut State, req: &Request, tls: bool) -> Reply {
                     slow_down_once: true,
                     approved: false,
                     denied: false,
+                    expired: false,
                 },
             );
             json(
@@ -626,6 +640,8 @@ fn token(s: &mut State, req: &Request) -> Reply {
                 "too_fast"
             } else if d.denied {
                 "access_denied"
+            } else if d.expired {
+                "expired_token"
             } else if d.pending_polls > 0 {
                 d.pending_polls -= 1;
                 "authorization_pending"
