@@ -30,7 +30,7 @@ use crate::credentials::{CredentialError, Secret};
 pub use flow::{Method, Prompt, sign_in};
 pub use store::{access_token, renew_access_token};
 
-/// Google's endpoints (https://developers.google.com/identity/protocols/oauth2/native-app).
+/// Google's endpoints (<https://developers.google.com/identity/protocols/oauth2/native-app>).
 pub const GOOGLE_AUTH_URL: &str = "https://accounts.google.com/o/oauth2/v2/auth";
 /// Google's token endpoint.
 pub const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
