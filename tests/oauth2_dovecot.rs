@@ -141,7 +141,8 @@ fn refused_token_is_a_sign_in_again_error(protocol: &str) {
             "{protocol} {mechanism}: sync succeeded"
         );
         assert!(
-            err.contains("sign in again"),
+            err.contains("refused the access token from oauth2_token_command twice")
+                && err.contains("sign in again"),
             "{protocol} {mechanism}: {err}"
         );
         assert_eq!(

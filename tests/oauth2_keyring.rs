@@ -290,6 +290,29 @@ fn child_revoked_refresh_token() {
             "{protocol}: nothing was refreshed"
         );
     }
+    // A server that refuses even a fresh access token: one refresh, one retry, then one
+    // "sign in again" line, not a loop.
+    for protocol in ["imap", "pop3"] {
+        let p = Profile::new(&d, &auth, protocol);
+        let (_, refresh) = auth.issue(ALICE.name);
+        p.store_refresh_token(&refresh);
+        let before = auth.lock().refreshes;
+        auth.lock().reject_all = true;
+        let out = p.run(&["sync"]);
+        auth.lock().reject_all = false;
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{protocol}: {err}");
+        assert!(
+            err.contains("refused a fresh access token") && err.contains("sign in again"),
+            "{protocol}: {err}"
+        );
+        assert_eq!(
+            auth.lock().refreshes,
+            before + 2,
+            "{protocol}: one refresh to start, one after the refusal"
+        );
+    }
+
     // Without any stored token the message says how to sign in.
     let p = Profile::new(&d, &auth, "imap");
     assert!(

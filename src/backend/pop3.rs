@@ -592,16 +592,9 @@ impl Session {
                     .await
                     .map_err(|e| auth_error(e.to_string()))?;
             } else {
-                oauth2::store::forget(account);
+                let why = sanitize::line(&text);
                 return Err(auth_error(
-                    oauth2::OAuth2Error::SignInAgain {
-                        account: name.to_string(),
-                        reason: format!(
-                            "the server refused a fresh access token: {}",
-                            sanitize::line(&text)
-                        ),
-                    }
-                    .to_string(),
+                    oauth2::refused_twice(name, account, &why).to_string(),
                 ));
             }
         }

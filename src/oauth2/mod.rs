@@ -164,6 +164,13 @@ pub enum OAuth2Error {
          {account}` to sign in again"
     )]
     SignInAgain { account: String, reason: String },
+    /// The access token `oauth2_token_command` printed was refused, also after running it
+    /// again.
+    #[error(
+        "the server refused the access token from oauth2_token_command twice ({reason}): sign \
+         in again with your token broker"
+    )]
+    BrokerTokenRefused { reason: String },
     /// No refresh token is stored yet.
     #[error("{account} is not signed in yet: run `mailbag login {account}`")]
     NotSignedIn { account: String },
@@ -212,6 +219,21 @@ pub fn configure(
     account.oauth2_provider = Some(provider);
     account.oauth2_client_id = Some(client_id.to_string());
     account.oauth2_client_secret = client_secret.map(|s| crate::config::Hidden(s.to_string()));
+}
+
+/// The error for a server that refused a freshly obtained access token too: `why` is the
+/// server's (cleaned) reason. The in-memory token is dropped; no third attempt is made.
+pub fn refused_twice(account_name: &str, account: &Account, why: &str) -> OAuth2Error {
+    store::forget(account);
+    let reason = format!("the server refused a fresh access token: {why}");
+    if account.oauth2_token_command.is_some() {
+        OAuth2Error::BrokerTokenRefused { reason }
+    } else {
+        OAuth2Error::SignInAgain {
+            account: account_name.to_string(),
+            reason,
+        }
+    }
 }
 
 /// Reads `n` random bytes from the kernel (for PKCE verifiers and `state`).

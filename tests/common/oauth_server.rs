@@ -62,6 +62,8 @@ pub struct State {
     pub hold_introspection: bool,
     /// How many introspection requests were held.
     pub held: u32,
+    /// Tell Dovecot every token is inactive (a mailbox whose IMAP/POP access was withdrawn).
+    pub reject_all: bool,
 }
 
 struct Device {
@@ -467,7 +469,7 @@ fn handle(s: &mut State, req: &Request, tls: bool) -> Reply {
             s.introspections += 1;
             let token = req.form.get("token").cloned().unwrap_or_default();
             match s.access.get(&token) {
-                Some((user, true)) => json(
+                Some((user, true)) if !s.reject_all => json(
                     "200 OK",
                     serde_json::json!({ "active": "true", "username": user }),
                 ),

@@ -539,16 +539,9 @@ async fn oauth2_login(
     match bearer_attempt(client, account, mechanism, &token, timeouts).await {
         Ok(session) => Ok(session),
         Err(Attempt::Failed(e)) => Err(e),
-        Err(Attempt::Rejected(_, why)) => {
-            oauth2::store::forget(account);
-            Err(auth_error(
-                oauth2::OAuth2Error::SignInAgain {
-                    account: name.to_string(),
-                    reason: format!("the server refused a fresh access token: {why}"),
-                }
-                .to_string(),
-            ))
-        }
+        Err(Attempt::Rejected(_, why)) => Err(auth_error(
+            oauth2::refused_twice(name, account, &why).to_string(),
+        )),
     }
 }
 
