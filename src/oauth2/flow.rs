@@ -229,10 +229,14 @@ async fn authorization_code(
     // when the same port is free. Failing that, browsers fall back to 127.0.0.1.
     let v6 = TcpListener::bind(("::1", port)).await.ok();
     let (found_tx, mut found) = mpsc::channel(4);
-    let accept_tasks: Vec<_> = std::iter::once(listener)
-        .chain(v6)
-        .map(|l| tokio::spawn(accept_redirects(l, found_tx.clone())))
-        .collect();
+    // NOTE: the listeners close when this function returns, fails or is cancelled (the TUI
+    // dropping the sign-in): the guard aborts their tasks.
+    let _listening = AbortOnDrop(
+        std::iter::once(listener)
+            .chain(v6)
+            .map(|l| tokio::spawn(accept_redirects(l, found_tx.clone())))
+            .collect(),
+    );
     drop(found_tx);
     let redirect = redirect_uri(ep, port);
     let pkce = Pkce::new()?;
@@ -283,9 +287,6 @@ async fn authorization_code(
             },
         }
     };
-    for task in accept_tasks {
-        task.abort();
-    }
     let (code, returned_state) = match got {
         Redirected::Code { code, state } => (secret(code), state),
         Redirected::Error { error, .. } if error == "access_denied" => {
@@ -306,6 +307,17 @@ async fn authorization_code(
     }
     prompt.status("exchanging the code for tokens");
     token::exchange_code(ep, &code, &pkce.verifier, &redirect).await
+}
+
+/// Aborts its tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Accepts browser connections, each served on its own task (a browser may open idle
@@ -522,5 +534,106 @@ mod tests {
             redirect_uri(&ep(OAuth2Provider::Google), 4242),
             "http://127.0.0.1:4242/"
         );
+    }
+
+    /// Hands each shown URL to the test.
+    struct Capture(std::sync::mpsc::Sender<String>);
+
+    impl Prompt for Capture {
+        fn show_url(&mut self, url: &str) {
+            let _ = self.0.send(url.to_string());
+        }
+        fn show_device_code(&mut self, _: &str, _: &str, _: Option<&str>) {}
+        fn status(&mut self, _: &str) {}
+    }
+
+    fn custom_account() -> Account {
+        let mut a = crate::wizard::blank_account(
+            "me@example.com",
+            crate::config::Protocol::Imap,
+            "imap.example.com",
+            crate::config::Security::Tls,
+        );
+        super::super::configure(&mut a, OAuth2Provider::Custom, "cid", None);
+        a.oauth2_auth_url = Some("https://auth.example/authorize".into());
+        a.oauth2_token_url = Some("https://auth.example/token".into());
+        a.oauth2_scopes = Some(vec!["mail".into()]);
+        a
+    }
+
+    /// Starts a browser sign-in on a runtime thread; returns the authorization URL and the
+    /// listener's port.
+    fn start_browser_sign_in(
+        rt: &tokio::runtime::Runtime,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), OAuth2Error>>,
+        String,
+        u16,
+    ) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let task = rt.spawn(async move {
+            let method = Method::Browser {
+                open_browser: false,
+                pasted: None,
+            };
+            sign_in("t", &custom_account(), method, &mut Capture(tx)).await
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the URL is shown");
+        let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let redirect = query
+            .split('&')
+            .find_map(|p| p.strip_prefix("redirect_uri="))
+            .and_then(percent_decode)
+            .expect("redirect_uri");
+        let port = redirect
+            .trim_start_matches("http://127.0.0.1:")
+            .trim_end_matches('/')
+            .parse()
+            .expect("port");
+        (task, url, port)
+    }
+
+    #[test]
+    fn a_denied_consent_ends_the_browser_sign_in() {
+        use std::io::{Read, Write};
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let (task, url, port) = start_browser_sign_in(&rt);
+        let state = url
+            .split('&')
+            .find_map(|p| p.strip_prefix("state="))
+            .expect("state")
+            .to_string();
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(
+            tcp,
+            "GET /?error=access_denied&state={state} HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        .expect("write");
+        let mut page = String::new();
+        let _ = tcp.read_to_string(&mut page);
+        assert!(page.contains("did not succeed"), "{page}");
+        let result = rt.block_on(task).expect("join");
+        assert!(matches!(result, Err(OAuth2Error::Denied)), "{result:?}");
+    }
+
+    #[test]
+    fn a_cancelled_browser_sign_in_closes_its_listener() {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let (task, _, port) = start_browser_sign_in(&rt);
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        task.abort();
+        let _ = rt.block_on(task);
+        // NOTE: the accept tasks are aborted on drop; the runtime runs them down soon after,
+        // then the port refuses connections (waited for, not timed).
+        let refused = (0..50).any(|_| {
+            let gone = std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
+            if !gone {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            gone
+        });
+        assert!(refused, "the loopback listener outlived the sign-in");
     }
 }
