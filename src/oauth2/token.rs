@@ -69,11 +69,17 @@ pub async fn exchange_code(
 
 /// Asks for a new access token with a refresh token (RFC 6749 §6).
 pub async fn refresh(ep: &Endpoints, refresh_token: &Secret) -> Result<Tokens, OAuth2Error> {
+    let scope = ep.scope();
     let mut form = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.expose()),
         ("client_id", &ep.client_id),
     ];
+    if ep.provider == crate::config::OAuth2Provider::Microsoft {
+        // NOTE: the Microsoft identity platform documents `scope` as required here (RFC 6749
+        // §6 makes it optional); the same scopes as the sign-in are asked for.
+        form.push(("scope", &scope));
+    }
     if let Some(s) = &ep.client_secret {
         form.push(("client_secret", s));
     }
