@@ -115,6 +115,18 @@ pub enum Command {
     },
     /// Add an account: discovers the server settings, tests the login, saves the account.
     Setup(Box<crate::wizard::scripted::SetupArgs>),
+    /// Sign an account in with OAuth2 (auth = "oauth2"): the browser by default, or a code
+    /// to enter on another device with --device. The refresh token goes to the OS keyring.
+    Login {
+        /// The account's name, as in [accounts.NAME].
+        account: String,
+        /// Show a code to enter on another device instead of using a browser here.
+        #[arg(long)]
+        device: bool,
+        /// Do not start a browser; only print the address to open.
+        #[arg(long, conflicts_with = "device")]
+        no_browser: bool,
+    },
     /// Show one message (by the id `list` prints).
     Read {
         /// The message's id in the cache.
@@ -139,6 +151,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Some(Command::Setup(args)) => return crate::wizard::scripted::run(&paths, *args),
         Some(Command::Sync { accounts }) if !cli.demo => return sync(&paths, &accounts),
+        Some(Command::Login {
+            account,
+            device,
+            no_browser,
+        }) if !cli.demo => return login(&paths, &account, device, no_browser),
         Some(Command::Flag {
             ids,
             seen,
@@ -185,7 +202,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             Command::Sync { .. }
             | Command::Flag { .. }
             | Command::Delete { .. }
-            | Command::Move { .. },
+            | Command::Move { .. }
+            | Command::Login { .. },
         ) => {
             return Err(Error::Usage(
                 "the demo account is read-only: it has no server to sync and keeps no changes"
@@ -243,7 +261,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             | Command::Flag { .. }
             | Command::Delete { .. }
             | Command::Move { .. }
-            | Command::Setup(_),
+            | Command::Setup(_)
+            | Command::Login { .. },
         ) => Ok(()),
     };
     match result {
@@ -390,6 +409,92 @@ fn change(paths: &Paths, ids: &[i64], change: &Change) -> Result<i32> {
             );
         }
     }
+    Ok(0)
+}
+
+/// Prints the sign-in steps: the address and code on stdout (a script may read them), status
+/// lines on stderr.
+struct PrintPrompt;
+
+impl crate::oauth2::Prompt for PrintPrompt {
+    fn show_url(&mut self, url: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "Open this address in a browser to sign in:\n\n  {}\n\nOn a computer without a \
+             browser, open it elsewhere and paste the address the browser ends on here.",
+            sanitize::line(url)
+        );
+        let _ = out.flush();
+    }
+
+    fn show_device_code(
+        &mut self,
+        user_code: &str,
+        verification_uri: &str,
+        verification_uri_complete: Option<&str>,
+    ) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "On any device, open {} and enter the code:\n\n  {}\n",
+            sanitize::line(verification_uri),
+            sanitize::line(user_code)
+        );
+        if let Some(complete) = verification_uri_complete {
+            let _ = writeln!(out, "(or open {})", sanitize::line(complete));
+        }
+        let _ = out.flush();
+    }
+
+    fn status(&mut self, text: &str) {
+        eprintln!("{}", sanitize::line(text));
+    }
+}
+
+/// `mailbag login NAME`: the interactive OAuth2 sign-in for one account.
+fn login(paths: &Paths, name: &str, device: bool, no_browser: bool) -> Result<i32> {
+    let config = crate::config::load(&paths.config_file)?;
+    let Some(account) = config.account(name) else {
+        return Err(Error::Usage(format!(
+            "no account named {} in {}",
+            sanitize::line(name),
+            paths.config_file.display()
+        )));
+    };
+    if !account.uses_oauth2() {
+        return Err(Error::Usage(format!(
+            "account {} does not use OAuth2: set auth = \"oauth2\" and the oauth2_* keys (see \
+             docs/oauth2.md)",
+            sanitize::line(name)
+        )));
+    }
+    let method = if device {
+        crate::oauth2::Method::Device
+    } else {
+        // NOTE: a thread reads pasted lines; it blocks on stdin and ends with the process.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        std::thread::spawn(move || {
+            let stdin = std::io::stdin();
+            let mut line = String::new();
+            while matches!(stdin.read_line(&mut line), Ok(n) if n > 0) {
+                if tx.blocking_send(std::mem::take(&mut line)).is_err() {
+                    break;
+                }
+            }
+        });
+        crate::oauth2::Method::Browser {
+            open_browser: !no_browser,
+            pasted: Some(rx),
+        }
+    };
+    let runtime = runtime()?;
+    runtime.block_on(crate::oauth2::sign_in(
+        name,
+        account,
+        method,
+        &mut PrintPrompt,
+    ))?;
     Ok(0)
 }
 

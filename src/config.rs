@@ -112,6 +112,42 @@ pub enum Auth {
     Password,
     /// POP3 APOP (RFC 1939 §7): an MD5 digest instead of the password, for old servers.
     Apop,
+    /// OAuth2 (RFC 6749) access tokens over SASL OAUTHBEARER (RFC 7628) or XOAUTH2.
+    #[serde(rename = "oauth2")]
+    OAuth2,
+}
+
+/// Which OAuth2 authorization server an account signs in with.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OAuth2Provider {
+    /// Google (Gmail): endpoints and scope preset.
+    Google,
+    /// Microsoft (Outlook.com, Hotmail, Microsoft 365): endpoints and scopes preset.
+    Microsoft,
+    /// Any other server: `oauth2_token_url` and `oauth2_auth_url` / `oauth2_device_url` given.
+    Custom,
+}
+
+/// Which SASL mechanism carries the OAuth2 access token.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OAuth2Mechanism {
+    /// RFC 7628 OAUTHBEARER.
+    Oauthbearer,
+    /// Google's XOAUTH2 (also offered by Microsoft and Dovecot).
+    Xoauth2,
+}
+
+/// A config value that must never be printed (`oauth2_client_secret`): `Debug` shows `***`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Hidden(pub String);
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// One account, as written in `[accounts.NAME]`.
@@ -126,9 +162,29 @@ pub struct Account {
     #[serde(default)]
     pub security: Security,
     pub username: Option<String>,
-    /// "password" (default) or, POP3 only, "apop".
+    /// "password" (default), "oauth2" or, POP3 only, "apop".
     pub auth: Option<Auth>,
     pub password_command: Option<String>,
+    /// With `auth = "oauth2"`: google, microsoft or custom.
+    pub oauth2_provider: Option<OAuth2Provider>,
+    /// With `auth = "oauth2"`: the client id of the app registration.
+    pub oauth2_client_id: Option<String>,
+    /// With `auth = "oauth2"`: the client secret, when the registration has one.
+    pub oauth2_client_secret: Option<Hidden>,
+    /// With `auth = "oauth2"`: the authorization endpoint (preset for google and microsoft).
+    pub oauth2_auth_url: Option<String>,
+    /// With `auth = "oauth2"`: the token endpoint (preset for google and microsoft).
+    pub oauth2_token_url: Option<String>,
+    /// With `auth = "oauth2"`: the device authorization endpoint (RFC 8628).
+    pub oauth2_device_url: Option<String>,
+    /// With `auth = "oauth2"`: the scopes to ask for (preset for google and microsoft).
+    pub oauth2_scopes: Option<Vec<String>>,
+    /// With `auth = "oauth2"`: a command that prints an access token (an outside token broker).
+    pub oauth2_token_command: Option<String>,
+    /// With `auth = "oauth2"`: force one SASL mechanism instead of choosing from capabilities.
+    pub oauth2_mechanism: Option<OAuth2Mechanism>,
+    /// With `auth = "oauth2"`: one more CA (PEM) to trust for the token endpoints.
+    pub oauth2_ca_file: Option<PathBuf>,
     pub tls_ca_file: Option<PathBuf>,
     pub tls_cert_sha256: Option<String>,
     /// POP3 only (default true).
@@ -215,6 +271,16 @@ pub const ACCOUNT_KEYS: &[&str] = &[
     "username",
     "auth",
     "password_command",
+    "oauth2_provider",
+    "oauth2_client_id",
+    "oauth2_client_secret",
+    "oauth2_auth_url",
+    "oauth2_token_url",
+    "oauth2_device_url",
+    "oauth2_scopes",
+    "oauth2_token_command",
+    "oauth2_mechanism",
+    "oauth2_ca_file",
     "tls_ca_file",
     "tls_cert_sha256",
     "leave_on_server",
@@ -238,6 +304,20 @@ pub const POP3_ONLY_KEYS: &[&str] = &[
 
 /// Keys that only make sense for IMAP accounts.
 pub const IMAP_ONLY_KEYS: &[&str] = &["idle", "prefetch"];
+
+/// Keys that only make sense with `auth = "oauth2"`.
+pub const OAUTH2_ONLY_KEYS: &[&str] = &[
+    "oauth2_provider",
+    "oauth2_client_id",
+    "oauth2_client_secret",
+    "oauth2_auth_url",
+    "oauth2_token_url",
+    "oauth2_device_url",
+    "oauth2_scopes",
+    "oauth2_token_command",
+    "oauth2_mechanism",
+    "oauth2_ca_file",
+];
 
 /// What the message says when someone puts a password into the config.
 const PASSWORD_KEY_MESSAGE: &str = "passwords are not stored in config.toml: use the OS keyring \
@@ -319,6 +399,16 @@ impl Account {
     /// `tls_ca_file` with a leading `~/` expanded to the home directory.
     pub fn tls_ca_file(&self) -> Option<PathBuf> {
         self.tls_ca_file.as_deref().map(expand_home)
+    }
+
+    /// `oauth2_ca_file` with a leading `~/` expanded to the home directory.
+    pub fn oauth2_ca_file(&self) -> Option<PathBuf> {
+        self.oauth2_ca_file.as_deref().map(expand_home)
+    }
+
+    /// Whether this account signs in with OAuth2 (`auth = "oauth2"`).
+    pub fn uses_oauth2(&self) -> bool {
+        self.auth == Some(Auth::OAuth2)
     }
 
     /// The pinned certificate fingerprint as 32 bytes, if `tls_cert_sha256` is set.
@@ -710,12 +800,22 @@ fn edit_distance(a: &str, b: &str) -> usize {
 fn expected(key: &str) -> Option<&'static str> {
     Some(match key {
         "email" => "an email address (a string)",
-        "display_name" | "username" | "password_command" => "a string",
+        "display_name"
+        | "username"
+        | "password_command"
+        | "oauth2_client_id"
+        | "oauth2_client_secret"
+        | "oauth2_token_command" => "a string",
+        "oauth2_provider" => "\"google\", \"microsoft\" or \"custom\"",
+        "oauth2_auth_url" | "oauth2_token_url" | "oauth2_device_url" => "an https:// URL",
+        "oauth2_scopes" => "a list of scope strings, e.g. [\"https://mail.google.com/\"]",
+        "oauth2_mechanism" => "\"oauthbearer\" or \"xoauth2\"",
+        "oauth2_ca_file" => "a file path (a string)",
         "protocol" => "\"imap\" or \"pop3\"",
         "host" => "a host name (a string)",
         "port" => "a port number 1-65535",
         "security" => "\"tls\", \"starttls\" or \"none\"",
-        "auth" => "\"password\" or \"apop\" (POP3 only)",
+        "auth" => "\"password\", \"oauth2\" or \"apop\" (POP3 only)",
         "tls_ca_file" | "mbox_path" => "a file path (a string)",
         "tls_cert_sha256" => "a SHA-256 fingerprint: 32 hex bytes, with or without colons",
         "leave_on_server" | "idle" | "delete_on_server_when_deleted_locally" => "true or false",
@@ -853,25 +953,14 @@ fn check_account(
                 .into(),
         ));
     }
-    if account
-        .tls_ca_file
-        .as_deref()
-        .is_some_and(|p| p.as_os_str().is_empty())
-    {
-        return Err(at(
-            "tls_ca_file",
-            "must not be empty: expected a file path".into(),
-        ));
-    }
-    if account
-        .mbox_path
-        .as_deref()
-        .is_some_and(|p| p.as_os_str().is_empty())
-    {
-        return Err(at(
-            "mbox_path",
-            "must not be empty: expected a file path".into(),
-        ));
+    for (key, path) in [
+        ("tls_ca_file", &account.tls_ca_file),
+        ("mbox_path", &account.mbox_path),
+        ("oauth2_ca_file", &account.oauth2_ca_file),
+    ] {
+        if path.as_deref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(at(key, "must not be empty: expected a file path".into()));
+        }
     }
     if let Some(fp) = &account.tls_cert_sha256 {
         match parse_fingerprint(fp.trim()) {
@@ -891,9 +980,12 @@ fn check_account(
     if account.auth == Some(Auth::Apop) && account.protocol == Protocol::Imap {
         return Err(at(
             "auth",
-            "\"apop\" only applies to POP3 accounts; IMAP accounts use \"password\"".into(),
+            "\"apop\" only applies to POP3 accounts; IMAP accounts use \"password\" or \
+             \"oauth2\""
+                .into(),
         ));
     }
+    check_oauth2(&at, account)?;
     let (wrong, other) = match account.protocol {
         Protocol::Imap => (POP3_ONLY_KEYS, "POP3"),
         Protocol::Pop3 => (IMAP_ONLY_KEYS, "IMAP"),
@@ -925,6 +1017,124 @@ fn check_account(
              after download): remove one of them"
                 .into(),
         ));
+    }
+    Ok(())
+}
+
+/// The `auth = "oauth2"` rules: OAuth2 keys only with it, and enough of them to sign in.
+fn check_oauth2(
+    at: &dyn Fn(&str, String) -> ConfigError,
+    account: &Account,
+) -> Result<(), ConfigError> {
+    let present = |key: &str| match key {
+        "oauth2_provider" => account.oauth2_provider.is_some(),
+        "oauth2_client_id" => account.oauth2_client_id.is_some(),
+        "oauth2_client_secret" => account.oauth2_client_secret.is_some(),
+        "oauth2_auth_url" => account.oauth2_auth_url.is_some(),
+        "oauth2_token_url" => account.oauth2_token_url.is_some(),
+        "oauth2_device_url" => account.oauth2_device_url.is_some(),
+        "oauth2_scopes" => account.oauth2_scopes.is_some(),
+        "oauth2_token_command" => account.oauth2_token_command.is_some(),
+        "oauth2_mechanism" => account.oauth2_mechanism.is_some(),
+        "oauth2_ca_file" => account.oauth2_ca_file.is_some(),
+        _ => false,
+    };
+    if !account.uses_oauth2() {
+        if let Some(key) = OAUTH2_ONLY_KEYS.iter().copied().find(|k| present(k)) {
+            return Err(at(
+                key,
+                "only applies with auth = \"oauth2\": add it to this account or remove the key"
+                    .into(),
+            ));
+        }
+        return Ok(());
+    }
+    if account.password_command.is_some() {
+        return Err(at(
+            "password_command",
+            "does not apply with auth = \"oauth2\": use oauth2_token_command for an outside \
+             token broker, or remove it"
+                .into(),
+        ));
+    }
+    let empty = |v: &Option<String>| v.as_deref().is_some_and(|s| s.trim().is_empty());
+    for (key, value) in [
+        ("oauth2_client_id", &account.oauth2_client_id),
+        ("oauth2_token_command", &account.oauth2_token_command),
+        ("oauth2_auth_url", &account.oauth2_auth_url),
+        ("oauth2_token_url", &account.oauth2_token_url),
+        ("oauth2_device_url", &account.oauth2_device_url),
+    ] {
+        if empty(value) {
+            return Err(at(
+                key,
+                "must not be empty: give a value or leave the key out".into(),
+            ));
+        }
+    }
+    for (key, value) in [
+        ("oauth2_auth_url", &account.oauth2_auth_url),
+        ("oauth2_token_url", &account.oauth2_token_url),
+        ("oauth2_device_url", &account.oauth2_device_url),
+    ] {
+        if let Some(url) = value
+            && crate::wizard::http::Url::parse(url).is_err()
+        {
+            return Err(at(
+                key,
+                "invalid value: expected an https:// URL (tokens never travel over plain http)"
+                    .into(),
+            ));
+        }
+    }
+    if let Some(scopes) = &account.oauth2_scopes
+        && scopes
+            .iter()
+            .any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(at(
+            "oauth2_scopes",
+            "invalid value: each scope must be one non-empty word without spaces".into(),
+        ));
+    }
+    if account.oauth2_token_command.is_some() {
+        return Ok(());
+    }
+    let Some(provider) = account.oauth2_provider else {
+        return Err(at(
+            "auth",
+            "auth = \"oauth2\" needs oauth2_provider (\"google\", \"microsoft\" or \"custom\") \
+             and oauth2_client_id, or oauth2_token_command"
+                .into(),
+        ));
+    };
+    if account.oauth2_client_id.is_none() {
+        return Err(at(
+            "oauth2_provider",
+            "needs oauth2_client_id: register mailbag as an app with the provider (see \
+             docs/oauth2.md)"
+                .into(),
+        ));
+    }
+    if provider == OAuth2Provider::Custom {
+        if account.oauth2_token_url.is_none() {
+            return Err(at(
+                "oauth2_provider",
+                "\"custom\" needs oauth2_token_url".into(),
+            ));
+        }
+        if account.oauth2_auth_url.is_none() && account.oauth2_device_url.is_none() {
+            return Err(at(
+                "oauth2_provider",
+                "\"custom\" needs oauth2_auth_url or oauth2_device_url (or both)".into(),
+            ));
+        }
+        if account.oauth2_scopes.is_none() {
+            return Err(at(
+                "oauth2_provider",
+                "\"custom\" needs oauth2_scopes".into(),
+            ));
+        }
     }
     Ok(())
 }
@@ -1483,5 +1693,95 @@ mbox_path = "pop.mbox"
         assert_eq!(edit_distance("hots", "host"), 2);
         assert_eq!(edit_distance("prot", "port"), 2);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn oauth2_accounts_parse_with_presets_or_a_token_command() {
+        let c = parse_ok(&format!(
+            "{IMAP}auth = \"oauth2\"\noauth2_provider = \"google\"\n\
+             oauth2_client_id = \"123.apps.googleusercontent.com\"\n\
+             oauth2_client_secret = \"GOCSPX-shh\"\noauth2_mechanism = \"xoauth2\"\n"
+        ));
+        let w = c.account("work").expect("work");
+        assert!(w.uses_oauth2());
+        assert_eq!(w.oauth2_provider, Some(OAuth2Provider::Google));
+        assert_eq!(w.oauth2_mechanism, Some(OAuth2Mechanism::Xoauth2));
+        assert!(!format!("{w:?}").contains("GOCSPX"), "secret in Debug");
+        let c = parse_ok(&format!(
+            "{POP3}auth = \"oauth2\"\noauth2_token_command = \"oama access me@example.org\"\n"
+        ));
+        assert!(c.account("home").expect("home").uses_oauth2());
+        let c = parse_ok(&format!(
+            "{IMAP}auth = \"oauth2\"\noauth2_provider = \"custom\"\noauth2_client_id = \"x\"\n\
+             oauth2_token_url = \"https://id.example/token\"\n\
+             oauth2_device_url = \"https://id.example/device\"\noauth2_scopes = [\"mail\"]\n\
+             oauth2_ca_file = \"/etc/ca.pem\"\n"
+        ));
+        assert_eq!(
+            c.account("work").and_then(|a| a.oauth2_scopes.clone()),
+            Some(vec!["mail".to_string()])
+        );
+    }
+
+    #[test]
+    fn oauth2_mistakes_name_their_key() {
+        let msg = expect_err(
+            &format!("{IMAP}oauth2_client_id = \"x\"\n"),
+            6,
+            "accounts.work.oauth2_client_id",
+        );
+        assert!(msg.contains("only applies with auth = \"oauth2\""), "{msg}");
+        let msg = expect_err(
+            &format!("{IMAP}auth = \"oauth2\"\n"),
+            6,
+            "accounts.work.auth",
+        );
+        assert!(msg.contains("needs oauth2_provider"), "{msg}");
+        let msg = expect_err(
+            &format!("{IMAP}auth = \"oauth2\"\noauth2_provider = \"microsoft\"\n"),
+            7,
+            "accounts.work.oauth2_provider",
+        );
+        assert!(msg.contains("needs oauth2_client_id"), "{msg}");
+        let msg = expect_err(
+            &format!(
+                "{IMAP}auth = \"oauth2\"\noauth2_provider = \"custom\"\noauth2_client_id = \"x\"\n"
+            ),
+            7,
+            "accounts.work.oauth2_provider",
+        );
+        assert!(msg.contains("needs oauth2_token_url"), "{msg}");
+        let msg = expect_err(
+            &format!(
+                "{IMAP}auth = \"oauth2\"\noauth2_provider = \"google\"\noauth2_client_id = \"x\"\n\
+                 oauth2_token_url = \"http://id.example/token\"\n"
+            ),
+            9,
+            "accounts.work.oauth2_token_url",
+        );
+        assert!(msg.contains("https://"), "{msg}");
+        let msg = expect_err(
+            &format!(
+                "{IMAP}auth = \"oauth2\"\noauth2_token_command = \"x\"\npassword_command = \"y\"\n"
+            ),
+            8,
+            "accounts.work.password_command",
+        );
+        assert!(msg.contains("oauth2_token_command"), "{msg}");
+        let msg = expect_err(
+            &format!("{IMAP}auth = \"oauth2\"\noauth2_provider = \"yahoo\"\n"),
+            7,
+            "accounts.work.oauth2_provider",
+        );
+        assert!(
+            msg.contains("\"google\", \"microsoft\" or \"custom\""),
+            "{msg}"
+        );
+        let msg = expect_err(
+            &format!("{IMAP}oauth2_clientid = \"x\"\n"),
+            6,
+            "accounts.work.oauth2_clientid",
+        );
+        assert!(msg.contains("did you mean `oauth2_client_id`"), "{msg}");
     }
 }

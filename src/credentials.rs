@@ -202,8 +202,8 @@ fn entry(account_name: &str, account: &Account) -> Result<keyring::Entry, Creden
         .map_err(|e| keyring_error(account_name, e))
 }
 
-/// Maps a keyring error to ours without ever carrying password bytes along.
-fn keyring_error(account_name: &str, err: keyring::Error) -> CredentialError {
+/// Maps a keyring error to ours without ever carrying the stored secret along.
+pub(crate) fn keyring_error(account_name: &str, err: keyring::Error) -> CredentialError {
     let account = account_name.to_string();
     match err {
         keyring::Error::NoEntry => CredentialError::NotFound { account },
@@ -212,7 +212,7 @@ fn keyring_error(account_name: &str, err: keyring::Error) -> CredentialError {
         // NOTE: `BadEncoding` holds the stored bytes, i.e. the password; drop them unseen.
         keyring::Error::BadEncoding(_) => CredentialError::Keyring {
             account,
-            reason: "the stored password is not valid UTF-8".to_string(),
+            reason: "the stored secret is not valid UTF-8".to_string(),
         },
         keyring::Error::Ambiguous(items) => CredentialError::Keyring {
             account,
@@ -345,23 +345,13 @@ mod tests {
 
     fn account(password_command: Option<&str>) -> Account {
         Account {
-            email: "me@example.com".into(),
-            display_name: None,
-            protocol: Protocol::Imap,
-            host: "imap.example.com".into(),
-            port: None,
-            security: Security::Tls,
-            username: None,
-            auth: None,
             password_command: password_command.map(str::to_string),
-            tls_ca_file: None,
-            tls_cert_sha256: None,
-            leave_on_server: None,
-            delete_after_days: None,
-            mbox_path: None,
-            delete_on_server_when_deleted_locally: None,
-            idle: None,
-            prefetch: None,
+            ..crate::wizard::blank_account(
+                "me@example.com",
+                Protocol::Imap,
+                "imap.example.com",
+                Security::Tls,
+            )
         }
     }
 

@@ -40,6 +40,8 @@ pub enum Error {
     Mbox(#[from] crate::store::mbox::MboxError),
     #[error(transparent)]
     Backend(#[from] crate::backend::BackendError),
+    #[error(transparent)]
+    OAuth2(#[from] crate::oauth2::OAuth2Error),
     #[error("{0}")]
     Usage(String),
     #[error("{context}: {source}")]
@@ -55,7 +57,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Config(_) | Error::Usage(_) => ErrorKind::Config,
-            Error::Credentials(_) => ErrorKind::Auth,
+            Error::Credentials(_) | Error::OAuth2(_) => ErrorKind::Auth,
             Error::Cache(_) | Error::Mbox(_) | Error::Io { .. } => ErrorKind::Storage,
             Error::Backend(e) => e.kind(),
         }

@@ -17,6 +17,7 @@
 //!
 //! - [`config`] reads `config.toml` (XDG paths, unknown keys rejected, errors name line and key).
 //! - [`credentials`] finds a password in the OS keyring or runs `password_command`.
+//! - [`oauth2`] signs in with OAuth2 (XOAUTH2 / OAUTHBEARER) and keeps the tokens fresh.
 //! - [`store`] is the single source of truth for everything the user sees.
 //! - [`backend`] is the trait both protocols implement and the types they share.
 //! - [`pop3`] is a POP3 protocol layer without sockets (commands out, replies in).
@@ -34,6 +35,7 @@ pub mod config;
 pub mod credentials;
 pub mod engine;
 pub mod error;
+pub mod oauth2;
 pub mod pop3;
 pub mod render;
 pub mod sanitize;

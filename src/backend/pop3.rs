@@ -466,6 +466,11 @@ impl Session {
         step(ConnectStep::Capabilities(
             session.caps.iter().map(capability_name).collect(),
         ));
+        if account.uses_oauth2() {
+            session.oauth2_login(name, account).await?;
+            step(ConnectStep::LoggedIn);
+            return Ok(session);
+        }
         let password = &password.resolve(name, account).await?;
         if account.auth == Some(crate::config::Auth::Apop) {
             let Some(timestamp) = apop_timestamp else {
@@ -538,6 +543,62 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// `AUTH OAUTHBEARER` / `AUTH XOAUTH2` (RFC 5034, RFC 7628) with an access token; a
+    /// rejected token is refreshed once and tried again, a second rejection asks the user to
+    /// sign in again.
+    async fn oauth2_login(&mut self, name: &str, account: &Account) -> Result<(), BackendError> {
+        use crate::oauth2::{self, sasl};
+        let (host, user) = (self.host.clone(), self.user.clone());
+        let auth_error = |reason: String| BackendError::Auth {
+            host: host.clone(),
+            user: user.clone(),
+            reason,
+        };
+        let offered = self.caps.iter().flat_map(|c| match c {
+            Capability::Sasl(m) => m.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        });
+        let Some(mechanism) = sasl::choose(offered, account.oauth2_mechanism) else {
+            return Err(auth_error(
+                "the server offers neither OAUTHBEARER nor XOAUTH2 (CAPA SASL)".into(),
+            ));
+        };
+        let mut token = oauth2::access_token(name, account)
+            .await
+            .map_err(|e| auth_error(e.to_string()))?;
+        for attempt in 0..2 {
+            let message =
+                sasl::initial_response(mechanism, &self.user, &self.host, self.port, &token);
+            let cmd = Command::AuthBearer {
+                mechanism: sasl::name(mechanism),
+                message: message.expose().into(),
+                error_answer: sasl::error_answer(mechanism),
+            };
+            let (code, text) = match self.command(cmd).await? {
+                Event::Ok { .. } => return Ok(()),
+                Event::Err { code, text, .. } => (code, text),
+                other => return Err(self.unexpected("AUTH", &other)),
+            };
+            if matches!(
+                code,
+                Some(ResponseCode::InUse | ResponseCode::LoginDelay | ResponseCode::SysTemp)
+            ) {
+                return Err(self.refused(CommandKind::AuthBearer, code, &text));
+            }
+            if attempt == 0 {
+                token = oauth2::renew_access_token(name, account, &token)
+                    .await
+                    .map_err(|e| auth_error(e.to_string()))?;
+            } else {
+                let why = sanitize::line(&text);
+                return Err(auth_error(
+                    oauth2::refused_twice(name, account, &why).to_string(),
+                ));
+            }
+        }
+        Err(auth_error("the server refused the access token".into()))
     }
 
     /// The server's UIDL and LIST listings joined; `true` if UIDL had to be stood in for.
@@ -925,7 +986,11 @@ impl Session {
             },
             None if matches!(
                 cmd,
-                CommandKind::User | CommandKind::Pass | CommandKind::AuthPlain | CommandKind::Apop
+                CommandKind::User
+                    | CommandKind::Pass
+                    | CommandKind::AuthPlain
+                    | CommandKind::AuthBearer
+                    | CommandKind::Apop
             ) =>
             {
                 BackendError::Auth {

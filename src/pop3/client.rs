@@ -112,8 +112,11 @@ enum Step {
 #[derive(Debug)]
 struct Pending {
     kind: CommandKind,
-    /// For a long AUTH PLAIN: the response to send on the server's `+ ` challenge.
+    /// For a long AUTH PLAIN or AUTH with a bearer token: the response to send on the
+    /// server's first `+ ` challenge.
     continuation: Option<Vec<u8>>,
+    /// For AUTH with a bearer token: the answer to the server's error challenge.
+    error_answer: Option<Vec<u8>>,
 }
 
 /// What the next bytes from the server are expected to be.
@@ -193,6 +196,7 @@ impl Client {
         self.pending.push_back(Pending {
             kind: cmd.kind(),
             continuation: encoded.continuation,
+            error_answer: encoded.error_answer,
         });
         Ok(())
     }
@@ -408,12 +412,17 @@ impl Client {
         let cmd = front.kind;
 
         // RFC 5034 §4: a `+ ` continuation asks for (more) SASL data.
-        if cmd == CommandKind::AuthPlain && (line == b"+" || line.starts_with(b"+ ")) {
+        if matches!(cmd, CommandKind::AuthPlain | CommandKind::AuthBearer)
+            && (line == b"+" || line.starts_with(b"+ "))
+        {
             // NOTE: PLAIN has one step; a second challenge, or one we have no answer for,
-            // is cancelled with `*` and the server then replies -ERR.
+            // is cancelled with `*` and the server then replies -ERR. A bearer mechanism's
+            // later challenge is the server's error report (RFC 7628 §3.2.2), answered with
+            // the mechanism's dummy response so the server can send its -ERR.
             let answer = front
                 .continuation
                 .take()
+                .or_else(|| front.error_answer.take())
                 .unwrap_or_else(|| b"*\r\n".to_vec());
             self.output.push_back(answer);
             self.consume(used);
@@ -482,6 +491,7 @@ impl Client {
             | CommandKind::Pass
             | CommandKind::Apop
             | CommandKind::AuthPlain
+            | CommandKind::AuthBearer
             | CommandKind::Stls
             | CommandKind::Dele(_)
             | CommandKind::Rset

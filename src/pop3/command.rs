@@ -83,6 +83,17 @@ pub enum Command {
         authcid: String,
         password: Secret,
     },
+    /// `AUTH mechanism` with an initial response (RFC 5034 §4) for a one-step mechanism
+    /// that carries a bearer token: OAUTHBEARER (RFC 7628) or XOAUTH2.
+    AuthBearer {
+        /// The mechanism name, e.g. `OAUTHBEARER`.
+        mechanism: &'static str,
+        /// The client's message, unencoded (it holds the token).
+        message: Secret,
+        /// What to answer (unencoded) when the server sends its error challenge instead of
+        /// `-ERR` (RFC 7628 §3.2.3): `\x01` for OAUTHBEARER, empty for XOAUTH2.
+        error_answer: &'static [u8],
+    },
     /// `CAPA` (RFC 2449 §5).
     Capa,
     /// `STLS` (RFC 2595 §4).
@@ -114,6 +125,7 @@ pub enum CommandKind {
     Pass,
     Apop,
     AuthPlain,
+    AuthBearer,
     Capa,
     Stls,
     Stat,
@@ -149,7 +161,7 @@ impl CommandKind {
             CommandKind::User => "USER",
             CommandKind::Pass => "PASS",
             CommandKind::Apop => "APOP",
-            CommandKind::AuthPlain => "AUTH",
+            CommandKind::AuthPlain | CommandKind::AuthBearer => "AUTH",
             CommandKind::Capa => "CAPA",
             CommandKind::Stls => "STLS",
             CommandKind::Stat => "STAT",
@@ -179,6 +191,9 @@ pub struct Encoded {
     /// For `AUTH PLAIN` whose initial response did not fit on the line (RFC 5034 §4): the
     /// base64 response line to send when the server answers with an empty `+ ` challenge.
     pub continuation: Option<Vec<u8>>,
+    /// For `AUTH` with a bearer token: the line answering the server's error challenge, sent
+    /// on the `+ ` that comes after `continuation` has been used (or on the first one).
+    pub error_answer: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for Encoded {
@@ -187,6 +202,7 @@ impl fmt::Debug for Encoded {
         f.debug_struct("Encoded")
             .field("line_len", &self.line.len())
             .field("has_continuation", &self.continuation.is_some())
+            .field("has_error_answer", &self.error_answer.is_some())
             .finish()
     }
 }
@@ -213,6 +229,7 @@ impl Command {
             Command::Pass(_) => CommandKind::Pass,
             Command::Apop { .. } => CommandKind::Apop,
             Command::AuthPlain { .. } => CommandKind::AuthPlain,
+            Command::AuthBearer { .. } => CommandKind::AuthBearer,
             Command::Capa => CommandKind::Capa,
             Command::Stls => CommandKind::Stls,
             Command::Stat => CommandKind::Stat,
@@ -247,6 +264,7 @@ impl Command {
     pub fn encode_full(&self) -> Result<Encoded, CommandError> {
         let mut line = Vec::with_capacity(32);
         let mut continuation = None;
+        let mut error_answer = None;
         match self {
             Command::User(name) => {
                 check_arg(name, "user name", true)?;
@@ -292,6 +310,25 @@ impl Command {
                     continuation = Some(deferred);
                 }
             }
+            Command::AuthBearer {
+                mechanism,
+                message,
+                error_answer: answer,
+            } => {
+                check_arg(mechanism, "mechanism", false)?;
+                let response = base64_encode(message.expose().as_bytes());
+                if "AUTH  ".len() + mechanism.len() + response.len() + 2 <= MAX_AUTH_INITIAL_LINE {
+                    push_words(&mut line, &["AUTH", mechanism, &response]);
+                } else {
+                    push_words(&mut line, &["AUTH", mechanism]);
+                    let mut deferred = response.into_bytes();
+                    deferred.extend_from_slice(b"\r\n");
+                    continuation = Some(deferred);
+                }
+                let mut answer_line = base64_encode(answer).into_bytes();
+                answer_line.extend_from_slice(b"\r\n");
+                error_answer = Some(answer_line);
+            }
             Command::Capa => push_words(&mut line, &["CAPA"]),
             Command::Stls => push_words(&mut line, &["STLS"]),
             Command::Stat => push_words(&mut line, &["STAT"]),
@@ -310,7 +347,11 @@ impl Command {
             Command::Noop => push_words(&mut line, &["NOOP"]),
             Command::Quit => push_words(&mut line, &["QUIT"]),
         }
-        Ok(Encoded { line, continuation })
+        Ok(Encoded {
+            line,
+            continuation,
+            error_answer,
+        })
     }
 }
 
@@ -537,6 +578,36 @@ mod tests {
         assert!(!format!("{auth:?}").contains("hunter2"));
         let full = auth.encode_full().unwrap();
         assert!(!format!("{full:?}").contains("AHUAaHVudGVyMg"));
+    }
+
+    #[test]
+    fn auth_bearer_sends_the_token_inline_or_on_the_challenge() {
+        let short = Command::AuthBearer {
+            mechanism: "XOAUTH2",
+            message: Secret::new("user=a\x01auth=Bearer t\x01\x01"),
+            error_answer: b"",
+        };
+        let e = short.encode_full().expect("encode");
+        assert_eq!(
+            e.line,
+            format!(
+                "AUTH XOAUTH2 {}\r\n",
+                base64_encode(b"user=a\x01auth=Bearer t\x01\x01")
+            )
+            .into_bytes()
+        );
+        assert_eq!(e.continuation, None);
+        assert_eq!(e.error_answer.as_deref(), Some(&b"\r\n"[..]));
+        let long = Command::AuthBearer {
+            mechanism: "OAUTHBEARER",
+            message: Secret::new("x".repeat(400)),
+            error_answer: b"\x01",
+        };
+        let e = long.encode_full().expect("encode");
+        assert_eq!(e.line, b"AUTH OAUTHBEARER\r\n");
+        assert!(e.continuation.as_ref().is_some_and(|c| c.len() > 500));
+        assert_eq!(e.error_answer.as_deref(), Some(&b"AQ==\r\n"[..]));
+        assert!(!format!("{long:?} {e:?}").contains("xxxx"));
     }
 
     #[test]

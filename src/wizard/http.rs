@@ -1,9 +1,12 @@
-//! A minimal HTTPS GET client for autoconfig files (HTTP/1.1, RFC 9112).
+//! A minimal HTTPS client (HTTP/1.1, RFC 9112): GET for autoconfig files, form POST for OAuth2.
 //!
 //! Only `https://` URLs, verified TLS (through [`crate::tls::handshake`]), at most
 //! [`MAX_REDIRECTS`] redirects and each of them to HTTPS again, a body of at most
 //! [`MAX_BODY`] bytes with `Content-Length`, chunked or read-to-close framing, and one timeout
-//! over the whole fetch. That is all autoconfig needs, so no HTTP crate is pulled in.
+//! over the whole fetch. [`post_form`] sends an `application/x-www-form-urlencoded` body
+//! (the OAuth2 token and device endpoints, RFC 6749 §4.1.3, RFC 8628 §3.1) and returns the
+//! status with the body, because those endpoints answer errors as JSON with status 400. That
+//! is all mailbag needs, so no HTTP crate is pulled in.
 
 use std::time::Duration;
 
@@ -131,22 +134,152 @@ pub enum Response {
 
 async fn fetch_once(discovery: &Discovery, url: &Url) -> Result<Response, String> {
     let tcp = discovery.connect(&url.host, url.port).await?;
-    let mut tls = crate::tls::handshake(tcp, &url.host, &discovery.trust)
-        .await
-        .map_err(|e| e.to_string())?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mailbag/{}\r\nAccept: application/xml, text/xml, */*\r\nConnection: close\r\n\r\n",
         url.target,
         url.host,
         env!("CARGO_PKG_VERSION")
     );
-    tls.write_all(request.as_bytes())
+    exchange(
+        tcp,
+        url,
+        &discovery.trust,
+        request.as_bytes(),
+        parse_response,
+    )
+    .await
+}
+
+/// A reply from [`post_form`]: the status code and the body, whatever the status.
+pub struct Reply {
+    pub status: u16,
+    /// The body. NOTE: it may hold tokens; never log or format it.
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// POSTs `form` as `application/x-www-form-urlencoded` to the HTTPS `url`, trusting `trust`
+/// beyond the system CAs; redirects are not followed. The form values may be secrets: they
+/// never appear in an error.
+pub async fn post_form(
+    url: &str,
+    form: &[(&str, &str)],
+    trust: &crate::tls::TlsTrust,
+    timeout: Duration,
+) -> Result<Reply, String> {
+    let url = Url::parse(url)?;
+    let body = form_encode(form);
+    let mut request = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mailbag/{}\r\nAccept: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        url.target,
+        host_header(&url),
+        env!("CARGO_PKG_VERSION"),
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body.as_bytes());
+    let run = async {
+        let tcp = crate::tls::connect_tcp(&url.host, url.port)
+            .await
+            .map_err(|e| e.to_string())?;
+        exchange(tcp, &url, trust, &request, |buf, eof| {
+            Ok(parse_reply(buf, eof, true)?.map(|(status, _, body)| Reply { status, body }))
+        })
+        .await
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "no answer from {} within {} s",
+            url.host,
+            timeout.as_secs_f64().ceil() as u64
+        )),
+    }
+}
+
+/// `host` or `host:port` when the port is not 443, for the `Host` header.
+fn host_header(url: &Url) -> String {
+    if url.port == 443 {
+        url.host.clone()
+    } else {
+        format!("{}:{}", url.host, url.port)
+    }
+}
+
+/// `a=b&c=d` with every byte outside the unreserved set percent-encoded (WHATWG
+/// `application/x-www-form-urlencoded`, which RFC 6749 Appendix B refers to).
+pub fn form_encode(form: &[(&str, &str)]) -> String {
+    form.iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encodes everything but `A-Z a-z 0-9 - . _ ~` (RFC 3986 §2.3).
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes and `+` (as a space) in a query or form value; `None` if an escape
+/// is malformed or the result is not UTF-8.
+pub fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// TLS to `url`, write `request`, read until `parse` has a complete answer.
+async fn exchange<T>(
+    tcp: tokio::net::TcpStream,
+    url: &Url,
+    trust: &crate::tls::TlsTrust,
+    request: &[u8],
+    parse: impl Fn(&[u8], bool) -> Result<Option<T>, String>,
+) -> Result<T, String> {
+    let mut tls = crate::tls::handshake(tcp, &url.host, trust)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(request)
         .await
         .map_err(|e| format!("cannot send the request: {e}"))?;
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
-        if let Some(r) = parse_response(&buf, false)? {
+        if let Some(r) = parse(&buf, false)? {
             return Ok(r);
         }
         match tls.read(&mut chunk).await {
@@ -161,13 +294,38 @@ async fn fetch_once(discovery: &Discovery, url: &Url) -> Result<Response, String
             return Err(format!("the response is larger than {MAX_BODY} bytes"));
         }
     }
-    parse_response(&buf, true)?
-        .ok_or_else(|| "the connection closed in the middle of the response".into())
+    parse(&buf, true)?.ok_or_else(|| "the connection closed in the middle of the response".into())
 }
 
 /// Parses a response from `buf`: `Ok(None)` while more bytes are needed (`eof` says none
-/// will come).
+/// will come). Redirects become [`Response::Redirect`]; any other status but 200 is an error.
 pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String> {
+    let Some((code, location, body)) = parse_reply(buf, eof, false)? else {
+        return Ok(None);
+    };
+    if matches!(code, 301 | 302 | 303 | 307 | 308) {
+        return match location {
+            Some(l) => Ok(Some(Response::Redirect(l))),
+            None => Err(format!("HTTP {code} without a Location")),
+        };
+    }
+    if code != 200 {
+        let reason = std::str::from_utf8(buf)
+            .ok()
+            .and_then(|t| t.split("\r\n").next())
+            .and_then(|l| l.splitn(3, ' ').nth(2))
+            .unwrap_or("");
+        return Err(format!("HTTP {code} {}", sanitize::line(reason)));
+    }
+    Ok(Some(Response::Body(body)))
+}
+
+/// Status, `Location` and body of one response.
+type RawReply = (u16, Option<String>, Vec<u8>);
+
+/// Parses status, `Location` and body from `buf`: `Ok(None)` while more bytes are needed.
+/// Without `error_bodies`, only a 200 reply waits for its body.
+fn parse_reply(buf: &[u8], eof: bool, error_bodies: bool) -> Result<Option<RawReply>, String> {
     let Some(head_end) = find(buf, b"\r\n\r\n") else {
         if buf.len() > MAX_HEADERS {
             return Err("the response headers are too long".into());
@@ -215,21 +373,13 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String>
             _ => {}
         }
     }
-    if matches!(code, 301 | 302 | 303 | 307 | 308) {
-        return match location {
-            Some(l) => Ok(Some(Response::Redirect(l))),
-            None => Err(format!("HTTP {code} without a Location")),
-        };
-    }
-    if code != 200 {
-        return Err(format!(
-            "HTTP {code} {}",
-            sanitize::line(parts.next().unwrap_or(""))
-        ));
+    // NOTE: a redirect's body is never looked at; do not wait for one.
+    if matches!(code, 301 | 302 | 303 | 307 | 308 | 204 | 304) || (code != 200 && !error_bodies) {
+        return Ok(Some((code, location, Vec::new())));
     }
     if chunked {
         return match dechunk(body)? {
-            Some(b) => Ok(Some(Response::Body(b))),
+            Some(b) => Ok(Some((code, location, b))),
             None if eof => Err("the chunked body is cut off".into()),
             None => Ok(None),
         };
@@ -239,7 +389,7 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String>
             return Err(format!("the body is larger than {MAX_BODY} bytes"));
         }
         return match body.get(..n) {
-            Some(b) => Ok(Some(Response::Body(b.to_vec()))),
+            Some(b) => Ok(Some((code, location, b.to_vec()))),
             None if eof => Err("the body is shorter than its Content-Length".into()),
             None => Ok(None),
         };
@@ -247,7 +397,7 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String>
     if body.len() > MAX_BODY {
         return Err(format!("the body is larger than {MAX_BODY} bytes"));
     }
-    Ok(eof.then(|| Response::Body(body.to_vec())))
+    Ok(eof.then(|| (code, location, body.to_vec())))
 }
 
 /// Decodes a chunked body (RFC 9112 §7.1); `Ok(None)` if it is not complete yet.
@@ -304,6 +454,28 @@ mod tests {
         assert!(u.join("http://evil.example/").is_err());
         assert!(u.join("//evil.example/").is_err());
         assert_eq!(u.join("/other").expect("ok").target, "/other");
+    }
+
+    #[test]
+    fn forms_encode_and_decode() {
+        assert_eq!(
+            form_encode(&[("grant_type", "refresh_token"), ("scope", "a b/c&d=é")]),
+            "grant_type=refresh_token&scope=a%20b%2Fc%26d%3D%C3%A9"
+        );
+        assert_eq!(
+            percent_decode("a%20b+c%2F%C3%A9").as_deref(),
+            Some("a b c/é")
+        );
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+    }
+
+    #[test]
+    fn error_statuses_keep_their_body_for_post() {
+        let r = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 7\r\n\r\n{\"a\":1}";
+        let (code, _, body) = parse_reply(r, false, true).expect("ok").expect("complete");
+        assert_eq!(code, 400);
+        assert_eq!(body, b"{\"a\":1}");
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub struct Candidate {
     pub security: Security,
     /// The login name for this address (placeholders already filled in).
     pub username: String,
-    /// The provider accepts only OAuth2, which mailbag cannot do yet.
+    /// The provider accepts only OAuth2 (no password); see [`crate::oauth2`].
     pub oauth2: bool,
     /// Plain sentences to show with the settings (app passwords, enabling POP3, ...).
     pub notes: Vec<String>,
@@ -137,6 +137,16 @@ pub fn blank_account(email: &str, protocol: Protocol, host: &str, security: Secu
         username: None,
         auth: None,
         password_command: None,
+        oauth2_provider: None,
+        oauth2_client_id: None,
+        oauth2_client_secret: None,
+        oauth2_auth_url: None,
+        oauth2_token_url: None,
+        oauth2_device_url: None,
+        oauth2_scopes: None,
+        oauth2_token_command: None,
+        oauth2_mechanism: None,
+        oauth2_ca_file: None,
         tls_ca_file: None,
         tls_cert_sha256: None,
         leave_on_server: None,

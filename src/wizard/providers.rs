@@ -8,7 +8,7 @@
 use serde::Deserialize;
 
 use super::{Candidate, EmailAddress, Source};
-use crate::config::{Protocol, Security};
+use crate::config::{OAuth2Provider, Protocol, Security};
 
 /// The database as shipped.
 pub const PROVIDERS_TOML: &str = include_str!("../../assets/providers.toml");
@@ -36,6 +36,10 @@ pub struct Provider {
     /// Only OAuth2 sign-in is accepted.
     #[serde(default)]
     pub oauth2: bool,
+    /// The OAuth2 preset this provider's sign-in uses, when it offers OAuth2 at all (required
+    /// or not); the wizard offers the OAuth2 sign-in for these.
+    #[serde(default)]
+    pub oauth2_provider: Option<OAuth2Provider>,
     #[serde(default)]
     pub notes: Vec<String>,
     #[serde(rename = "server")]
@@ -88,6 +92,18 @@ impl ProviderDb {
     }
 }
 
+impl ProviderDb {
+    /// The OAuth2 preset for an account on `host` (an incoming server of a listed provider),
+    /// if that provider offers OAuth2.
+    pub fn oauth2_for_host(&self, host: &str) -> Option<OAuth2Provider> {
+        let host = host.to_ascii_lowercase();
+        self.providers
+            .iter()
+            .filter(|p| p.servers.iter().any(|s| s.host.eq_ignore_ascii_case(&host)))
+            .find_map(|p| p.oauth2_provider)
+    }
+}
+
 impl Provider {
     /// This provider's servers as candidates for `email`, tagged with `source`.
     pub fn candidates(&self, email: &EmailAddress, source: &Source) -> Vec<Candidate> {
@@ -116,6 +132,37 @@ mod tests {
 
     fn db() -> ProviderDb {
         ProviderDb::bundled().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn google_and_microsoft_offer_oauth2() {
+        let db = db();
+        let preset = |id: &str| {
+            db.providers
+                .iter()
+                .find(|p| p.id == id)
+                .and_then(|p| p.oauth2_provider)
+        };
+        assert_eq!(preset("gmail"), Some(OAuth2Provider::Google));
+        assert_eq!(preset("outlook"), Some(OAuth2Provider::Microsoft));
+        assert_eq!(preset("microsoft365"), Some(OAuth2Provider::Microsoft));
+        assert_eq!(preset("fastmail"), None);
+        for p in &db.providers {
+            assert!(
+                !p.oauth2 || p.oauth2_provider.is_some(),
+                "{} requires OAuth2 but names no preset",
+                p.id
+            );
+        }
+        assert_eq!(
+            db.oauth2_for_host("IMAP.gmail.com"),
+            Some(OAuth2Provider::Google)
+        );
+        assert_eq!(
+            db.oauth2_for_host("outlook.office365.com"),
+            Some(OAuth2Provider::Microsoft)
+        );
+        assert_eq!(db.oauth2_for_host("imap.example.org"), None);
     }
 
     #[test]

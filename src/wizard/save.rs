@@ -122,12 +122,14 @@ fn account_table(a: &Account) -> Table {
         let name = match v {
             crate::config::Auth::Password => "password",
             crate::config::Auth::Apop => "apop",
+            crate::config::Auth::OAuth2 => "oauth2",
         };
         t.insert("auth", value(name));
     }
     if let Some(v) = &a.password_command {
         t.insert("password_command", value(v));
     }
+    oauth2_keys(&mut t, a);
     if let Some(v) = &a.tls_ca_file {
         t.insert("tls_ca_file", value(path(v)));
     }
@@ -153,6 +155,58 @@ fn account_table(a: &Account) -> Table {
         t.insert("prefetch", value(i64::from(v)));
     }
     t
+}
+
+/// The `oauth2_*` keys, in the documented order.
+fn oauth2_keys(t: &mut Table, a: &Account) {
+    use crate::config::{OAuth2Mechanism, OAuth2Provider};
+    if let Some(v) = a.oauth2_provider {
+        let name = match v {
+            OAuth2Provider::Google => "google",
+            OAuth2Provider::Microsoft => "microsoft",
+            OAuth2Provider::Custom => "custom",
+        };
+        t.insert("oauth2_provider", value(name));
+    }
+    let strings = [
+        ("oauth2_client_id", a.oauth2_client_id.as_ref()),
+        (
+            "oauth2_client_secret",
+            a.oauth2_client_secret.as_ref().map(|s| &s.0),
+        ),
+        ("oauth2_auth_url", a.oauth2_auth_url.as_ref()),
+        ("oauth2_token_url", a.oauth2_token_url.as_ref()),
+        ("oauth2_device_url", a.oauth2_device_url.as_ref()),
+    ];
+    for (key, v) in strings {
+        if let Some(v) = v {
+            t.insert(key, value(v));
+        }
+    }
+    if let Some(scopes) = &a.oauth2_scopes {
+        t.insert(
+            "oauth2_scopes",
+            value(
+                scopes
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<toml_edit::Array>(),
+            ),
+        );
+    }
+    if let Some(v) = &a.oauth2_token_command {
+        t.insert("oauth2_token_command", value(v));
+    }
+    if let Some(v) = a.oauth2_mechanism {
+        let name = match v {
+            OAuth2Mechanism::Oauthbearer => "oauthbearer",
+            OAuth2Mechanism::Xoauth2 => "xoauth2",
+        };
+        t.insert("oauth2_mechanism", value(name));
+    }
+    if let Some(v) = &a.oauth2_ca_file {
+        t.insert("oauth2_ca_file", value(v.display().to_string()));
+    }
 }
 
 /// Saves the account: validates the new config, stores the password (keyring), then writes

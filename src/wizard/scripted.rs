@@ -165,7 +165,7 @@ pub fn print_discovered(
         if c.oauth2 {
             writeln!(
                 out,
-                "     note: OAuth2 only; mailbag cannot log in here with a password yet."
+                "     note: OAuth2 only; see docs/oauth2.md, then `mailbag login`."
             )?;
         }
         for n in &c.notes {
@@ -290,7 +290,8 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
                 let _ = print_discovered(&mut err, &email, &found);
                 if let Some(p) = oauth_only.first() {
                     return Err(Error::Usage(format!(
-                        "{} accepts only OAuth2 sign-in, which mailbag cannot do yet",
+                        "{} accepts only OAuth2 sign-in: add the account with auth = \"oauth2\" (see \
+                         docs/oauth2.md), then run `mailbag login NAME`",
                         sanitize::line(p)
                     )));
                 }

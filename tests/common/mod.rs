@@ -19,6 +19,7 @@
 
 #![allow(dead_code)]
 
+pub mod oauth_server;
 pub mod pty;
 
 use std::fmt::Write as _;
@@ -156,6 +157,31 @@ impl Dovecot {
     /// Like [`Dovecot::start`], with extra lines appended to the generated config (for example
     /// an `imap_capability` that hides QRESYNC, to test the paths other servers take).
     pub fn start_with_config(extra: &str) -> Option<Dovecot> {
+        Self::start_with_files(extra, &[])
+    }
+
+    /// Like [`Dovecot::start`], with its `oauth2` passdb (the XOAUTH2 and OAUTHBEARER
+    /// mechanisms) checking tokens at `introspection_url` (`introspection_mode = post`),
+    /// next to the usual passwd-file.
+    pub fn start_oauth2(introspection_url: &str) -> Option<Dovecot> {
+        let conf = format!(
+            "introspection_mode = post\n\
+             introspection_url = {introspection_url}\n\
+             force_introspection = yes\n\
+             username_attribute = username\n\
+             active_attribute = active\n\
+             active_value = true\n\
+             timeout_msecs = 10000\n"
+        );
+        let extra = "auth_mechanisms = plain login xoauth2 oauthbearer\n\
+                     passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  \
+                     args = {root}/dovecot-oauth2.conf.ext\n}\n";
+        Self::start_with_files(extra, &[("dovecot-oauth2.conf.ext", conf)])
+    }
+
+    /// Like [`Dovecot::start_with_config`], also writing `files` into the server's directory
+    /// first; `{root}` in `extra` is that directory.
+    pub fn start_with_files(extra: &str, files: &[(&str, String)]) -> Option<Dovecot> {
         let test = thread::current()
             .name()
             .unwrap_or("<unnamed test>")
@@ -172,14 +198,14 @@ impl Dovecot {
             let _ = writeln!(io::stderr(), "SKIPPED (dovecot not found): {test}");
             return None;
         };
-        match Self::start_with(&dovecot_bin, extra) {
+        match Self::start_with(&dovecot_bin, extra, files) {
             Ok(d) => Some(d),
             Err(e) => panic!("cannot start dovecot for {test}: {e}"),
         }
     }
 
     /// Starts Dovecot from the given binary; errors carry the log content.
-    fn start_with(dovecot_bin: &Path, extra: &str) -> Result<Dovecot> {
+    fn start_with(dovecot_bin: &Path, extra: &str, files: &[(&str, String)]) -> Result<Dovecot> {
         let doveadm_bin = dovecot_bin
             .parent()
             .map(|p| p.join("doveadm"))
@@ -199,12 +225,16 @@ impl Dovecot {
         }
         make_certificate(root)?;
         write_users(root, &id)?;
+        for (name, text) in files {
+            fs::write(root.join(name), text)?;
+        }
+        let extra = extra.replace("{root}", &root.display().to_string());
 
         let mut last_clash = String::new();
         for _ in 0..START_ATTEMPTS {
             let ports = free_ports()?;
             let mut conf = render_config(&version, root, &id, ports);
-            conf.push_str(extra);
+            conf.push_str(&extra);
             conf.push('\n');
             fs::write(root.join("dovecot.conf"), conf)?;
             // NOTE: truncate the logs so a retry's failure is not read from
@@ -1023,6 +1053,68 @@ fn render_config(version: &str, root: &Path, id: &Identity, ports: Ports) -> Str
         pop3s = ports.pop3s,
     );
     c
+}
+
+/// Whether Dovecot is installed: `false` after a loud `SKIPPED` line for `test`, a panic when
+/// `MAILBAG_REQUIRE_DOVECOT=1`. For tests that start Dovecot in a child process.
+pub fn dovecot_installed(test: &str) -> bool {
+    if find_binary("dovecot", &["/usr/sbin", "/usr/local/sbin"]).is_some() {
+        return true;
+    }
+    if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
+        panic!("dovecot not found (needed for {test}) and {REQUIRE_ENV}=1");
+    }
+    let _ = writeln!(io::stderr(), "SKIPPED (dovecot not found): {test}");
+    false
+}
+
+/// Runs the ignored test `child` of the current test binary inside a private D-Bus session
+/// with an unlocked gnome-keyring-daemon and a throw-away home (the user's keyrings are never
+/// touched), with `child_env=1` set. `None` (after a loud `SKIPPED` line) when
+/// dbus-run-session or gnome-keyring-daemon is missing, unless `MAILBAG_REQUIRE_KEYRING=1` or
+/// `MAILBAG_REQUIRE_DOVECOT=1`, which make that a panic.
+pub fn in_keyring_session(child: &str, child_env: &str) -> Option<std::process::Output> {
+    let (Some(dbus), Some(keyring)) = (
+        find_binary("dbus-run-session", &["/usr/bin"]),
+        find_binary("gnome-keyring-daemon", &["/usr/bin"]),
+    ) else {
+        let required = ["MAILBAG_REQUIRE_KEYRING", REQUIRE_ENV]
+            .iter()
+            .any(|v| std::env::var(v).is_ok_and(|v| v == "1"));
+        if required {
+            panic!("dbus-run-session or gnome-keyring-daemon not found (needed for {child})");
+        }
+        let _ = writeln!(
+            io::stderr(),
+            "SKIPPED (dbus-run-session / gnome-keyring-daemon not found): {child}"
+        );
+        return None;
+    };
+    let home = tempfile::tempdir().expect("home");
+    let exe = std::env::current_exe().expect("test binary");
+    let script = format!(
+        "printf '\\n' | {} --unlock --components=secrets >/dev/null || exit 97; exec \"$0\" \"$@\"",
+        keyring.display()
+    );
+    let out = Command::new(dbus)
+        .args(["--", "sh", "-c", &script])
+        .arg(exe)
+        .args([
+            child,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HOME", home.path())
+        .env("XDG_DATA_HOME", home.path().join("share"))
+        .env("XDG_RUNTIME_DIR", home.path())
+        .env(child_env, "1")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dbus-run-session");
+    Some(out)
 }
 
 /// Current wall-clock Unix time (for callers building their own messages).

@@ -1,5 +1,9 @@
 //! One authenticated IMAP connection: connect, TLS or STARTTLS, login, raw commands.
 //!
+//! Login is `AUTHENTICATE PLAIN` (RFC 4616) or `LOGIN` with a password, or with
+//! `auth = "oauth2"` `AUTHENTICATE OAUTHBEARER` (RFC 7628) / `XOAUTH2` carrying an access
+//! token from [`crate::oauth2`]; a rejected token is refreshed once and retried.
+//!
 //! async-imap frames and parses the responses (imap-proto); mailbag sends its commands through
 //! the raw path and reads every response itself, because the high-level calls do not know
 //! QRESYNC (RFC 7162 §3.2.5 `SELECT ... (QRESYNC ...)`, `VANISHED`) and hide the responses a
@@ -12,7 +16,8 @@ use async_imap::imap_proto::{Capability as ImapCap, Response, Status};
 
 use super::guard::Guarded;
 use crate::backend::{BackendError, ConnectStep, PasswordSource};
-use crate::config::{Account, Security};
+use crate::config::{Account, OAuth2Mechanism, Security};
+use crate::oauth2;
 use crate::sanitize;
 use crate::tls::{self, TlsTrust, Transport};
 
@@ -213,7 +218,10 @@ impl Imap {
             let mut names: Vec<String> = caps.iter().cloned().collect();
             names.sort();
             step(ConnectStep::Capabilities(names));
-            if caps.contains("LOGINDISABLED") && !caps.contains("AUTH=PLAIN") {
+            if !account.uses_oauth2()
+                && caps.contains("LOGINDISABLED")
+                && !caps.contains("AUTH=PLAIN")
+            {
                 return Err(BackendError::Auth {
                     host: host.clone(),
                     user: user.clone(),
@@ -224,6 +232,12 @@ impl Imap {
             }
             Ok::<_, BackendError>((client, caps))
         };
+        if account.uses_oauth2() {
+            let (client, caps) = secure.await?;
+            let session = oauth2_login(client, name, account, &caps, timeouts).await?;
+            step(ConnectStep::LoggedIn);
+            return Imap::finish(session, host, port, timeouts).await;
+        }
         let (secured, password) = tokio::join!(secure, password.resolve(name, account));
         let (client, caps) = secured?;
         let password = &password?;
@@ -260,6 +274,16 @@ impl Imap {
             }
         };
         step(ConnectStep::LoggedIn);
+        Imap::finish(session, host, port, timeouts).await
+    }
+
+    /// After login: read the capabilities again and enable QRESYNC when offered.
+    async fn finish(
+        session: async_imap::Session<Stream>,
+        host: String,
+        port: u16,
+        timeouts: Timeouts,
+    ) -> Result<Imap, BackendError> {
         let mut imap = Imap {
             session,
             caps: HashSet::new(),
@@ -454,6 +478,127 @@ impl Imap {
 
     pub async fn logout(&mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
+    }
+}
+
+/// The OAUTHBEARER / XOAUTH2 exchange (RFC 7628 §3.2): the first `+` gets the token message,
+/// a second `+` carries the server's JSON error and gets the mechanism's dummy answer.
+struct Bearer<'a> {
+    message: &'a [u8],
+    mechanism: OAuth2Mechanism,
+    calls: u32,
+    /// The `status` of the server's error challenge, if one came.
+    status: &'a mut Option<String>,
+}
+
+impl async_imap::Authenticator for Bearer<'_> {
+    type Response = Vec<u8>;
+    fn process(&mut self, challenge: &[u8]) -> Vec<u8> {
+        self.calls += 1;
+        if self.calls == 1 {
+            self.message.to_vec()
+        } else {
+            *self.status = oauth2::sasl::challenge_status(challenge);
+            oauth2::sasl::error_answer(self.mechanism).to_vec()
+        }
+    }
+}
+
+/// How one OAuth2 attempt ended when it did not succeed.
+enum Attempt {
+    /// The server said NO: the token was not accepted. The connection is still usable.
+    Rejected(async_imap::Client<Stream>, String),
+    Failed(BackendError),
+}
+
+/// Signs in with an access token (OAUTHBEARER preferred, XOAUTH2 otherwise, or as forced);
+/// a rejected token is refreshed once and tried again on the same connection.
+async fn oauth2_login(
+    client: async_imap::Client<Stream>,
+    name: &str,
+    account: &Account,
+    caps: &HashSet<String>,
+    timeouts: Timeouts,
+) -> Result<async_imap::Session<Stream>, BackendError> {
+    let host = account.host.clone();
+    let user = account.username().to_string();
+    let auth_error = |reason: String| BackendError::Auth {
+        host: host.clone(),
+        user: user.clone(),
+        reason,
+    };
+    let offered = caps.iter().filter_map(|c| c.strip_prefix("AUTH="));
+    let Some(mechanism) = oauth2::sasl::choose(offered, account.oauth2_mechanism) else {
+        return Err(auth_error(match account.oauth2_mechanism {
+            Some(m) => format!(
+                "the server does not offer {} (oauth2_mechanism)",
+                oauth2::sasl::name(m)
+            ),
+            None => "the server offers neither OAUTHBEARER nor XOAUTH2".into(),
+        }));
+    };
+    let token = oauth2::access_token(name, account)
+        .await
+        .map_err(|e| auth_error(e.to_string()))?;
+    let client = match bearer_attempt(client, account, mechanism, &token, timeouts).await {
+        Ok(session) => return Ok(session),
+        Err(Attempt::Failed(e)) => return Err(e),
+        Err(Attempt::Rejected(client, _)) => client,
+    };
+    let token = oauth2::renew_access_token(name, account, &token)
+        .await
+        .map_err(|e| auth_error(e.to_string()))?;
+    match bearer_attempt(client, account, mechanism, &token, timeouts).await {
+        Ok(session) => Ok(session),
+        Err(Attempt::Failed(e)) => Err(e),
+        Err(Attempt::Rejected(_, why)) => Err(auth_error(
+            oauth2::refused_twice(name, account, &why).to_string(),
+        )),
+    }
+}
+
+async fn bearer_attempt(
+    client: async_imap::Client<Stream>,
+    account: &Account,
+    mechanism: OAuth2Mechanism,
+    token: &crate::credentials::Secret,
+    timeouts: Timeouts,
+) -> Result<async_imap::Session<Stream>, Attempt> {
+    let host = account.host.clone();
+    let message =
+        oauth2::sasl::initial_response(mechanism, account.username(), &host, account.port(), token);
+    let mut status = None;
+    let auth = Bearer {
+        message: message.expose().as_bytes(),
+        mechanism,
+        calls: 0,
+        status: &mut status,
+    };
+    let attempt = client.authenticate(oauth2::sasl::name(mechanism), auth);
+    let result = tokio::time::timeout(timeouts.read, attempt).await;
+    match result {
+        Err(_) => Err(Attempt::Failed(BackendError::Timeout {
+            host,
+            port: account.port(),
+            secs: timeouts.read.as_secs(),
+        })),
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err((e, client))) => {
+            let text = sanitize::line(&e.to_string()).into_owned();
+            match e {
+                async_imap::error::Error::No(_) | async_imap::error::Error::Bad(_) => {
+                    let why = match status {
+                        Some(s) => format!("{s}; {text}"),
+                        None => text,
+                    };
+                    Err(Attempt::Rejected(client, why))
+                }
+                _ => Err(Attempt::Failed(BackendError::Protocol {
+                    host,
+                    reason: text,
+                })),
+            }
+        }
     }
 }
 

@@ -564,6 +564,58 @@ fn auth_plain_inline_and_deferred() {
 }
 
 #[test]
+fn auth_bearer_answers_the_error_challenge_then_reports_err() {
+    // RFC 7628 §3.2.2: a rejected token brings a `+ ` with a JSON error first; the client
+    // answers `AQ==` (base64 of 0x01) and only then comes the -ERR.
+    let mut client = client_with(vec![Command::AuthBearer {
+        mechanism: "OAUTHBEARER",
+        message: Secret::new("n,,\x01auth=Bearer tok\x01\x01"),
+        error_answer: b"\x01",
+    }]);
+    let line = outputs(&mut client);
+    assert!(line.starts_with(b"AUTH OAUTHBEARER "), "{line:?}");
+    let events = run(
+        &mut client,
+        b"+OK\r\n+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIn0=\r\n",
+    )
+    .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(outputs(&mut client), b"AQ==\r\n");
+    let events = run(&mut client, b"-ERR [AUTH] Authentication failed.\r\n").unwrap();
+    assert_eq!(
+        events,
+        vec![Event::Err {
+            cmd: CommandKind::AuthBearer,
+            code: Some(ResponseCode::Auth),
+            text: "Authentication failed.".into()
+        }]
+    );
+
+    // A token too long for the command line goes on the first `+`, the error answer on the
+    // second.
+    let long = Command::AuthBearer {
+        mechanism: "XOAUTH2",
+        message: Secret::new("t".repeat(300)),
+        error_answer: b"",
+    };
+    let deferred = long.encode_full().unwrap().continuation.unwrap();
+    let mut client = client_with(vec![long]);
+    assert_eq!(outputs(&mut client), b"AUTH XOAUTH2\r\n");
+    run(&mut client, b"+OK\r\n+ \r\n").unwrap();
+    assert_eq!(outputs(&mut client), deferred);
+    run(&mut client, b"+ e30=\r\n").unwrap();
+    assert_eq!(outputs(&mut client), b"\r\n");
+    let events = run(&mut client, b"+OK signed in\r\n").unwrap();
+    assert!(matches!(
+        events.as_slice(),
+        [Event::Ok {
+            cmd: CommandKind::AuthBearer,
+            ..
+        }]
+    ));
+}
+
+#[test]
 fn apop_flow_uses_greeting_timestamp() {
     let mut client = Client::new();
     let events = run(
