@@ -787,23 +787,25 @@ impl Session {
     }
 
     async fn flush(&mut self) -> Result<(), BackendError> {
-        let mut wrote = false;
+        let Some(mut out) = self.client.next_output() else {
+            return Ok(());
+        };
+        // NOTE: every queued command goes out in one write, so that a burst of pipelined
+        // RETRs costs one TLS record and one send instead of one per message.
         while let Some(bytes) = self.client.next_output() {
-            let write = tokio::time::timeout(READ_TIMEOUT, self.io.write_all(&bytes)).await;
-            match write {
-                Ok(Ok(())) => wrote = true,
-                Ok(Err(e)) => return Err(self.io_error("while sending a command", &e)),
-                Err(_) => return Err(self.timed_out()),
-            }
+            out.extend_from_slice(&bytes);
         }
-        if wrote {
-            match tokio::time::timeout(READ_TIMEOUT, self.io.flush()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(self.io_error("while sending a command", &e)),
-                Err(_) => return Err(self.timed_out()),
-            }
+        let write = tokio::time::timeout(READ_TIMEOUT, self.io.write_all(&out)).await;
+        match write {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(self.io_error("while sending a command", &e)),
+            Err(_) => return Err(self.timed_out()),
         }
-        Ok(())
+        match tokio::time::timeout(READ_TIMEOUT, self.io.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.io_error("while sending a command", &e)),
+            Err(_) => Err(self.timed_out()),
+        }
     }
 
     /// The next event, sending queued commands and reading as needed.
