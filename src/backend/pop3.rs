@@ -9,13 +9,17 @@
 //! - **What is new** is decided by UIDL (RFC 1939 §7): a UIDL in the account's history is never
 //!   downloaded again. Servers without UIDL get a stand-in made from a hash of Message-ID, Date
 //!   and size, with a warning.
-//! - **Fast**: RETRs are pipelined (RFC 2449 §6.6) when the server offers PIPELINING, and a
-//!   message larger than [`STREAM_THRESHOLD`] is streamed to the mbox, never held whole.
+//! - **Fast**: RETRs are pipelined (RFC 2449 §6.6) when the server offers PIPELINING, sent in
+//!   bursts, and a message larger than [`STREAM_THRESHOLD`] is streamed to the mbox, never held
+//!   whole. Messages are parsed, appended and committed on a second thread (its own cache
+//!   connection) while the next ones arrive.
 //! - **Durable, in this order** (group commit): append a batch to the mbox → fsync → one cache
 //!   transaction records the messages *and* their UIDLs → only then DELE → QUIT commits the
-//!   deletions (RFC 1939 §6). Before a batch is appended, the cache records the file's length;
-//!   after a crash, anything past that mark is an uncommitted append of ours and is cut off —
-//!   the server still holds those messages, since nothing is deleted before the commit.
+//!   deletions (RFC 1939 §6). Before the first append, the cache durably records the file's
+//!   length (the append mark); each batch's transaction moves the mark to the batch's end, and
+//!   the last one clears it. After a crash, anything past the mark is an uncommitted append of
+//!   ours and is cut off — the server still holds those messages, since nothing is deleted
+//!   before the commit.
 //! - **Leave on server** (default): server copies stay; `delete_after_days` removes them N
 //!   days after download; `delete_on_server_when_deleted_locally` removes those the user
 //!   deleted here. UIDL history is pruned when the server no longer lists a UIDL.
@@ -604,8 +608,12 @@ fn internal(what: &str) -> BackendError {
     }
 }
 
-/// How many jobs may wait for the committer thread before the download waits for it.
+/// How many jobs may wait for the committer thread.
 const SINK_DEPTH: usize = 32;
+/// How many whole messages (and bytes) the download keeps while the committer's queue is
+/// full, before it waits for the committer.
+const HOLD_MESSAGES: usize = 4096;
+const HOLD_BYTES: usize = 16 * 1024 * 1024;
 
 impl<'c> Sink<'c> {
     fn start(cache: &'c mut Cache, account: i64, folder: i64, mbox: Mbox) -> Self {
@@ -638,6 +646,29 @@ impl<'c> Sink<'c> {
         match self {
             Sink::Thread { jobs, .. } => jobs.send(job).is_ok(),
             Sink::Inline(committer) => committer.take(job),
+        }
+    }
+
+    /// Hand over whole messages; while the committer is busy (its queue full) they stay in
+    /// `pending` instead, up to [`HOLD_MESSAGES`] / [`HOLD_BYTES`], and go with a later offer.
+    /// `false` once the committer has stopped.
+    fn offer(&mut self, pending: &mut Vec<Received>) -> bool {
+        if pending.is_empty() {
+            return true;
+        }
+        let bytes: usize = pending.iter().map(|m| m.raw.len()).sum();
+        match self {
+            Sink::Thread { jobs, .. } if pending.len() < HOLD_MESSAGES && bytes < HOLD_BYTES => {
+                match jobs.try_send(Job::Messages(std::mem::take(pending))) {
+                    Ok(()) => true,
+                    Err(std::sync::mpsc::TrySendError::Full(Job::Messages(back))) => {
+                        *pending = back;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            _ => self.send(Job::Messages(std::mem::take(pending))),
         }
     }
 
@@ -954,9 +985,7 @@ impl Session {
                 None => {
                     // NOTE: about to wait for the server: hand over what has arrived, so
                     // that nothing waits here on a slow link.
-                    if !pending.is_empty()
-                        && !sink.send(Job::Messages(std::mem::take(&mut pending)))
-                    {
+                    if !sink.offer(&mut pending) {
                         return Err(stopped());
                     }
                     self.event().await?
