@@ -613,6 +613,31 @@ mod tests {
     }
 
     #[test]
+    fn gathered_appends_reach_the_file_on_sync_and_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.mbox");
+        let mut mbox = Mbox::open(&path).unwrap();
+        let a = mbox.append(b"Subject: a\n\nFrom here\n", "x", 0).unwrap();
+        assert_eq!(
+            mbox.len(),
+            a.end() + 1,
+            "the length counts what is still in memory"
+        );
+        mbox.sync().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), mbox.len());
+        let b = mbox.append(b"Subject: b\n\nB\n", "x", 0).unwrap();
+        drop(mbox);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), b.end() + 1);
+        let mut found = Vec::new();
+        scan(&path, |s| {
+            found.push(s.span);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(found, vec![a, b]);
+    }
+
+    #[test]
     fn second_open_is_refused_while_locked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.mbox");
