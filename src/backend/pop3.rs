@@ -1363,3 +1363,80 @@ fn now_unix() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(i: usize) -> Received {
+        let raw = format!(
+            "From: a{i}@example.com\r\nSubject: message {i}\r\nMessage-ID: <{i}@test>\r\n\r\n\
+             From the body of {i}\r\n"
+        )
+        .into_bytes();
+        Received {
+            uidl: format!("uidl-{i}"),
+            raw,
+        }
+    }
+
+    fn setup(dir: &Path) -> (Cache, i64, i64, Mbox) {
+        let path = dir.join("in.mbox");
+        let mut cache = Cache::open_in_memory().unwrap();
+        let (account, folder) =
+            super::super::mbox_account(&mut cache, "pop", "pop3", &path).unwrap();
+        (cache, account, folder, Mbox::open(&path).unwrap())
+    }
+
+    #[test]
+    fn a_finished_download_is_committed_and_the_mark_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut cache, account, folder, mbox) = setup(dir.path());
+        let mut committer = Committer::new(&mut cache, account, folder, mbox);
+        // More than one batch, then a message that arrives in pieces.
+        let whole: Vec<Received> = (0..BATCH_MESSAGES + 3).map(received).collect();
+        assert!(committer.take(Job::Messages(whole)));
+        let large = received(9999);
+        let (head, tail) = large.raw.split_at(20);
+        assert!(committer.take(Job::LargeStart {
+            uidl: large.uidl.clone(),
+            head: head.to_vec(),
+        }));
+        assert!(committer.take(Job::LargeData(tail.to_vec())));
+        assert!(committer.take(Job::LargeEnd));
+        assert_eq!(committer.finish().unwrap(), BATCH_MESSAGES as u64 + 4);
+        assert_eq!(cache.uidls(folder).unwrap().len(), BATCH_MESSAGES + 4);
+        let state = cache.folder(folder).unwrap().unwrap().mbox;
+        assert_eq!(state.append_from, None);
+        let mut bodies = Vec::new();
+        mbox::scan(&dir.path().join("in.mbox"), |m| {
+            bodies.push(m.raw);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(bodies.len(), BATCH_MESSAGES + 4);
+        assert_eq!(bodies.last(), Some(&large.raw));
+    }
+
+    #[test]
+    fn an_abandoned_download_leaves_its_open_batch_to_the_repair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut cache, account, folder, mbox) = setup(dir.path());
+        let mut committer = Committer::new(&mut cache, account, folder, mbox);
+        let whole: Vec<Received> = (0..BATCH_MESSAGES + 3).map(received).collect();
+        assert!(committer.take(Job::Messages(whole)));
+        assert_eq!(committer.abandon().unwrap(), BATCH_MESSAGES as u64);
+        // The first batch is recorded; the mark points at the end of it, where the three
+        // uncommitted messages begin.
+        assert_eq!(cache.uidls(folder).unwrap().len(), BATCH_MESSAGES);
+        let state = cache.folder(folder).unwrap().unwrap().mbox;
+        let committed = cache.mbox_committed_end(folder).unwrap();
+        let mark = state.append_from.expect("the mark stays for the repair");
+        assert!(
+            mark >= committed,
+            "mark {mark} before the committed end {committed}"
+        );
+        let len = std::fs::metadata(dir.path().join("in.mbox")).unwrap().len();
+        assert!(len > mark, "the uncommitted tail is past the mark");
+    }
+}
