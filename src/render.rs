@@ -39,23 +39,12 @@ fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
 
 /// Parse the envelope of a raw message. A message that can't be parsed still gets its size.
 pub fn envelope_of(raw: &[u8]) -> Envelope {
-    let Some(msg) = MessageParser::default().parse(raw) else {
-        return Envelope {
+    match MessageParser::default().parse(raw) {
+        Some(msg) => envelope_fields(&msg, raw.len() as u64, msg.attachment_count() > 0),
+        None => Envelope {
             size: raw.len() as u64,
             ..Envelope::default()
-        };
-    };
-    Envelope {
-        message_id: msg.message_id().map(str::to_string),
-        in_reply_to: id_list(msg.in_reply_to()).into_iter().next(),
-        references: id_list(msg.references()),
-        date: msg.date().map(|d| d.to_timestamp()),
-        from: addresses(msg.from()),
-        to: addresses(msg.to()),
-        cc: addresses(msg.cc()),
-        subject: msg.subject().unwrap_or_default().to_string(),
-        size: raw.len() as u64,
-        has_attachments: msg.attachment_count() > 0,
+        },
     }
 }
 
@@ -74,6 +63,10 @@ pub fn envelope_of_head(head: &[u8], size: u64) -> Envelope {
                 .subtype()
                 .is_some_and(|s| s.eq_ignore_ascii_case("mixed"))
     });
+    envelope_fields(&msg, size, mixed)
+}
+
+fn envelope_fields(msg: &Message<'_>, size: u64, has_attachments: bool) -> Envelope {
     Envelope {
         message_id: msg.message_id().map(str::to_string),
         in_reply_to: id_list(msg.in_reply_to()).into_iter().next(),
@@ -84,15 +77,19 @@ pub fn envelope_of_head(head: &[u8], size: u64) -> Envelope {
         cc: addresses(msg.cc()),
         subject: msg.subject().unwrap_or_default().to_string(),
         size,
-        has_attachments: mixed,
+        has_attachments,
     }
 }
 
 /// The address for an mbox `From ` line: Return-Path if present, else the first From address.
 pub fn envelope_sender(head: &[u8]) -> String {
-    let Some(msg) = MessageParser::default().parse_headers(head) else {
-        return String::new();
-    };
+    MessageParser::default()
+        .parse_headers(head)
+        .map(|msg| sender_of(&msg))
+        .unwrap_or_default()
+}
+
+fn sender_of(msg: &Message<'_>) -> String {
     let return_path = match msg.return_path() {
         HeaderValue::Text(t) => Some(t.to_string()),
         HeaderValue::TextList(l) => l.first().map(|t| t.to_string()),
@@ -107,6 +104,33 @@ pub fn envelope_sender(head: &[u8]) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_default()
+}
+
+/// What storing a whole message needs from it, from one parse.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parsed {
+    /// As [`envelope_of`].
+    pub envelope: Envelope,
+    /// As [`envelope_sender`].
+    pub sender: String,
+    /// As [`search_text`].
+    pub search_text: String,
+}
+
+/// [`envelope_of`], [`envelope_sender`] and [`search_text`] of a whole message, parsing it
+/// once instead of three times (a download stores all three for every message).
+pub fn parse_once(raw: &[u8]) -> Parsed {
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Parsed {
+            envelope: envelope_of(raw),
+            ..Parsed::default()
+        };
+    };
+    Parsed {
+        envelope: envelope_fields(&msg, raw.len() as u64, msg.attachment_count() > 0),
+        sender: sender_of(&msg),
+        search_text: msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+    }
 }
 
 /// Local flags recorded in an mbox message's `Status:` / `X-Status:` headers (mutt's convention).
@@ -857,6 +881,24 @@ Hello\x1b]0;pwned\x07 there\r\n";
         assert_eq!(e.date, Some(1_795_674_041));
         assert_eq!(rfc3339(1_795_674_041), "2026-11-26T06:20:41Z");
         assert!(!e.has_attachments);
+    }
+
+    #[test]
+    fn parse_once_agrees_with_the_separate_parsers() {
+        let with_return_path =
+            [b"Return-Path: <bounce@example.net>\r\n".as_slice(), SAMPLE].concat();
+        for raw in [
+            SAMPLE,
+            with_return_path.as_slice(),
+            b"",
+            b"garbage without headers",
+        ] {
+            let parsed = parse_once(raw);
+            assert_eq!(parsed.envelope, envelope_of(raw));
+            assert_eq!(parsed.sender, envelope_sender(raw));
+            assert_eq!(parsed.search_text, search_text(raw));
+        }
+        assert_eq!(parse_once(&with_return_path).sender, "bounce@example.net");
     }
 
     #[test]

@@ -9,13 +9,17 @@
 //! - **What is new** is decided by UIDL (RFC 1939 §7): a UIDL in the account's history is never
 //!   downloaded again. Servers without UIDL get a stand-in made from a hash of Message-ID, Date
 //!   and size, with a warning.
-//! - **Fast**: RETRs are pipelined (RFC 2449 §6.6) when the server offers PIPELINING, and a
-//!   message larger than [`STREAM_THRESHOLD`] is streamed to the mbox, never held whole.
+//! - **Fast**: RETRs are pipelined (RFC 2449 §6.6) when the server offers PIPELINING, sent in
+//!   bursts, and a message larger than [`STREAM_THRESHOLD`] is streamed to the mbox, never held
+//!   whole. Messages are parsed, appended and committed on a second thread (its own cache
+//!   connection) while the next ones arrive.
 //! - **Durable, in this order** (group commit): append a batch to the mbox → fsync → one cache
 //!   transaction records the messages *and* their UIDLs → only then DELE → QUIT commits the
-//!   deletions (RFC 1939 §6). Before a batch is appended, the cache records the file's length;
-//!   after a crash, anything past that mark is an uncommitted append of ours and is cut off —
-//!   the server still holds those messages, since nothing is deleted before the commit.
+//!   deletions (RFC 1939 §6). Before the first append, the cache durably records the file's
+//!   length (the append mark); each batch's transaction moves the mark to the batch's end, and
+//!   the last one clears it. After a crash, anything past the mark is an uncommitted append of
+//!   ours and is cut off — the server still holds those messages, since nothing is deleted
+//!   before the commit.
 //! - **Leave on server** (default): server copies stay; `delete_after_days` removes them N
 //!   days after download; `delete_on_server_when_deleted_locally` removes those the user
 //!   deleted here. UIDL history is pruned when the server no longer lists a UIDL.
@@ -52,7 +56,7 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const PIPELINE_DEPTH: usize = 64;
 
 /// A batch is committed (fsync + one transaction) after this many messages ...
-const BATCH_MESSAGES: usize = 250;
+const BATCH_MESSAGES: usize = 1000;
 /// ... or this many bytes ...
 const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 /// ... or this long after it began, whichever comes first, so that a slow link that keeps
@@ -226,7 +230,7 @@ impl MailBackend for Pop3Backend {
         };
 
         let result = self
-            .download_and_clean(cache, account, folder, &mut mbox, &mut report, progress)
+            .download_and_clean(cache, account, folder, mbox, &mut report, progress)
             .await;
         if result.is_err() {
             // NOTE: a failed session is not reused: its state is unknown. Nothing is deleted
@@ -260,7 +264,7 @@ impl Pop3Backend {
         cache: &mut Cache,
         account: i64,
         folder: i64,
-        mbox: &mut Mbox,
+        mbox: Mbox,
         report: &mut SyncReport,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(), BackendError> {
@@ -380,11 +384,312 @@ struct Downloaded {
 /// A message whose RETR reply is arriving.
 struct Incoming {
     msg: u32,
-    /// The message so far while it is small; the first part of it once streaming.
+    /// The message so far, until it outgrows [`STREAM_THRESHOLD`].
     head: Vec<u8>,
-    /// Set once the message outgrew [`STREAM_THRESHOLD`] and is being written as it comes.
-    streaming: Option<Appender>,
+    /// Set once the message outgrew [`STREAM_THRESHOLD`] and is handed on as it comes.
+    streaming: bool,
     bytes: u64,
+}
+
+/// A whole message, received and not yet stored.
+struct Received {
+    uidl: String,
+    raw: Vec<u8>,
+}
+
+/// What the download loop hands to the [`Committer`], in the order the server sent it.
+enum Job {
+    /// Whole messages.
+    Messages(Vec<Received>),
+    /// The first [`STREAM_THRESHOLD`] bytes of a message too large to hold.
+    LargeStart { uidl: String, head: Vec<u8> },
+    /// The next piece of that message.
+    LargeData(Vec<u8>),
+    /// That message is complete.
+    LargeEnd,
+    /// The download failed: commit nothing more (see [`Committer::abandon`]).
+    Abandon,
+}
+
+/// A large message being appended as it arrives.
+struct Large {
+    uidl: String,
+    /// Its first part, for the envelope.
+    head: Vec<u8>,
+    appender: Appender,
+    bytes: u64,
+}
+
+/// Stores downloaded messages with the group commit: append to the mbox, then every
+/// [`BATCH_MESSAGES`] (or [`BATCH_BYTES`], or [`BATCH_TIME`]) fsync the mbox and record the
+/// batch and its UIDLs in one cache transaction.
+///
+/// The append mark (see [`Pop3Backend::recover`]) is set once, durably, before the first
+/// append; each commit moves it to the end of what it recorded, and the last one clears it.
+/// The first failure stops it; later jobs are ignored and [`Committer::finish`] reports it.
+struct Committer<'c> {
+    cache: &'c mut Cache,
+    account: i64,
+    folder: i64,
+    mbox: Mbox,
+    batch: Vec<NewMessage>,
+    batch_bytes: u64,
+    batch_started: std::time::Instant,
+    /// Whether the cache holds an append mark of ours.
+    marked: bool,
+    large: Option<Large>,
+    committed: u64,
+    failed: Option<BackendError>,
+}
+
+impl<'c> Committer<'c> {
+    fn new(cache: &'c mut Cache, account: i64, folder: i64, mbox: Mbox) -> Self {
+        Committer {
+            cache,
+            account,
+            folder,
+            mbox,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            batch_started: std::time::Instant::now(),
+            marked: false,
+            large: None,
+            committed: 0,
+            failed: None,
+        }
+    }
+
+    /// Store what `job` carries; `false` once a failure has stopped this committer.
+    fn take(&mut self, job: Job) -> bool {
+        if self.failed.is_none()
+            && let Err(e) = self.store(job)
+        {
+            self.failed = Some(e);
+        }
+        self.failed.is_none()
+    }
+
+    fn store(&mut self, job: Job) -> Result<(), BackendError> {
+        match job {
+            Job::Messages(list) => {
+                for m in list {
+                    self.before_append()?;
+                    let parsed = render::parse_once(&m.raw);
+                    let span = self.mbox.append(&m.raw, &parsed.sender, now_unix())?;
+                    self.add(m.uidl, parsed.envelope, span, Some(parsed.search_text))?;
+                }
+            }
+            Job::LargeStart { uidl, mut head } => {
+                self.before_append()?;
+                let sender = render::envelope_sender(&head);
+                let mut appender = self.mbox.begin(&sender, now_unix())?;
+                appender.write(&mut self.mbox, &head)?;
+                let bytes = head.len() as u64;
+                head.truncate(256 * 1024);
+                self.large = Some(Large {
+                    uidl,
+                    head,
+                    appender,
+                    bytes,
+                });
+            }
+            Job::LargeData(chunk) => {
+                let Some(large) = self.large.as_mut() else {
+                    return Err(internal("a message piece came without its start"));
+                };
+                large.appender.write(&mut self.mbox, &chunk)?;
+                large.bytes += chunk.len() as u64;
+            }
+            Job::LargeEnd => {
+                if let Some(large) = self.large.take() {
+                    let span = large.appender.finish(&mut self.mbox)?;
+                    let envelope = render::envelope_of_head(&large.head, large.bytes);
+                    self.add(large.uidl, envelope, span, None)?;
+                }
+            }
+            Job::Abandon => {}
+        }
+        Ok(())
+    }
+
+    /// Make sure the cache knows where our uncommitted appends begin.
+    fn before_append(&mut self) -> Result<(), BackendError> {
+        if !self.marked {
+            self.cache
+                .set_mbox_append_from(self.folder, Some(self.mbox.len()))?;
+            self.marked = true;
+        }
+        if self.batch.is_empty() {
+            self.batch_started = std::time::Instant::now();
+        }
+        Ok(())
+    }
+
+    fn add(
+        &mut self,
+        uidl: String,
+        envelope: Envelope,
+        span: Span,
+        body_text: Option<String>,
+    ) -> Result<(), BackendError> {
+        self.batch_bytes += envelope.size;
+        self.batch.push(NewMessage {
+            remote: RemoteId::Uidl(uidl),
+            envelope,
+            flags: Flags::default(),
+            modseq: None,
+            mbox: Some(span),
+            body_text,
+        });
+        if self.batch.len() >= BATCH_MESSAGES
+            || self.batch_bytes >= BATCH_BYTES
+            || self.batch_started.elapsed() >= BATCH_TIME
+        {
+            self.commit(false)?;
+        }
+        Ok(())
+    }
+
+    /// Make the batch durable and record it: fsync the mbox, then one cache transaction.
+    fn commit(&mut self, last: bool) -> Result<(), BackendError> {
+        if self.batch.is_empty() {
+            if last && self.marked {
+                self.cache.set_mbox_append_from(self.folder, None)?;
+                self.marked = false;
+            }
+            return Ok(());
+        }
+        self.mbox.sync()?;
+        let mark = (!last).then(|| self.mbox.len());
+        self.cache
+            .commit_downloads(self.account, self.folder, &self.batch, now_unix(), mark)?;
+        self.marked = !last;
+        self.committed += self.batch.len() as u64;
+        self.batch.clear();
+        self.batch_bytes = 0;
+        Ok(())
+    }
+
+    /// Commit what is left; how many messages were recorded in all, or the first failure.
+    fn finish(mut self) -> Result<u64, BackendError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        self.commit(true)?;
+        Ok(self.committed)
+    }
+
+    /// The download failed: leave the open batch uncommitted (as a crash would), so that the
+    /// next sync's repair cuts it off and downloads it again. How many messages were recorded
+    /// before, or the first failure.
+    fn abandon(mut self) -> Result<u64, BackendError> {
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(self.committed),
+        }
+    }
+}
+
+/// Where the download loop sends its jobs: a [`Committer`] on its own thread with its own
+/// cache connection, or (for a cache that cannot be opened twice) one on this thread.
+enum Sink<'c> {
+    Thread {
+        jobs: std::sync::mpsc::SyncSender<Job>,
+        worker: std::thread::JoinHandle<Result<u64, BackendError>>,
+    },
+    Inline(Box<Committer<'c>>),
+}
+
+/// An error that only a bug in this module could cause.
+fn internal(what: &str) -> BackendError {
+    BackendError::Io {
+        context: format!("pop3 download: {what}"),
+        source: std::io::Error::other("internal error"),
+    }
+}
+
+/// How many jobs may wait for the committer thread.
+const SINK_DEPTH: usize = 32;
+/// How many whole messages (and bytes) the download keeps while the committer's queue is
+/// full, before it waits for the committer.
+const HOLD_MESSAGES: usize = 4096;
+const HOLD_BYTES: usize = 16 * 1024 * 1024;
+
+impl<'c> Sink<'c> {
+    fn start(cache: &'c mut Cache, account: i64, folder: i64, mbox: Mbox) -> Self {
+        // NOTE: the fsync and the cache transaction of one batch take as long as receiving
+        // the next; on a thread of their own they overlap with it instead of stalling the
+        // pipeline. The bounded queue keeps memory flat if the disk is the slower side.
+        match cache.open_another() {
+            Ok(mut other) => {
+                let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(SINK_DEPTH);
+                let worker = std::thread::spawn(move || {
+                    let mut committer = Committer::new(&mut other, account, folder, mbox);
+                    for job in queue {
+                        if matches!(job, Job::Abandon) {
+                            return committer.abandon();
+                        }
+                        if !committer.take(job) {
+                            break;
+                        }
+                    }
+                    committer.finish()
+                });
+                Sink::Thread { jobs, worker }
+            }
+            Err(_) => Sink::Inline(Box::new(Committer::new(cache, account, folder, mbox))),
+        }
+    }
+
+    /// Hand `job` on; `false` once the committer has stopped (its error comes from `finish`).
+    fn send(&mut self, job: Job) -> bool {
+        match self {
+            Sink::Thread { jobs, .. } => jobs.send(job).is_ok(),
+            Sink::Inline(committer) => committer.take(job),
+        }
+    }
+
+    /// Hand over whole messages; while the committer is busy (its queue full) they stay in
+    /// `pending` instead, up to [`HOLD_MESSAGES`] / [`HOLD_BYTES`], and go with a later offer.
+    /// `false` once the committer has stopped.
+    fn offer(&mut self, pending: &mut Vec<Received>) -> bool {
+        if pending.is_empty() {
+            return true;
+        }
+        let bytes: usize = pending.iter().map(|m| m.raw.len()).sum();
+        match self {
+            Sink::Thread { jobs, .. } if pending.len() < HOLD_MESSAGES && bytes < HOLD_BYTES => {
+                match jobs.try_send(Job::Messages(std::mem::take(pending))) {
+                    Ok(()) => true,
+                    Err(std::sync::mpsc::TrySendError::Full(Job::Messages(back))) => {
+                        *pending = back;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            _ => self.send(Job::Messages(std::mem::take(pending))),
+        }
+    }
+
+    /// Wait for the committer: with `complete`, commit what is left; without, abandon it
+    /// (the download failed). How many messages were recorded.
+    fn finish(self, complete: bool) -> Result<u64, BackendError> {
+        match self {
+            Sink::Thread { jobs, worker } => {
+                if !complete {
+                    // A closed queue means the committer already stopped; join tells why.
+                    let _ = jobs.send(Job::Abandon);
+                }
+                drop(jobs);
+                worker
+                    .join()
+                    .unwrap_or_else(|_| Err(internal("the cache writer stopped unexpectedly")))
+            }
+            Sink::Inline(committer) if complete => committer.finish(),
+            Sink::Inline(committer) => committer.abandon(),
+        }
+    }
 }
 
 /// A connected, authenticated POP3 session.
@@ -677,27 +982,46 @@ impl Session {
         Ok(out)
     }
 
+    /// Download `wanted` into `mbox` and record it in the cache; see [`Committer`] for the
+    /// order that makes it crash-safe. Messages are stored on another thread while the next
+    /// ones arrive.
     async fn download(
         &mut self,
         cache: &mut Cache,
         account: i64,
         folder: i64,
-        mbox: &mut Mbox,
+        mbox: Mbox,
         wanted: &[Listed],
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Downloaded, BackendError> {
-        let depth = if self.pipelining() { PIPELINE_DEPTH } else { 1 };
-        let mut next = wanted.iter();
-        let mut in_flight: VecDeque<&Listed> = VecDeque::new();
-        let mut incoming: Option<Incoming> = None;
-        let mut batch: Vec<NewMessage> = Vec::new();
-        let mut batch_bytes = 0u64;
-        let mut batch_started = std::time::Instant::now();
+        let mut sink = Sink::start(cache, account, folder, mbox);
         let mut done = Downloaded {
             count: 0,
             bytes: 0,
             warnings: Vec::new(),
         };
+        let received = self.receive(&mut sink, wanted, &mut done, progress).await;
+        // NOTE: the committer's failure comes first: a download stopped by it fails too.
+        done.count = sink.finish(received.is_ok())?;
+        received?;
+        Ok(done)
+    }
+
+    /// The RETR loop: pipelined commands, replies handed to `sink` as they complete.
+    async fn receive(
+        &mut self,
+        sink: &mut Sink<'_>,
+        wanted: &[Listed],
+        done: &mut Downloaded,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<(), BackendError> {
+        let depth = if self.pipelining() { PIPELINE_DEPTH } else { 1 };
+        let mut next = wanted.iter();
+        let mut in_flight: VecDeque<&Listed> = VecDeque::new();
+        let mut incoming: Option<Incoming> = None;
+        // Whole messages not yet handed to the sink.
+        let mut pending: Vec<Received> = Vec::new();
+        let stopped = || internal("the cache writer stopped");
         let mut state = Progress {
             total: wanted.len() as u64,
             total_bytes: wanted.iter().map(|l| l.size).sum(),
@@ -717,16 +1041,23 @@ impl Session {
             let Some(&current) = in_flight.front() else {
                 break;
             };
-            match self.event().await? {
-                Event::RetrStarted { msg, .. } if msg == current.msg => {
-                    if batch.is_empty() {
-                        cache.set_mbox_append_from(folder, Some(mbox.len()))?;
-                        batch_started = std::time::Instant::now();
+            let event = match self.ready_event()? {
+                Some(event) => event,
+                None => {
+                    // NOTE: about to wait for the server: hand over what has arrived, so
+                    // that nothing waits here on a slow link.
+                    if !sink.offer(&mut pending) {
+                        return Err(stopped());
                     }
+                    self.event().await?
+                }
+            };
+            match event {
+                Event::RetrStarted { msg, .. } if msg == current.msg => {
                     incoming = Some(Incoming {
                         msg,
                         head: Vec::new(),
-                        streaming: None,
+                        streaming: false,
                         bytes: 0,
                     });
                 }
@@ -735,56 +1066,47 @@ impl Session {
                         return Err(self.unexpected_text("RETR", "data for another message"));
                     };
                     inc.bytes += chunk.len() as u64;
-                    if let Some(appender) = inc.streaming.as_mut() {
-                        appender.write(mbox, &chunk)?;
+                    state.bytes += chunk.len() as u64;
+                    if inc.streaming {
+                        if !sink.send(Job::LargeData(chunk)) {
+                            return Err(stopped());
+                        }
+                    } else if inc.head.is_empty() {
+                        inc.head = chunk;
                     } else {
                         inc.head.extend_from_slice(&chunk);
-                        if inc.head.len() > STREAM_THRESHOLD {
-                            let sender = render::envelope_sender(&inc.head);
-                            let mut appender = mbox.begin(&sender, now_unix())?;
-                            appender.write(mbox, &inc.head)?;
-                            inc.head.truncate(256 * 1024);
-                            inc.streaming = Some(appender);
+                    }
+                    if !inc.streaming && inc.head.len() > STREAM_THRESHOLD {
+                        inc.streaming = true;
+                        let start = Job::LargeStart {
+                            uidl: current.uidl.clone(),
+                            head: std::mem::take(&mut inc.head),
+                        };
+                        let whole = std::mem::take(&mut pending);
+                        if (!whole.is_empty() && !sink.send(Job::Messages(whole)))
+                            || !sink.send(start)
+                        {
+                            return Err(stopped());
                         }
                     }
-                    state.bytes += chunk.len() as u64;
                 }
                 Event::RetrFinished { msg } if msg == current.msg => {
                     in_flight.pop_front();
                     let Some(inc) = incoming.take() else {
                         return Err(self.unexpected_text("RETR", "end without a start"));
                     };
-                    let (span, envelope, body_text) = match inc.streaming {
-                        Some(appender) => {
-                            let span = appender.finish(mbox)?;
-                            (span, render::envelope_of_head(&inc.head, inc.bytes), None)
+                    if inc.streaming {
+                        if !sink.send(Job::LargeEnd) {
+                            return Err(stopped());
                         }
-                        None => {
-                            let sender = render::envelope_sender(&inc.head);
-                            let span = mbox.append(&inc.head, &sender, now_unix())?;
-                            let mut envelope = Envelope::from_raw(&inc.head);
-                            envelope.size = inc.bytes;
-                            (span, envelope, Some(render::search_text(&inc.head)))
-                        }
-                    };
-                    batch_bytes += inc.bytes;
-                    done.bytes += inc.bytes;
-                    batch.push(NewMessage {
-                        remote: RemoteId::Uidl(current.uidl.clone()),
-                        envelope,
-                        flags: Flags::default(),
-                        modseq: None,
-                        mbox: Some(span),
-                        body_text,
-                    });
-                    state.done += 1;
-                    if batch.len() >= BATCH_MESSAGES
-                        || batch_bytes >= BATCH_BYTES
-                        || batch_started.elapsed() >= BATCH_TIME
-                    {
-                        done.count += commit(cache, account, folder, mbox, &mut batch)?;
-                        batch_bytes = 0;
+                    } else {
+                        pending.push(Received {
+                            uidl: current.uidl.clone(),
+                            raw: inc.head,
+                        });
                     }
+                    done.bytes += inc.bytes;
+                    state.done += 1;
                     progress(state);
                 }
                 Event::Err {
@@ -804,8 +1126,10 @@ impl Session {
                 other => return Err(self.unexpected("RETR", &other)),
             }
         }
-        done.count += commit(cache, account, folder, mbox, &mut batch)?;
-        Ok(done)
+        if !pending.is_empty() && !sink.send(Job::Messages(pending)) {
+            return Err(stopped());
+        }
+        Ok(())
     }
 
     async fn delete(&mut self, msgs: &[u32]) -> Result<(), BackendError> {
@@ -848,37 +1172,42 @@ impl Session {
     }
 
     async fn flush(&mut self) -> Result<(), BackendError> {
-        let mut wrote = false;
+        let Some(mut out) = self.client.next_output() else {
+            return Ok(());
+        };
+        // NOTE: every queued command goes out in one write, so that a burst of pipelined
+        // RETRs costs one TLS record and one send instead of one per message.
         while let Some(bytes) = self.client.next_output() {
-            let write = tokio::time::timeout(READ_TIMEOUT, self.io.write_all(&bytes)).await;
-            match write {
-                Ok(Ok(())) => wrote = true,
-                Ok(Err(e)) => return Err(self.io_error("while sending a command", &e)),
-                Err(_) => return Err(self.timed_out()),
-            }
+            out.extend_from_slice(&bytes);
         }
-        if wrote {
-            match tokio::time::timeout(READ_TIMEOUT, self.io.flush()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(self.io_error("while sending a command", &e)),
-                Err(_) => return Err(self.timed_out()),
-            }
+        let write = tokio::time::timeout(READ_TIMEOUT, self.io.write_all(&out)).await;
+        match write {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(self.io_error("while sending a command", &e)),
+            Err(_) => return Err(self.timed_out()),
         }
-        Ok(())
+        match tokio::time::timeout(READ_TIMEOUT, self.io.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.io_error("while sending a command", &e)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// The next event if the bytes already read hold one (nothing is sent or read).
+    fn ready_event(&mut self) -> Result<Option<Event>, BackendError> {
+        self.client
+            .next_event()
+            .map_err(|e| BackendError::Protocol {
+                host: self.host.clone(),
+                reason: e.to_string(),
+            })
     }
 
     /// The next event, sending queued commands and reading as needed.
     async fn event(&mut self) -> Result<Event, BackendError> {
         loop {
-            match self.client.next_event() {
-                Ok(Some(event)) => return Ok(event),
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(BackendError::Protocol {
-                        host: self.host.clone(),
-                        reason: e.to_string(),
-                    });
-                }
+            if let Some(event) = self.ready_event()? {
+                return Ok(event);
             }
             self.flush().await?;
             let read = tokio::time::timeout(READ_TIMEOUT, self.io.read(&mut self.buf)).await;
@@ -1007,35 +1336,16 @@ impl Session {
     }
 }
 
-/// Make a batch durable and record it: fsync the mbox, then one cache transaction.
-fn commit(
-    cache: &mut Cache,
-    account: i64,
-    folder: i64,
-    mbox: &mut Mbox,
-    batch: &mut Vec<NewMessage>,
-) -> Result<u64, BackendError> {
-    if batch.is_empty() {
-        return Ok(0);
-    }
-    mbox.sync()?;
-    cache.commit_downloads(account, folder, batch, now_unix())?;
-    let n = batch.len() as u64;
-    batch.clear();
-    Ok(n)
-}
-
 /// Index the messages of an mbox from byte `from` on, marking the file as scanned.
 fn import_mbox(cache: &mut Cache, folder: i64, path: &Path, from: u64) -> Result<(), BackendError> {
     let mut found = Vec::new();
     mbox::scan_from(path, from, |m| {
-        let mut envelope = Envelope::from_raw(&m.raw);
-        envelope.size = m.raw.len() as u64;
+        let parsed = render::parse_once(&m.raw);
         found.push(NewMessage {
             remote: RemoteId::Local(m.span.offset),
             flags: render::mbox_flags(&m.raw),
-            body_text: Some(render::search_text(&m.raw)),
-            envelope,
+            body_text: Some(parsed.search_text),
+            envelope: parsed.envelope,
             modseq: None,
             mbox: Some(m.span),
         });
@@ -1117,4 +1427,81 @@ fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(i: usize) -> Received {
+        let raw = format!(
+            "From: a{i}@example.com\r\nSubject: message {i}\r\nMessage-ID: <{i}@test>\r\n\r\n\
+             From the body of {i}\r\n"
+        )
+        .into_bytes();
+        Received {
+            uidl: format!("uidl-{i}"),
+            raw,
+        }
+    }
+
+    fn setup(dir: &Path) -> (Cache, i64, i64, Mbox) {
+        let path = dir.join("in.mbox");
+        let mut cache = Cache::open_in_memory().unwrap();
+        let (account, folder) =
+            super::super::mbox_account(&mut cache, "pop", "pop3", &path).unwrap();
+        (cache, account, folder, Mbox::open(&path).unwrap())
+    }
+
+    #[test]
+    fn a_finished_download_is_committed_and_the_mark_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut cache, account, folder, mbox) = setup(dir.path());
+        let mut committer = Committer::new(&mut cache, account, folder, mbox);
+        // More than one batch, then a message that arrives in pieces.
+        let whole: Vec<Received> = (0..BATCH_MESSAGES + 3).map(received).collect();
+        assert!(committer.take(Job::Messages(whole)));
+        let large = received(9999);
+        let (head, tail) = large.raw.split_at(20);
+        assert!(committer.take(Job::LargeStart {
+            uidl: large.uidl.clone(),
+            head: head.to_vec(),
+        }));
+        assert!(committer.take(Job::LargeData(tail.to_vec())));
+        assert!(committer.take(Job::LargeEnd));
+        assert_eq!(committer.finish().unwrap(), BATCH_MESSAGES as u64 + 4);
+        assert_eq!(cache.uidls(folder).unwrap().len(), BATCH_MESSAGES + 4);
+        let state = cache.folder(folder).unwrap().unwrap().mbox;
+        assert_eq!(state.append_from, None);
+        let mut bodies = Vec::new();
+        mbox::scan(&dir.path().join("in.mbox"), |m| {
+            bodies.push(m.raw);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(bodies.len(), BATCH_MESSAGES + 4);
+        assert_eq!(bodies.last(), Some(&large.raw));
+    }
+
+    #[test]
+    fn an_abandoned_download_leaves_its_open_batch_to_the_repair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut cache, account, folder, mbox) = setup(dir.path());
+        let mut committer = Committer::new(&mut cache, account, folder, mbox);
+        let whole: Vec<Received> = (0..BATCH_MESSAGES + 3).map(received).collect();
+        assert!(committer.take(Job::Messages(whole)));
+        assert_eq!(committer.abandon().unwrap(), BATCH_MESSAGES as u64);
+        // The first batch is recorded; the mark points at the end of it, where the three
+        // uncommitted messages begin.
+        assert_eq!(cache.uidls(folder).unwrap().len(), BATCH_MESSAGES);
+        let state = cache.folder(folder).unwrap().unwrap().mbox;
+        let committed = cache.mbox_committed_end(folder).unwrap();
+        let mark = state.append_from.expect("the mark stays for the repair");
+        assert!(
+            mark >= committed,
+            "mark {mark} before the committed end {committed}"
+        );
+        let len = std::fs::metadata(dir.path().join("in.mbox")).unwrap().len();
+        assert!(len > mark, "the uncommitted tail is past the mark");
+    }
 }

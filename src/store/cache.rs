@@ -1058,16 +1058,20 @@ impl Cache {
     }
 
     /// Record a POP3 download batch in one transaction: the messages (already durable in the
-    /// mbox), their UIDLs in the account's history, and the end of the append.
+    /// mbox), their UIDLs in the account's history, and the new append mark: `append_from` is
+    /// where the next batch will start (the end of this one), or `None` when the download is
+    /// over (see [`Cache::set_mbox_append_from`]).
     ///
     /// NOTE: one transaction is what makes a crash harmless: either the batch is in both the
     /// index and the history, or in neither (and is downloaded again; the mbox tail is cut).
+    /// Moving the mark in the same transaction saves a durable commit per batch.
     pub fn commit_downloads(
         &mut self,
         account: i64,
         folder: i64,
         messages: &[NewMessage],
         now: i64,
+        append_from: Option<u64>,
     ) -> Result<Vec<i64>, CacheError> {
         self.transaction(|tx| {
             let ids = insert_in(tx, folder, messages)?;
@@ -1081,8 +1085,8 @@ impl Cache {
                 }
             }
             tx.execute(
-                "UPDATE folders SET mbox_append_from = NULL WHERE id = ?1",
-                params![folder],
+                "UPDATE folders SET mbox_append_from = ?2 WHERE id = ?1",
+                params![folder, append_from.map(|l| l as i64)],
             )?;
             Ok(ids)
         })

@@ -11,7 +11,9 @@
 //! not end with a newline.
 //!
 //! Durability: [`Mbox::append`] writes without syncing; [`Mbox::sync`] makes everything appended
-//! so far durable (`fsync`). Callers group appends and sync once (group commit) before they record
+//! so far durable (`fsync`). Appends are gathered in memory and written in large pieces (one
+//! `write` for many small messages); syncing, reading, truncating and dropping the [`Mbox`]
+//! write them out first. Callers group appends and sync once (group commit) before they record
 //! the spans anywhere else or delete anything on a server. [`Mbox::truncate_to`] cuts off a
 //! partial tail left by a crash between an append and the commit that would have recorded it.
 //!
@@ -60,8 +62,10 @@ impl Span {
 pub struct Mbox {
     path: PathBuf,
     file: File,
-    /// The file's length as far as we have written it.
+    /// The file's length as far as we have appended, including [`Mbox::pending`].
     len: u64,
+    /// Appended bytes not yet written to the file (the last `pending.len()` bytes of `len`).
+    pending: Vec<u8>,
     /// Whether appended bytes have not been synced yet.
     dirty: bool,
     /// Whether the file is known to end with an empty line (true after our own appends).
@@ -98,6 +102,7 @@ impl Mbox {
             path: path.to_path_buf(),
             file,
             len,
+            pending: Vec::new(),
             dirty: false,
             ends_clean: false,
         })
@@ -142,20 +147,45 @@ impl Mbox {
         // NOTE: a file that does not end with an empty line (written by another tool, or cut
         // short) would glue our From line onto its last message; start on a fresh line.
         let lead = self.needed_lead()?;
-        let mut buf = Vec::with_capacity(64 * 1024);
-        buf.extend_from_slice(lead);
-        let offset = self.len + lead.len() as u64;
-        buf.extend_from_slice(from_line(sender, time).as_bytes());
-        let from_len = buf.len() as u64 - lead.len() as u64;
-        Ok(Appender {
-            start_len: self.len,
-            buf,
+        let start_len = self.len;
+        self.put(lead);
+        let offset = self.len;
+        let mut appender = Appender {
+            start_len,
             offset,
-            length: from_len,
+            length: 0,
             line_start: Vec::new(),
             at_line_start: true,
             last: None,
-        })
+        };
+        appender.push(self, from_line(sender, time).as_bytes());
+        Ok(appender)
+    }
+
+    /// Add bytes at the end (in memory until [`Mbox::write_pending`]).
+    fn put(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        self.len += bytes.len() as u64;
+        self.ends_clean = false;
+    }
+
+    /// Write the bytes gathered in memory to the file (not durable until [`Mbox::sync`]).
+    fn write_pending(&mut self) -> Result<(), MboxError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let result = self.file.write_all(&self.pending);
+        self.pending.clear();
+        self.dirty = true;
+        if let Err(e) = result {
+            // NOTE: how much reached the file is unknown; re-read the length so that a
+            // truncate_to (crash repair) still cuts at the right place.
+            if let Ok(meta) = self.file.metadata() {
+                self.len = meta.len();
+            }
+            return Err(self.io_err(e));
+        }
+        Ok(())
     }
 
     /// The bytes to write before a new message so that it starts after an empty line.
@@ -163,6 +193,7 @@ impl Mbox {
         if self.len == 0 || self.ends_clean {
             return Ok(b"");
         }
+        self.write_pending()?;
         let take = self.len.min(2);
         let mut tail = [0u8; 2];
         let tail = &mut tail[..take as usize];
@@ -179,6 +210,7 @@ impl Mbox {
 
     /// Make everything appended so far durable.
     pub fn sync(&mut self) -> Result<(), MboxError> {
+        self.write_pending()?;
         if self.dirty {
             self.file.sync_data().map_err(|e| self.io_err(e))?;
             self.dirty = false;
@@ -189,6 +221,7 @@ impl Mbox {
     /// Cut the file back to `len` bytes (a partial tail after a crash) and sync.
     pub fn truncate_to(&mut self, len: u64) -> Result<(), MboxError> {
         if len < self.len {
+            self.write_pending()?;
             self.file.set_len(len).map_err(|e| self.io_err(e))?;
             self.file.sync_all().map_err(|e| self.io_err(e))?;
             self.len = len;
@@ -199,11 +232,20 @@ impl Mbox {
 
     /// Read one message back: exactly the bytes that were appended.
     pub fn read(&mut self, span: Span) -> Result<Vec<u8>, MboxError> {
+        self.write_pending()?;
         read_span(&mut self.file, &self.path, span)
     }
 }
 
-/// How many bytes an [`Appender`] gathers before it writes them to the file.
+impl Drop for Mbox {
+    fn drop(&mut self) {
+        // NOTE: best effort; unsynced appends carry no promise (callers sync before they
+        // record anything), but a caller that appends and drops expects the bytes in the file.
+        let _ = self.write_pending();
+    }
+}
+
+/// How many appended bytes are gathered in memory before they are written to the file.
 const WRITE_CHUNK: usize = 256 * 1024;
 
 /// One message being appended in pieces; see [`Mbox::begin`].
@@ -214,7 +256,6 @@ const WRITE_CHUNK: usize = 256 * 1024;
 pub struct Appender {
     /// The file's length before this message.
     start_len: u64,
-    buf: Vec<u8>,
     offset: u64,
     /// Bytes of the span so far (From line plus quoted message).
     length: u64,
@@ -228,6 +269,18 @@ impl Appender {
     /// Append the next piece of the message.
     pub fn write(&mut self, mbox: &mut Mbox, mut chunk: &[u8]) -> Result<(), MboxError> {
         while let Some((&b, rest)) = chunk.split_first() {
+            if self.at_line_start && self.line_start.is_empty() {
+                // Fast path: the piece holds enough of the line to decide at once.
+                let gt = chunk.iter().take_while(|&&c| c == b'>').count();
+                let tail = chunk.get(gt..).unwrap_or_default();
+                let seen = tail.get(..tail.len().min(5)).unwrap_or_default();
+                if seen == b"From " {
+                    self.push(mbox, b">");
+                    self.at_line_start = false;
+                } else if !seen.is_empty() && !b"From ".starts_with(seen) {
+                    self.at_line_start = false;
+                }
+            }
             if self.at_line_start {
                 // Decide whether this line needs one more '>' (mboxrd), byte by byte, since
                 // the deciding bytes may arrive in the next piece.
@@ -236,10 +289,10 @@ impl Appender {
                 let gt = self.line_start.iter().take_while(|&&c| c == b'>').count();
                 let tail = &self.line_start[gt..];
                 if tail == b"From " {
-                    self.push(b">");
-                    self.flush_line_start();
+                    self.push(mbox, b">");
+                    self.flush_line_start(mbox);
                 } else if !b"From ".starts_with(tail) || b == b'\n' {
-                    self.flush_line_start();
+                    self.flush_line_start(mbox);
                     self.at_line_start = b == b'\n';
                 }
                 continue;
@@ -248,49 +301,45 @@ impl Appender {
                 Some(i) => chunk.split_at(i + 1),
                 None => (chunk, &chunk[..0]),
             };
-            self.push(line);
+            self.push(mbox, line);
             self.at_line_start = line.ends_with(b"\n");
             chunk = rest;
-            if self.buf.len() >= WRITE_CHUNK {
-                self.write_buf(mbox)?;
-            }
+        }
+        if mbox.pending.len() >= WRITE_CHUNK {
+            mbox.write_pending()?;
         }
         Ok(())
     }
 
-    fn push(&mut self, bytes: &[u8]) {
+    fn push(&mut self, mbox: &mut Mbox, bytes: &[u8]) {
         if let Some(&b) = bytes.last() {
             self.last = Some(b);
         }
-        self.buf.extend_from_slice(bytes);
+        mbox.put(bytes);
         self.length += bytes.len() as u64;
     }
 
-    fn flush_line_start(&mut self) {
+    fn flush_line_start(&mut self, mbox: &mut Mbox) {
         let pending = std::mem::take(&mut self.line_start);
-        self.push(&pending);
+        self.push(mbox, &pending);
+        // NOTE: keep the allocation for the next line that starts like `From `.
+        self.line_start = pending;
+        self.line_start.clear();
         self.at_line_start = false;
-    }
-
-    fn write_buf(&mut self, mbox: &mut Mbox) -> Result<(), MboxError> {
-        mbox.file.write_all(&self.buf).map_err(|e| mbox.io_err(e))?;
-        mbox.len += self.buf.len() as u64;
-        mbox.dirty = true;
-        mbox.ends_clean = false;
-        self.buf.clear();
-        Ok(())
     }
 
     /// Finish the message; returns where it was written. Not durable until [`Mbox::sync`].
     pub fn finish(mut self, mbox: &mut Mbox) -> Result<Span, MboxError> {
         if !self.line_start.is_empty() {
-            self.flush_line_start();
+            self.flush_line_start(mbox);
         }
         if self.last != Some(b'\n') {
-            self.buf.push(b'\n');
+            mbox.put(b"\n");
         }
-        self.buf.push(b'\n');
-        self.write_buf(mbox)?;
+        mbox.put(b"\n");
+        if mbox.pending.len() >= WRITE_CHUNK {
+            mbox.write_pending()?;
+        }
         mbox.ends_clean = true;
         Ok(Span {
             offset: self.offset,
@@ -561,6 +610,31 @@ mod tests {
                 assert_eq!(f.span, *s, "message {i}");
             }
         }
+    }
+
+    #[test]
+    fn gathered_appends_reach_the_file_on_sync_and_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.mbox");
+        let mut mbox = Mbox::open(&path).unwrap();
+        let a = mbox.append(b"Subject: a\n\nFrom here\n", "x", 0).unwrap();
+        assert_eq!(
+            mbox.len(),
+            a.end() + 1,
+            "the length counts what is still in memory"
+        );
+        mbox.sync().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), mbox.len());
+        let b = mbox.append(b"Subject: b\n\nB\n", "x", 0).unwrap();
+        drop(mbox);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), b.end() + 1);
+        let mut found = Vec::new();
+        scan(&path, |s| {
+            found.push(s.span);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(found, vec![a, b]);
     }
 
     #[test]
