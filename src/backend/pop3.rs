@@ -724,59 +724,72 @@ impl Session {
         };
         let tcp = tls::connect_tcp(&host, port).await?;
         step(ConnectStep::Connected);
-        let io = match account.security {
-            Security::Tls => {
-                let tls = tls::handshake(tcp, &host, &trust).await?;
-                step(ConnectStep::Secured);
-                Transport::Tls(Box::new(tls))
-            }
-            Security::Starttls | Security::None => Transport::Plain(tcp),
-        };
-        let mut session = Session {
-            io,
-            client: Client::new(),
-            caps: Vec::new(),
-            host: host.clone(),
-            port,
-            user: account.username().to_string(),
-            buf: vec![0; 256 * 1024],
-        };
-        let apop_timestamp = match session.event().await? {
-            Event::GreetingReceived { apop_timestamp, .. } => apop_timestamp,
-            Event::GreetingRejected { code, text } => {
-                return Err(session.greeting_refused(code, &text));
-            }
-            other => return Err(session.unexpected("the greeting", &other)),
-        };
-        session.caps = session.capa().await?;
-        if account.security == Security::Starttls {
-            if !session.caps.contains(&Capability::Stls) {
-                return Err(BackendError::NoStartTls { host, what: "STLS" });
-            }
-            match session.command(Command::Stls).await? {
-                Event::Ok { .. } => {}
-                Event::Err { code, text, .. } => {
-                    return Err(session.refused(CommandKind::Stls, code, &text));
+        // NOTE: as for IMAP, the password command or keyring runs while TLS, the greeting and
+        // CAPA go on, once the server has answered (never for an unreachable one).
+        let secure = async {
+            let io = match account.security {
+                Security::Tls => {
+                    let tls = tls::handshake(tcp, &host, &trust).await?;
+                    step(ConnectStep::Secured);
+                    Transport::Tls(Box::new(tls))
                 }
-                other => return Err(session.unexpected("STLS", &other)),
-            }
-            let Some(tcp) = session.io.take_plain() else {
-                return Err(session.unexpected_text("STLS", "the connection is already encrypted"));
+                Security::Starttls | Security::None => Transport::Plain(tcp),
             };
-            session.io = Transport::Tls(Box::new(tls::handshake(tcp, &host, &trust).await?));
-            step(ConnectStep::Secured);
-            // RFC 2595 §4: capabilities may differ after TLS; ask again.
+            let mut session = Session {
+                io,
+                client: Client::new(),
+                caps: Vec::new(),
+                host: host.clone(),
+                port,
+                user: account.username().to_string(),
+                buf: vec![0; 256 * 1024],
+            };
+            let apop_timestamp = match session.event().await? {
+                Event::GreetingReceived { apop_timestamp, .. } => apop_timestamp,
+                Event::GreetingRejected { code, text } => {
+                    return Err(session.greeting_refused(code, &text));
+                }
+                other => return Err(session.unexpected("the greeting", &other)),
+            };
             session.caps = session.capa().await?;
-        }
-        step(ConnectStep::Capabilities(
-            session.caps.iter().map(capability_name).collect(),
-        ));
+            if account.security == Security::Starttls {
+                if !session.caps.contains(&Capability::Stls) {
+                    return Err(BackendError::NoStartTls {
+                        host: host.clone(),
+                        what: "STLS",
+                    });
+                }
+                match session.command(Command::Stls).await? {
+                    Event::Ok { .. } => {}
+                    Event::Err { code, text, .. } => {
+                        return Err(session.refused(CommandKind::Stls, code, &text));
+                    }
+                    other => return Err(session.unexpected("STLS", &other)),
+                }
+                let Some(tcp) = session.io.take_plain() else {
+                    return Err(
+                        session.unexpected_text("STLS", "the connection is already encrypted")
+                    );
+                };
+                session.io = Transport::Tls(Box::new(tls::handshake(tcp, &host, &trust).await?));
+                step(ConnectStep::Secured);
+                // RFC 2595 §4: capabilities may differ after TLS; ask again.
+                session.caps = session.capa().await?;
+            }
+            step(ConnectStep::Capabilities(
+                session.caps.iter().map(capability_name).collect(),
+            ));
+            Ok::<_, BackendError>((session, apop_timestamp))
+        };
         if account.uses_oauth2() {
+            let (mut session, _) = secure.await?;
             session.oauth2_login(name, account).await?;
             step(ConnectStep::LoggedIn);
             return Ok(session);
         }
-        let password = &password.resolve(name, account).await?;
+        let (secured, password) = tokio::join!(secure, password.resolve(name, account));
+        let (mut session, apop_timestamp) = secured?;
+        let password = &password?;
         if account.auth == Some(crate::config::Auth::Apop) {
             let Some(timestamp) = apop_timestamp else {
                 return Err(BackendError::Auth {
