@@ -547,6 +547,8 @@ fn tui(
                 options.discovery.nameserver = args.dns_server;
                 options.discovery.trust.ca_file = args.tls_ca_file.clone();
                 options.tls_ca_file = args.tls_ca_file.clone();
+                options.oauth2_ca_file = args.oauth2_ca_file.clone();
+                options.open_browser = !args.no_browser;
                 options.email = args.email.clone();
                 options.display_name = args.display_name.clone();
                 options.account_name = args.name.clone();

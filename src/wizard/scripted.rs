@@ -74,6 +74,41 @@ pub struct SetupArgs {
     /// POP3: delete mail from the server this many days after download.
     #[arg(long, value_name = "DAYS")]
     pub delete_after_days: Option<u32>,
+    /// password (default) or oauth2: sign in with OAuth2 (docs/oauth2.md) instead of a
+    /// password; the sign-in runs before the login test.
+    #[arg(long, value_parser = ["password", "oauth2"])]
+    pub auth: Option<String>,
+    /// With --auth oauth2: google, microsoft or custom (default: what the provider list says
+    /// for the server).
+    #[arg(long, value_parser = ["google", "microsoft", "custom"])]
+    pub oauth2_provider: Option<String>,
+    /// With --auth oauth2: the client id of the app you registered.
+    #[arg(long, value_name = "ID")]
+    pub oauth2_client_id: Option<String>,
+    /// With --auth oauth2: the client secret, if the registration has one.
+    #[arg(long, value_name = "SECRET")]
+    pub oauth2_client_secret: Option<String>,
+    /// With --oauth2-provider custom: the authorization endpoint.
+    #[arg(long, value_name = "URL")]
+    pub oauth2_auth_url: Option<String>,
+    /// With --oauth2-provider custom: the token endpoint.
+    #[arg(long, value_name = "URL")]
+    pub oauth2_token_url: Option<String>,
+    /// With --oauth2-provider custom: the device authorization endpoint.
+    #[arg(long, value_name = "URL")]
+    pub oauth2_device_url: Option<String>,
+    /// With --oauth2-provider custom: the scopes, separated by spaces.
+    #[arg(long, value_name = "SCOPES")]
+    pub oauth2_scopes: Option<String>,
+    /// A PEM file with an extra CA to trust for the OAuth2 endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub oauth2_ca_file: Option<PathBuf>,
+    /// With --auth oauth2: sign in with a device code (RFC 8628) instead of the browser.
+    #[arg(long)]
+    pub device: bool,
+    /// Do not start a browser for the OAuth2 sign-in (the address is printed / shown).
+    #[arg(long)]
+    pub no_browser: bool,
     /// Use this DNS server for discovery instead of /etc/resolv.conf (for testing).
     #[arg(long, value_name = "ADDR", hide = true)]
     pub dns_server: Option<SocketAddr>,
