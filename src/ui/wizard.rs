@@ -1001,11 +1001,9 @@ impl Wizard {
 
     fn auth_choice_key(&mut self, key: &KeyEvent) -> Vec<Effect> {
         match key.code {
-            KeyCode::Down | KeyCode::Up | KeyCode::Tab | KeyCode::BackTab => {
-                self.auth_row = 1 - self.auth_row.min(1);
-            }
-            KeyCode::Char('j') => self.auth_row = 1,
-            KeyCode::Char('k') => self.auth_row = 0,
+            KeyCode::Tab | KeyCode::BackTab => self.auth_row = 1 - self.auth_row.min(1),
+            KeyCode::Down | KeyCode::Char('j') => self.auth_row = 1,
+            KeyCode::Up | KeyCode::Char('k') => self.auth_row = 0,
             KeyCode::Enter => match (self.auth_row, self.offered) {
                 (0, Some(p)) => {
                     self.next_candidates.clear();
@@ -1305,6 +1303,7 @@ impl Wizard {
                         self.selected = found
                             .best(Protocol::Imap)
                             .or_else(|| found.candidates.iter().find(|c| !c.oauth2))
+                            .or_else(|| found.candidates.first())
                             .and_then(|b| found.candidates.iter().position(|c| c == b))
                             .unwrap_or(found.candidates.len());
                     }
@@ -1641,6 +1640,14 @@ impl Wizard {
                     "Password command",
                     &self.password_command.text,
                     1,
+                );
+                prose(
+                    &mut lines,
+                    "  ",
+                    "(Leave both empty to sign in with OAuth2 in the browser instead: Gmail, \
+                     Outlook.com, Microsoft 365 or a server of your own.)",
+                    dim,
+                    width,
                 );
                 lines.push(Line::raw(""));
                 lines.push(Line::styled(self.finding_line(), dim));
