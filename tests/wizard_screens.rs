@@ -3,8 +3,8 @@
 //! never network traffic, so the screens are stable; the effects it asks for are checked too.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use mailbag::config::{Protocol, Security};
 use mailbag::config::Account;
+use mailbag::config::{Protocol, Security};
 use mailbag::ui::wizard::{
     Effect, SignInProgress, TestPassword, Wizard, WizardEvent, WizardOptions,
 };
@@ -614,7 +614,10 @@ fn oauth2_provider_offers_the_browser_sign_in_or_an_app_password() {
     typed(&mut w, "GOCSPX-secret");
     let t = render(&w);
     let text = screen(&t);
-    assert!(!text.contains("GOCSPX-secret"), "the secret is masked:\n{text}");
+    assert!(
+        !text.contains("GOCSPX-secret"),
+        "the secret is masked:\n{text}"
+    );
     insta::assert_snapshot!("oauth2_client", t.backend());
 
     let effects = key(&mut w, KeyCode::Enter);
@@ -649,12 +652,18 @@ fn oauth2_provider_offers_the_browser_sign_in_or_an_app_password() {
                 .into(),
         ),
     });
-    typed(&mut w, "http://127.0.0.1:40123/?state=Zm9vYmFy&code=4/0AbCdEf-one-time");
+    typed(
+        &mut w,
+        "http://127.0.0.1:40123/?state=Zm9vYmFy&code=4/0AbCdEf-one-time",
+    );
     let t = render(&w);
     let text = screen(&t);
     assert!(text.contains("4/5 Sign in"), "{text}");
     assert!(text.contains("http://127.0.0.1:40123/?…"), "{text}");
-    assert!(!text.contains("one-time"), "the pasted code is not shown:\n{text}");
+    assert!(
+        !text.contains("one-time"),
+        "the pasted code is not shown:\n{text}"
+    );
     let joined: String = text
         .lines()
         .map(|l| l.trim_matches(|c| c == '│' || c == ' '))
@@ -723,7 +732,10 @@ fn oauth2_provider_offers_the_browser_sign_in_or_an_app_password() {
     });
     let [
         Effect::Test {
-            run: test, account, password, ..
+            run: test,
+            account,
+            password,
+            ..
         },
     ] = effects.as_slice()
     else {
@@ -743,9 +755,11 @@ fn oauth2_provider_offers_the_browser_sign_in_or_an_app_password() {
     let text = screen(&render(&w));
     assert!(text.contains("signed in with OAuth2"), "{text}");
     let effects = key(&mut w, KeyCode::Enter);
-    let [Effect::Save {
-        account, password, ..
-    }] = effects.as_slice()
+    let [
+        Effect::Save {
+            account, password, ..
+        },
+    ] = effects.as_slice()
     else {
         panic!("expected a save: {effects:?}");
     };

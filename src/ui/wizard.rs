@@ -176,7 +176,10 @@ pub enum WizardEvent {
     /// Sign-in `run` has something to show.
     SignInProgress { run: u64, progress: SignInProgress },
     /// Sign-in `run` ended; the error is one line.
-    SignedIn { run: u64, result: Result<(), String> },
+    SignedIn {
+        run: u64,
+        result: Result<(), String>,
+    },
 }
 
 /// A one-line text field; the cursor is always at the end.
@@ -523,6 +526,9 @@ fn prose(lines: &mut Vec<Line<'static>>, lead: &str, s: &str, style: Style, widt
         lines.push(Line::styled(format!("{first}{l}"), style));
     }
 }
+
+/// Draws a labelled text field (lines, label, value, field index) and notes the cursor.
+type FieldFn<'a> = dyn FnMut(&mut Vec<Line<'static>>, &str, &str, usize) + 'a;
 
 /// The OAuth2 preset of the provider `c`'s server belongs to, if it offers OAuth2.
 fn oauth2_preset(c: &Candidate) -> Option<OAuth2Provider> {
@@ -974,7 +980,8 @@ impl Wizard {
         self.oauth2 = None;
         if self.password.text.is_empty() && self.password_command.trimmed().is_empty() {
             self.go(Screen::Password);
-            self.error = Some("these settings need the password (or a command that prints it)".into());
+            self.error =
+                Some("these settings need the password (or a command that prints it)".into());
             return Vec::new();
         }
         self.pop3_or_test()
@@ -1100,8 +1107,7 @@ impl Wizard {
                     self.error = Some(if other {
                         "no device URL was given: only the browser sign-in is possible".into()
                     } else {
-                        "no authorization URL was given: only the device sign-in is possible"
-                            .into()
+                        "no authorization URL was given: only the device sign-in is possible".into()
                     });
                     return Vec::new();
                 }
@@ -1385,8 +1391,7 @@ impl Wizard {
                             verification_uri,
                             complete,
                         } => {
-                            s.device_code =
-                                Some((user_code, complete.unwrap_or(verification_uri)));
+                            s.device_code = Some((user_code, complete.unwrap_or(verification_uri)));
                         }
                         SignInProgress::Status(line) => {
                             s.status.push(line);
@@ -1822,7 +1827,7 @@ impl Wizard {
     fn oauth2_client_lines(
         &self,
         lines: &mut Vec<Line<'static>>,
-        field: &mut dyn FnMut(&mut Vec<Line<'static>>, &str, &str, usize),
+        field: &mut FieldFn<'_>,
         width: usize,
     ) {
         let dim = Style::default().add_modifier(Modifier::DIM);
@@ -1885,7 +1890,10 @@ impl Wizard {
         let Some(s) = &self.signing else {
             return;
         };
-        let provider = self.oauth2.as_ref().map_or("your provider", |f| provider_name(f.provider));
+        let provider = self
+            .oauth2
+            .as_ref()
+            .map_or("your provider", |f| provider_name(f.provider));
         let user = self
             .chosen
             .as_ref()
