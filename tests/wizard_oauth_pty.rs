@@ -10,6 +10,9 @@
 //! and no password, and the first sync in the TUI brings the mail in. A sign-in cancelled with
 //! Esc closes its listener.
 //!
+//! `mailbag setup --non-interactive --auth oauth2` likewise: it prints the URL, the test
+//! pastes the address the browser ended on into its stdin, and the saved account syncs.
+//!
 //! Waiting has a generous deadline that only turns a hang into a failure; nothing is timed.
 
 mod common;
@@ -224,5 +227,208 @@ fn child_oauth2_sign_in_in_the_wizard() {
         "{}",
         d.logs()
     );
+    println!("{CHILD_OK}");
+}
+
+/// `mailbag setup --non-interactive ARGS` in the profile `home`, stdout piped.
+fn setup_command(home: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mailbag"));
+    c.arg("setup")
+        .arg("--non-interactive")
+        .args(args)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("MAILBAG_CONFIG");
+    c
+}
+
+#[test]
+fn non_interactive_oauth2_needs_a_client_id() {
+    let home = tempfile::tempdir().expect("home");
+    let out = setup_command(
+        home.path(),
+        &[
+            "--name",
+            "work",
+            "--email",
+            "alice@mailbag.test",
+            "--host",
+            "localhost",
+            "--auth",
+            "oauth2",
+        ],
+    )
+    .stdin(std::process::Stdio::null())
+    .output()
+    .expect("run mailbag");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--oauth2-client-id"), "{err}");
+    assert!(err.contains("docs/oauth2.md"), "{err}");
+    // OAuth2 options without --auth oauth2 are a mistake, not ignored.
+    let out = setup_command(
+        home.path(),
+        &[
+            "--name",
+            "work",
+            "--email",
+            "alice@mailbag.test",
+            "--oauth2-client-id",
+            "x",
+        ],
+    )
+    .stdin(std::process::Stdio::null())
+    .output()
+    .expect("run mailbag");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("need --auth oauth2"), "{err}");
+}
+
+#[test]
+fn non_interactive_oauth2_signs_in_then_saves() {
+    let child = "child_non_interactive_oauth2";
+    if !common::dovecot_installed(child) {
+        return;
+    }
+    let Some(out) = common::in_keyring_session(child, CHILD_ENV) else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(CHILD_OK),
+        "{child} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "run by non_interactive_oauth2_signs_in_then_saves in a private keyring"]
+fn child_non_interactive_oauth2() {
+    use std::io::{BufRead, BufReader, Read};
+    if std::env::var_os(CHILD_ENV).is_none() {
+        println!("skipped: only meaningful inside the private keyring session");
+        return;
+    }
+    let auth = AuthServer::start().expect("start the authorization server");
+    let Some(d) = Dovecot::start_oauth2(&auth.introspection_url()) else {
+        panic!("the non-interactive OAuth2 test needs dovecot");
+    };
+    d.seed(ALICE.name, "INBOX", 3).expect("seed");
+    let home = tempfile::tempdir().expect("home");
+    let port = d.imap_tls_port().to_string();
+    let (dovecot_ca, auth_ca) = (
+        d.ca_path().display().to_string(),
+        auth.ca_path().display().to_string(),
+    );
+    let (auth_url, token_url) = (auth.url("/authorize"), auth.url("/token"));
+    let mut child = setup_command(
+        home.path(),
+        &[
+            "--name",
+            "work",
+            "--email",
+            "alice@mailbag.test",
+            "--host",
+            common::TLS_NAME,
+            "--port",
+            &port,
+            "--username",
+            "alice",
+            "--tls-ca-file",
+            &dovecot_ca,
+            "--auth",
+            "oauth2",
+            "--oauth2-provider",
+            "custom",
+            "--oauth2-client-id",
+            CLIENT_ID,
+            "--oauth2-auth-url",
+            &auth_url,
+            "--oauth2-token-url",
+            &token_url,
+            "--oauth2-scopes",
+            "mail offline_access",
+            "--oauth2-ca-file",
+            &auth_ca,
+            "--no-browser",
+        ],
+    )
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("start mailbag setup");
+    let stdout = child.stdout.take().expect("stdout");
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| l.trim().to_string())
+        .find(|l| l.starts_with(&auth.url("/authorize?")))
+        .expect("the authorization URL on stdout");
+    let (status, location) = browser_get(&url, auth.ca_path());
+    assert!(status.contains("302"), "{status}");
+    // A headless box: the address the browser ended on is pasted on stdin.
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "{}", location.expect("a redirect")).expect("paste");
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ok = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mailbag setup did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(ok, "setup failed: {err}");
+    assert!(err.contains("✓") || err.contains("ok      login"), "{err}");
+    assert!(err.contains("signed in with OAuth2"), "{err}");
+    let config_file = home.path().join("config/mailbag/config.toml");
+    let text = std::fs::read_to_string(&config_file).expect("config written");
+    assert!(text.contains("auth = \"oauth2\""), "{text}");
+    assert!(!text.contains("password"), "{text}");
+    let config = mailbag::config::load(&config_file).expect("load");
+    let account = config.account("work").expect("account");
+    let stored = mailbag::oauth2::store::load_refresh_token("work", account)
+        .expect("read the keyring")
+        .expect("a refresh token in the keyring");
+    assert_eq!(
+        auth.valid_refresh_tokens(),
+        vec![stored.expose().to_string()]
+    );
+    // The saved account syncs.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbag"))
+        .args(["sync"])
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env_remove("MAILBAG_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("sync");
+    assert!(
+        out.status.success(),
+        "sync: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbag"))
+        .args(["list", "--json"])
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env_remove("MAILBAG_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("list");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
     println!("{CHILD_OK}");
 }
