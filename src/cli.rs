@@ -413,8 +413,8 @@ fn change(paths: &Paths, ids: &[i64], change: &Change) -> Result<i32> {
 }
 
 /// Prints the sign-in steps: the address and code on stdout (a script may read them), status
-/// lines on stderr.
-struct PrintPrompt;
+/// lines on stderr. Also used by `mailbag setup --non-interactive --auth oauth2`.
+pub(crate) struct PrintPrompt;
 
 impl crate::oauth2::Prompt for PrintPrompt {
     fn show_url(&mut self, url: &str) {
@@ -472,20 +472,9 @@ fn login(paths: &Paths, name: &str, device: bool, no_browser: bool) -> Result<i3
     let method = if device {
         crate::oauth2::Method::Device
     } else {
-        // NOTE: a thread reads pasted lines; it blocks on stdin and ends with the process.
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        std::thread::spawn(move || {
-            let stdin = std::io::stdin();
-            let mut line = String::new();
-            while matches!(stdin.read_line(&mut line), Ok(n) if n > 0) {
-                if tx.blocking_send(std::mem::take(&mut line)).is_err() {
-                    break;
-                }
-            }
-        });
         crate::oauth2::Method::Browser {
             open_browser: !no_browser,
-            pasted: Some(rx),
+            pasted: Some(stdin_lines()),
         }
     };
     let runtime = runtime()?;
@@ -496,6 +485,22 @@ fn login(paths: &Paths, name: &str, device: bool, no_browser: bool) -> Result<i3
         &mut PrintPrompt,
     ))?;
     Ok(0)
+}
+
+/// The lines typed or pasted on stdin (a redirect URL from a headless box), for a sign-in.
+pub(crate) fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
+    // NOTE: a thread reads pasted lines; it blocks on stdin and ends with the process.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut line = String::new();
+        while matches!(stdin.read_line(&mut line), Ok(n) if n > 0) {
+            if tx.blocking_send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 fn now_unix() -> i64 {
@@ -547,6 +552,8 @@ fn tui(
                 options.discovery.nameserver = args.dns_server;
                 options.discovery.trust.ca_file = args.tls_ca_file.clone();
                 options.tls_ca_file = args.tls_ca_file.clone();
+                options.oauth2_ca_file = args.oauth2_ca_file.clone();
+                options.open_browser = !args.no_browser;
                 options.email = args.email.clone();
                 options.display_name = args.display_name.clone();
                 options.account_name = args.name.clone();

@@ -3,8 +3,11 @@
 //! never network traffic, so the screens are stable; the effects it asks for are checked too.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use mailbag::config::Account;
 use mailbag::config::{Protocol, Security};
-use mailbag::ui::wizard::{Effect, TestPassword, Wizard, WizardEvent, WizardOptions};
+use mailbag::ui::wizard::{
+    Effect, SignInProgress, TestPassword, Wizard, WizardEvent, WizardOptions,
+};
 use mailbag::wizard::check::{CertInfo, CheckEvent, CheckFailure, CheckOk, CheckStep, FailureKind};
 use mailbag::wizard::discover::{Discovered, Outcome, SourceReport, Step};
 use mailbag::wizard::save::{SaveError, Saved};
@@ -522,4 +525,339 @@ fn a_narrow_terminal_wraps_text_and_key_hints() {
     );
     assert!(text.contains("[posteo.de"), "{text}");
     insta::assert_snapshot!(t.backend());
+}
+
+// ---- OAuth2 ---------------------------------------------------------------------------------
+
+fn gmail() -> Discovered {
+    Discovered {
+        candidates: vec![Candidate {
+            source: Source::Bundled,
+            provider: Some("Gmail".into()),
+            protocol: Protocol::Imap,
+            host: "imap.gmail.com".into(),
+            port: 993,
+            security: Security::Tls,
+            username: "jane@gmail.com".into(),
+            oauth2: false,
+            notes: Vec::new(),
+        }],
+        reports: Vec::new(),
+    }
+}
+
+/// Name and address for `address`, the password screen left empty (OAuth2 needs none).
+fn to_settings_without_password(w: &mut Wizard, address: &str, found: Discovered) {
+    typed(w, "Jane Doe");
+    key(w, KeyCode::Tab);
+    typed(w, address);
+    key(w, KeyCode::Enter);
+    assert!(key(w, KeyCode::Enter).is_empty());
+    w.handle_event(WizardEvent::Discovered {
+        email: address.into(),
+        found,
+    });
+}
+
+/// The sign-in the effects start: its run, the account, and whether it is the device flow.
+fn sign_in_of(effects: &[Effect]) -> (u64, Account, bool) {
+    match effects.last() {
+        Some(Effect::SignIn {
+            run,
+            account,
+            device,
+            ..
+        }) => (*run, (**account).clone(), *device),
+        _ => panic!("expected a sign-in: {effects:?}"),
+    }
+}
+
+#[test]
+fn oauth2_provider_offers_the_browser_sign_in_or_an_app_password() {
+    let mut w = wizard();
+    to_settings_without_password(&mut w, "jane@gmail.com", gmail());
+    let text = screen(&render(&w));
+    assert!(text.contains("(OAuth2 or app password)"), "{text}");
+    assert!(key(&mut w, KeyCode::Enter).is_empty());
+    let t = render(&w);
+    let text = screen(&t);
+    assert!(text.contains("3/5 Sign-in method"), "{text}");
+    assert!(
+        text.contains("▸ Sign in with Google in the browser (OAuth2)"),
+        "{text}"
+    );
+    insta::assert_snapshot!("oauth2_sign_in_method", t.backend());
+
+    // The app password needs a password, which was left empty: back to screen 2.
+    key(&mut w, KeyCode::Down);
+    assert!(key(&mut w, KeyCode::Enter).is_empty());
+    let text = screen(&render(&w));
+    assert!(text.contains("2/5 Password"), "{text}");
+    assert!(text.contains("these settings need the password"), "{text}");
+    key(&mut w, KeyCode::Enter);
+    key(&mut w, KeyCode::Enter);
+    key(&mut w, KeyCode::Up);
+    key(&mut w, KeyCode::Enter);
+
+    // The client form: the id is required, the secret masked.
+    let text = screen(&render(&w));
+    assert!(text.contains("4/5 OAuth2 client"), "{text}");
+    assert!(text.contains("docs/oauth2.md"), "{text}");
+    assert!(key(&mut w, KeyCode::Enter).is_empty());
+    assert!(
+        screen(&render(&w)).contains("give the client id"),
+        "{}",
+        screen(&render(&w))
+    );
+    typed(&mut w, "1234-abc.apps.googleusercontent.com");
+    key(&mut w, KeyCode::Tab);
+    typed(&mut w, "GOCSPX-secret");
+    let t = render(&w);
+    let text = screen(&t);
+    assert!(
+        !text.contains("GOCSPX-secret"),
+        "the secret is masked:\n{text}"
+    );
+    insta::assert_snapshot!("oauth2_client", t.backend());
+
+    let effects = key(&mut w, KeyCode::Enter);
+    let (run, account, device) = sign_in_of(&effects);
+    assert!(!device, "the browser comes first");
+    assert!(account.uses_oauth2());
+    assert_eq!(
+        account.oauth2_provider,
+        Some(mailbag::config::OAuth2Provider::Google)
+    );
+    assert_eq!(
+        account.oauth2_client_id.as_deref(),
+        Some("1234-abc.apps.googleusercontent.com")
+    );
+    assert_eq!(
+        account.oauth2_client_secret.as_ref().map(|s| s.0.as_str()),
+        Some("GOCSPX-secret")
+    );
+    assert_eq!(account.password_command, None);
+
+    // The sign-in screen: the whole URL, the status, and the paste field.
+    let url = "https://accounts.google.com/o/oauth2/v2/auth?response_type=code&client_id=1234-abc.apps.googleusercontent.com&redirect_uri=http%3A%2F%2F127.0.0.1%3A40123%2F&state=Zm9vYmFy&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&login_hint=jane%40gmail.com&scope=https%3A%2F%2Fmail.google.com%2F&access_type=offline&prompt=consent";
+    w.handle_event(WizardEvent::SignInProgress {
+        run,
+        progress: SignInProgress::Url(url.into()),
+    });
+    w.handle_event(WizardEvent::SignInProgress {
+        run,
+        progress: SignInProgress::Status(
+            "waiting for the browser to come back to http://127.0.0.1:40123/ (or paste the \
+             address it ends on)"
+                .into(),
+        ),
+    });
+    typed(
+        &mut w,
+        "http://127.0.0.1:40123/?state=Zm9vYmFy&code=4/0AbCdEf-one-time",
+    );
+    let t = render(&w);
+    let text = screen(&t);
+    assert!(text.contains("4/5 Sign in"), "{text}");
+    assert!(text.contains("http://127.0.0.1:40123/?…"), "{text}");
+    assert!(
+        !text.contains("one-time"),
+        "the pasted code is not shown:\n{text}"
+    );
+    let joined: String = text
+        .lines()
+        .map(|l| l.trim_matches(|c| c == '│' || c == ' '))
+        .collect();
+    assert!(joined.contains(url), "the whole URL is on screen:\n{text}");
+    insta::assert_snapshot!("oauth2_sign_in_browser", t.backend());
+    let effects = key(&mut w, KeyCode::Enter);
+    assert!(
+        matches!(effects.as_slice(), [Effect::Paste { run: r, line }] if *r == run && line.expose().ends_with("one-time")),
+        "{effects:?}"
+    );
+
+    // Tab: the device flow instead; the browser sign-in is stopped.
+    let effects = key(&mut w, KeyCode::Tab);
+    assert!(
+        matches!(effects.first(), Some(Effect::CancelSignIn { run: r }) if *r == run),
+        "{effects:?}"
+    );
+    let (run2, _, device) = sign_in_of(&effects);
+    assert!(device);
+    // Late news from the stopped sign-in is ignored.
+    w.handle_event(WizardEvent::SignedIn {
+        run,
+        result: Err("the sign-in was cancelled".into()),
+    });
+    w.handle_event(WizardEvent::SignInProgress {
+        run: run2,
+        progress: SignInProgress::DeviceCode {
+            user_code: "WDJB-MJHT".into(),
+            verification_uri: "https://www.google.com/device".into(),
+            complete: None,
+        },
+    });
+    let t = render(&w);
+    let text = screen(&t);
+    assert!(text.contains("code: WDJB-MJHT"), "{text}");
+    assert!(text.contains("https://www.google.com/device"), "{text}");
+    assert!(!text.contains("cancelled"), "{text}");
+    insta::assert_snapshot!("oauth2_sign_in_device", t.backend());
+
+    // A failure is shown; Enter tries again.
+    w.handle_event(WizardEvent::SignedIn {
+        run: run2,
+        result: Err("the sign-in was denied at the authorization server".into()),
+    });
+    let text = screen(&render(&w));
+    assert!(text.contains("✗ the sign-in was denied"), "{text}");
+    let (run3, _, device) = sign_in_of(&key(&mut w, KeyCode::Enter));
+    assert!(device, "the same method again");
+
+    // Esc cancels and goes back to the client form, which kept what was typed.
+    let effects = key(&mut w, KeyCode::Esc);
+    assert!(
+        matches!(effects.as_slice(), [Effect::CancelSignIn { run: r }] if *r == run3),
+        "{effects:?}"
+    );
+    let text = screen(&render(&w));
+    assert!(text.contains("4/5 OAuth2 client"), "{text}");
+    assert!(text.contains("1234-abc.apps"), "{text}");
+
+    // Signed in: the test runs without a password; Enter saves with none.
+    let (run4, _, _) = sign_in_of(&key(&mut w, KeyCode::Enter));
+    let effects = w.handle_event(WizardEvent::SignedIn {
+        run: run4,
+        result: Ok(()),
+    });
+    let [
+        Effect::Test {
+            run: test,
+            account,
+            password,
+            ..
+        },
+    ] = effects.as_slice()
+    else {
+        panic!("expected the login test: {effects:?}");
+    };
+    assert!(account.uses_oauth2());
+    assert!(matches!(password, TestPassword::OAuth2));
+    let test = *test;
+    steps(&mut w, test, CONNECTED);
+    w.handle_event(WizardEvent::Tested {
+        run: test,
+        result: Ok(CheckOk {
+            folders: vec!["INBOX".into()],
+            stat: None,
+        }),
+    });
+    let text = screen(&render(&w));
+    assert!(text.contains("signed in with OAuth2"), "{text}");
+    let effects = key(&mut w, KeyCode::Enter);
+    let [
+        Effect::Save {
+            account, password, ..
+        },
+    ] = effects.as_slice()
+    else {
+        panic!("expected a save: {effects:?}");
+    };
+    assert!(account.uses_oauth2());
+    assert!(password.is_none(), "no password is stored");
+    let effects = w.handle_event(WizardEvent::Saved {
+        result: Ok(Saved {
+            config_file: "/home/jane/.config/mailbag/config.toml".into(),
+            in_keyring: false,
+        }),
+    });
+    assert!(
+        matches!(effects.as_slice(), [Effect::Finished { notice, .. }] if notice.contains("signed in with OAuth2")),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn oauth2_only_provider_goes_straight_to_the_client_form() {
+    let mut w = wizard();
+    let mut found = gmail();
+    if let Some(c) = found.candidates.first_mut() {
+        c.host = "outlook.office365.com".into();
+        c.provider = Some("Microsoft 365 (Exchange Online)".into());
+        c.oauth2 = true;
+    }
+    to_settings_without_password(&mut w, "jane@contoso.com", found);
+    assert!(screen(&render(&w)).contains("(OAuth2 sign-in only)"));
+    key(&mut w, KeyCode::Enter);
+    let text = screen(&render(&w));
+    assert!(text.contains("Sign in with Microsoft (OAuth2)"), "{text}");
+    typed(&mut w, "00000000-aaaa-bbbb-cccc-000000000000");
+    let (_, account, _) = sign_in_of(&key(&mut w, KeyCode::Enter));
+    assert_eq!(
+        account.oauth2_provider,
+        Some(mailbag::config::OAuth2Provider::Microsoft)
+    );
+    // Back from the sign-in and the form: the settings again.
+    key(&mut w, KeyCode::Esc);
+    key(&mut w, KeyCode::Esc);
+    assert!(screen(&render(&w)).contains("3/5 Server settings"));
+}
+
+#[test]
+fn manual_settings_with_a_custom_oauth2_server() {
+    let mut w = wizard();
+    to_settings(&mut w);
+    discovered(&mut w, found());
+    key(&mut w, KeyCode::Char('e'));
+    for _ in 0..5 {
+        key(&mut w, KeyCode::Tab);
+    }
+    for _ in 0..3 {
+        key(&mut w, KeyCode::Right);
+    }
+    let text = screen(&render(&w));
+    assert!(text.contains("‹ OAuth2 custom ›"), "{text}");
+    assert!(key(&mut w, KeyCode::Enter).is_empty());
+    typed(&mut w, "mailbag-test");
+    key(&mut w, KeyCode::Tab);
+    key(&mut w, KeyCode::Tab);
+    typed(&mut w, "http://auth.example.org/authorize");
+    key(&mut w, KeyCode::Enter);
+    let text = screen(&render(&w));
+    assert!(text.contains("must start with https://"), "{text}");
+    for _ in 0.."http://auth.example.org/authorize".len() {
+        key(&mut w, KeyCode::Backspace);
+    }
+    typed(&mut w, "https://auth.example.org/authorize");
+    key(&mut w, KeyCode::Tab);
+    typed(&mut w, "https://auth.example.org/token");
+    key(&mut w, KeyCode::Tab);
+    key(&mut w, KeyCode::Tab);
+    typed(&mut w, "mail offline_access");
+    let t = render(&w);
+    insta::assert_snapshot!("oauth2_client_custom", t.backend());
+    let effects = key(&mut w, KeyCode::Enter);
+    let (_, account, device) = sign_in_of(&effects);
+    assert!(!device);
+    assert_eq!(account.host, "posteo.de");
+    assert_eq!(
+        account.oauth2_provider,
+        Some(mailbag::config::OAuth2Provider::Custom)
+    );
+    assert_eq!(
+        account.oauth2_auth_url.as_deref(),
+        Some("https://auth.example.org/authorize")
+    );
+    assert_eq!(
+        account.oauth2_token_url.as_deref(),
+        Some("https://auth.example.org/token")
+    );
+    assert_eq!(account.oauth2_device_url, None);
+    assert_eq!(
+        account.oauth2_scopes,
+        Some(vec!["mail".to_string(), "offline_access".to_string()])
+    );
+    // No device URL: Tab cannot switch to the device flow.
+    assert!(key(&mut w, KeyCode::Tab).is_empty());
+    assert!(screen(&render(&w)).contains("no device URL was given"));
 }

@@ -9,6 +9,14 @@
 //!    with where it came from, IMAP and POP3 explained, IMAP recommended when both exist;
 //!    every field can be edited by hand (**Edit server settings**);
 //! 4. **POP3 options**: leave mail on the server (default on), delete it after N days;
+//!    **Sign-in method**: for a provider that offers OAuth2 (Gmail, Outlook.com, Microsoft 365
+//!    in the bundled list), "sign in in the browser (OAuth2)" or "app password"; by hand, the
+//!    **Sign-in** choice of the edit form (password, or OAuth2 google / microsoft / custom);
+//!    **OAuth2 client**: the client id (and secret; for custom the endpoints) the user
+//!    registered (docs/oauth2.md); **Sign in**: [`crate::oauth2::sign_in`] on a task, showing
+//!    the authorization URL (RFC 6749 §4.1 with PKCE, RFC 7636) or the device code (RFC 8628
+//!    §3.3), its status lines, and a field for pasting the address the browser ended on; Tab
+//!    switches browser ↔ device, Esc cancels (the loopback listener closes with the task);
 //! 5. **Test**: each step of [`crate::wizard::check::test_login`] live (resolve, connect,
 //!    TLS, capabilities, login, LIST per RFC 3501 §6.3.8 or STAT per RFC 1939 §5); on failure
 //!    the one-line hint. An untrusted certificate shows its subject, issuer and SHA-256
@@ -31,10 +39,10 @@ use ratatui::layout::{Constraint, Direction, Layout, Position};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{self, UnboundedSender};
 
 use super::text;
-use crate::config::{Account, Protocol, Security};
+use crate::config::{Account, OAuth2Provider, Protocol, Security};
 use crate::credentials::{self, Secret};
 use crate::wizard::check::{self, CheckEvent, CheckFailure, CheckOk, CheckStep, FailureKind};
 use crate::wizard::discover::{self, Discovered, Discovery, Outcome};
@@ -58,6 +66,10 @@ pub struct WizardOptions {
     pub account_name: Option<String>,
     /// No account exists yet: the first screen says so.
     pub first_run: bool,
+    /// A CA file the OAuth2 endpoints are trusted with (`mailbag setup --oauth2-ca-file`).
+    pub oauth2_ca_file: Option<PathBuf>,
+    /// Start the system browser on the OAuth2 sign-in URL (`--no-browser` turns it off).
+    pub open_browser: bool,
 }
 
 impl WizardOptions {
@@ -72,6 +84,8 @@ impl WizardOptions {
             email: None,
             display_name: None,
             account_name: None,
+            oauth2_ca_file: None,
+            open_browser: true,
         }
     }
 }
@@ -83,6 +97,23 @@ pub enum TestPassword {
     Given(Secret),
     /// Printed by this command.
     Command(String),
+    /// None: the account signs in with OAuth2 (already done).
+    OAuth2,
+}
+
+/// What an OAuth2 sign-in running for the wizard reports, shown on the **Sign in** screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInProgress {
+    /// The authorization URL to open.
+    Url(String),
+    /// The device flow's code and where to enter it.
+    DeviceCode {
+        user_code: String,
+        verification_uri: String,
+        complete: Option<String>,
+    },
+    /// A progress line.
+    Status(String),
 }
 
 /// Work the wizard asks for; [`run`] carries it out and answers with a [`WizardEvent`].
@@ -107,6 +138,19 @@ pub enum Effect {
         account: Box<Account>,
         password: Option<Secret>,
     },
+    /// Run the OAuth2 sign-in for `account` ([`WizardEvent::SignInProgress`], then
+    /// [`WizardEvent::SignedIn`]); the refresh token goes to the OS keyring.
+    SignIn {
+        run: u64,
+        account: Box<Account>,
+        /// The device flow (RFC 8628) rather than the browser.
+        device: bool,
+        open_browser: bool,
+    },
+    /// The user pasted the address the browser ended on, for sign-in `run`.
+    Paste { run: u64, line: Secret },
+    /// Stop sign-in `run` (its loopback listener closes).
+    CancelSignIn { run: u64 },
     /// The account is saved: leave the wizard and start syncing it.
     Finished { name: String, notice: String },
     /// The user went back from the first screen.
@@ -129,6 +173,13 @@ pub enum WizardEvent {
     },
     /// Saving ended.
     Saved { result: Result<Saved, SaveError> },
+    /// Sign-in `run` has something to show.
+    SignInProgress { run: u64, progress: SignInProgress },
+    /// Sign-in `run` ended; the error is one line.
+    SignedIn {
+        run: u64,
+        result: Result<(), String>,
+    },
 }
 
 /// A one-line text field; the cursor is always at the end.
@@ -184,6 +235,139 @@ enum Screen {
     Pop3,
     Test,
     NoKeyring,
+    AuthChoice,
+    OAuth2Client,
+    SignIn,
+}
+
+/// The OAuth2 client the user registered, and for `custom` the endpoints.
+#[derive(Debug, Clone)]
+struct OAuth2Form {
+    provider: OAuth2Provider,
+    client_id: Input,
+    client_secret: Input,
+    auth_url: Input,
+    token_url: Input,
+    device_url: Input,
+    scopes: Input,
+}
+
+impl OAuth2Form {
+    fn new(provider: OAuth2Provider) -> OAuth2Form {
+        OAuth2Form {
+            provider,
+            client_id: Input::default(),
+            client_secret: Input::default(),
+            auth_url: Input::default(),
+            token_url: Input::default(),
+            device_url: Input::default(),
+            scopes: Input::default(),
+        }
+    }
+
+    fn fields(&self) -> usize {
+        if self.provider == OAuth2Provider::Custom {
+            6
+        } else {
+            2
+        }
+    }
+
+    fn field_mut(&mut self, i: usize) -> &mut Input {
+        match i {
+            0 => &mut self.client_id,
+            1 => &mut self.client_secret,
+            2 => &mut self.auth_url,
+            3 => &mut self.token_url,
+            4 => &mut self.device_url,
+            _ => &mut self.scopes,
+        }
+    }
+
+    /// Makes `a` an OAuth2 account with these settings.
+    fn apply(&self, a: &mut Account, ca_file: Option<&PathBuf>) {
+        let secret = Some(self.client_secret.trimmed()).filter(|s| !s.is_empty());
+        crate::oauth2::configure(a, self.provider, self.client_id.trimmed(), secret);
+        if self.provider == OAuth2Provider::Custom {
+            let url = |i: &Input| Some(i.trimmed().to_string()).filter(|s| !s.is_empty());
+            a.oauth2_auth_url = url(&self.auth_url);
+            a.oauth2_token_url = url(&self.token_url);
+            a.oauth2_device_url = url(&self.device_url);
+            let scopes: Vec<String> = self
+                .scopes
+                .trimmed()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            a.oauth2_scopes = (!scopes.is_empty()).then_some(scopes);
+        }
+        a.oauth2_ca_file = ca_file.cloned();
+    }
+
+    /// What is wrong with the form, with the field to focus.
+    fn problem(&self) -> Option<(usize, &'static str)> {
+        if self.client_id.trimmed().is_empty() {
+            return Some((
+                0,
+                "give the client id of the app you registered (see docs/oauth2.md)",
+            ));
+        }
+        if self.provider != OAuth2Provider::Custom {
+            return None;
+        }
+        let https = |i: &Input| i.trimmed().is_empty() || i.trimmed().starts_with("https://");
+        if !https(&self.auth_url) {
+            return Some((2, "the authorization URL must start with https://"));
+        }
+        if self.token_url.trimmed().is_empty() || !https(&self.token_url) {
+            return Some((3, "give the token URL (https://...)"));
+        }
+        if !https(&self.device_url) {
+            return Some((4, "the device URL must start with https://"));
+        }
+        if self.auth_url.trimmed().is_empty() && self.device_url.trimmed().is_empty() {
+            return Some((2, "give the authorization URL, the device URL, or both"));
+        }
+        None
+    }
+}
+
+/// The OAuth2 sign-in on screen.
+#[derive(Debug, Clone)]
+struct SigningIn {
+    run: u64,
+    device: bool,
+    url: Option<String>,
+    device_code: Option<(String, String)>,
+    status: Vec<String>,
+    failed: Option<String>,
+    paste: Input,
+}
+
+/// The provider's name for the OAuth2 screens.
+fn provider_name(p: OAuth2Provider) -> &'static str {
+    match p {
+        OAuth2Provider::Google => "Google",
+        OAuth2Provider::Microsoft => "Microsoft",
+        OAuth2Provider::Custom => "your provider",
+    }
+}
+
+/// The manual form's sign-in choices, in the order Space walks them.
+const SIGN_IN_CHOICES: [Option<OAuth2Provider>; 4] = [
+    None,
+    Some(OAuth2Provider::Google),
+    Some(OAuth2Provider::Microsoft),
+    Some(OAuth2Provider::Custom),
+];
+
+fn sign_in_name(p: Option<OAuth2Provider>) -> &'static str {
+    match p {
+        None => "password",
+        Some(OAuth2Provider::Google) => "OAuth2 google",
+        Some(OAuth2Provider::Microsoft) => "OAuth2 microsoft",
+        Some(OAuth2Provider::Custom) => "OAuth2 custom",
+    }
 }
 
 /// Discovery for the address on the first screen.
@@ -224,10 +408,12 @@ struct ManualForm {
     port: Input,
     security: Security,
     username: Input,
+    /// `None`: a password; else OAuth2 with this preset.
+    sign_in: Option<OAuth2Provider>,
 }
 
 impl ManualForm {
-    const FIELDS: usize = 5;
+    const FIELDS: usize = 6;
 
     fn from_candidate(c: &Candidate) -> ManualForm {
         ManualForm {
@@ -236,6 +422,7 @@ impl ManualForm {
             port: Input::from(&c.port.to_string()),
             security: c.security,
             username: Input::from(&c.username),
+            sign_in: None,
         }
     }
 
@@ -252,6 +439,16 @@ impl ManualForm {
                     Protocol::Imap => Protocol::Pop3,
                     Protocol::Pop3 => Protocol::Imap,
                 }
+            }
+            5 => {
+                let i = SIGN_IN_CHOICES
+                    .iter()
+                    .position(|s| *s == self.sign_in)
+                    .unwrap_or(0);
+                let n = SIGN_IN_CHOICES.len();
+                let next = if forward { i + 1 } else { i + n - 1 };
+                self.sign_in = SIGN_IN_CHOICES.get(next % n).copied().flatten();
+                return;
             }
             3 => {
                 let order = [Security::Tls, Security::Starttls, Security::None];
@@ -297,6 +494,15 @@ pub struct Wizard {
     keyring_command: Input,
     testing: Option<Testing>,
     next_run: u64,
+    /// The OAuth2 preset offered for the chosen settings (**Sign-in method**).
+    offered: Option<OAuth2Provider>,
+    /// The selected row there: 0 OAuth2, 1 app password.
+    auth_row: usize,
+    /// Sign in with OAuth2 with these settings (else a password).
+    oauth2: Option<OAuth2Form>,
+    /// Where Esc on **OAuth2 client** goes.
+    oauth2_back: Screen,
+    signing: Option<SigningIn>,
     /// A one-line problem with what was typed.
     error: Option<String>,
 }
@@ -319,6 +525,16 @@ fn prose(lines: &mut Vec<Line<'static>>, lead: &str, s: &str, style: Style, widt
         let first = if i == 0 { lead } else { indent.as_str() };
         lines.push(Line::styled(format!("{first}{l}"), style));
     }
+}
+
+/// Draws a labelled text field (lines, label, value, field index) and notes the cursor.
+type FieldFn<'a> = dyn FnMut(&mut Vec<Line<'static>>, &str, &str, usize) + 'a;
+
+/// The OAuth2 preset of the provider `c`'s server belongs to, if it offers OAuth2.
+fn oauth2_preset(c: &Candidate) -> Option<OAuth2Provider> {
+    crate::wizard::providers::ProviderDb::bundled()
+        .ok()
+        .and_then(|db| db.oauth2_for_host(&c.host))
 }
 
 fn is_ctrl_c(key: &KeyEvent) -> bool {
@@ -379,6 +595,7 @@ impl Wizard {
                 port: Input::from("993"),
                 security: Security::Tls,
                 username: Input::default(),
+                sign_in: None,
             },
             leave_on_server: true,
             delete_after_days: Input::default(),
@@ -390,6 +607,11 @@ impl Wizard {
             keyring_command: Input::default(),
             testing: None,
             next_run: 1,
+            offered: None,
+            auth_row: 0,
+            oauth2: None,
+            oauth2_back: Screen::Settings,
+            signing: None,
             error: None,
         }
     }
@@ -402,7 +624,8 @@ impl Wizard {
             Screen::Manual => ManualForm::FIELDS,
             Screen::Pop3 => 2,
             Screen::NoKeyring => 1,
-            Screen::Settings | Screen::Test => 0,
+            Screen::OAuth2Client => self.oauth2.as_ref().map_or(0, OAuth2Form::fields),
+            Screen::Settings | Screen::Test | Screen::AuthChoice | Screen::SignIn => 0,
         }
     }
 
@@ -441,6 +664,9 @@ impl Wizard {
             Screen::Pop3 => self.pop3_key(&key),
             Screen::Test => self.test_key(&key),
             Screen::NoKeyring => self.no_keyring_key(&key),
+            Screen::AuthChoice => self.auth_choice_key(&key),
+            Screen::OAuth2Client => self.oauth2_client_key(&key),
+            Screen::SignIn => self.sign_in_key(&key),
         }
     }
 
@@ -449,15 +675,27 @@ impl Wizard {
             Screen::Identity => return vec![Effect::Cancelled],
             Screen::Password => Screen::Identity,
             Screen::Settings => Screen::Password,
-            Screen::Manual | Screen::Pop3 => Screen::Settings,
+            Screen::Manual | Screen::AuthChoice => Screen::Settings,
+            Screen::Pop3 if self.oauth2.is_some() => Screen::OAuth2Client,
+            Screen::Pop3 => Screen::Settings,
             Screen::Test => {
                 // NOTE: results of a test still running are ignored from now on.
                 self.testing = None;
                 if self.chosen.as_ref().map(|c| c.protocol) == Some(Protocol::Pop3) {
                     Screen::Pop3
+                } else if self.oauth2.is_some() {
+                    Screen::OAuth2Client
                 } else {
                     Screen::Settings
                 }
+            }
+            Screen::OAuth2Client => self.oauth2_back,
+            Screen::SignIn => {
+                let run = self.signing.take().map(|s| s.run);
+                self.go(Screen::OAuth2Client);
+                return run
+                    .map(|run| vec![Effect::CancelSignIn { run }])
+                    .unwrap_or_default();
             }
             Screen::NoKeyring => {
                 if let Some(t) = self.testing.as_mut() {
@@ -540,10 +778,7 @@ impl Wizard {
 
     fn password_key(&mut self, key: &KeyEvent) -> Vec<Effect> {
         if key.code == KeyCode::Enter {
-            if self.password.text.is_empty() && self.password_command.trimmed().is_empty() {
-                self.error = Some("type the password, or give a command that prints it".into());
-                return Vec::new();
-            }
+            // NOTE: both may stay empty for an OAuth2 sign-in; a password login asks again.
             self.use_command = !self.password_command.trimmed().is_empty();
             self.go(Screen::Settings);
             return Vec::new();
@@ -585,9 +820,10 @@ impl Wizard {
                     self.open_manual();
                     return Vec::new();
                 };
-                if c.oauth2 {
+                let preset = oauth2_preset(&c);
+                if c.oauth2 && preset.is_none() {
                     self.error = Some(format!(
-                        "{} accepts only OAuth2 sign-in, which mailbag cannot do yet",
+                        "{} accepts only OAuth2: press e and choose the Sign-in OAuth2 custom",
                         c.provider.as_deref().unwrap_or(&c.host)
                     ));
                     return Vec::new();
@@ -601,7 +837,7 @@ impl Wizard {
                     .filter(|o| o.security != Security::None || c.security == Security::None)
                     .cloned()
                     .collect();
-                return self.choose(c, rest);
+                return self.choose(c, rest, preset);
             }
             _ => {}
         }
@@ -617,7 +853,10 @@ impl Wizard {
             .or(self.chosen.as_ref())
             .cloned();
         self.manual = match from {
-            Some(c) => ManualForm::from_candidate(&c),
+            Some(c) => ManualForm {
+                sign_in: self.oauth2.as_ref().map(|f| f.provider),
+                ..ManualForm::from_candidate(&c)
+            },
             None => {
                 let email = self.email.trimmed().to_string();
                 let domain = email.rsplit_once('@').map_or("", |(_, d)| d).to_string();
@@ -627,6 +866,7 @@ impl Wizard {
                     port: Input::from("993"),
                     security: Security::Tls,
                     username: Input::from(&email),
+                    sign_in: None,
                 }
             }
         };
@@ -636,8 +876,10 @@ impl Wizard {
     fn manual_key(&mut self, key: &KeyEvent) -> Vec<Effect> {
         match (self.focus, key.code) {
             (_, KeyCode::Enter) => return self.submit_manual(),
-            (0 | 3, KeyCode::Char(' ') | KeyCode::Right) => self.manual.toggle(self.focus, true),
-            (0 | 3, KeyCode::Left) => self.manual.toggle(self.focus, false),
+            (0 | 3 | 5, KeyCode::Char(' ') | KeyCode::Right) => {
+                self.manual.toggle(self.focus, true)
+            }
+            (0 | 3 | 5, KeyCode::Left) => self.manual.toggle(self.focus, false),
             (1, _) => {
                 self.manual.host.edit(key);
             }
@@ -692,19 +934,203 @@ impl Wizard {
         };
         self.edited = Some(c.clone());
         self.selected = 0;
-        self.choose(c, Vec::new())
+        match self.manual.sign_in {
+            Some(p) => {
+                self.chosen = Some(c);
+                self.next_candidates = Vec::new();
+                self.open_oauth2(p, Screen::Manual);
+                Vec::new()
+            }
+            None => self.choose(c, Vec::new(), None),
+        }
     }
 
-    /// Use `c` (then `rest` if it does not answer): POP3 options first, else the test.
-    fn choose(&mut self, c: Candidate, rest: Vec<Candidate>) -> Vec<Effect> {
-        let pop3 = c.protocol == Protocol::Pop3;
+    /// Use `c` (then `rest` if it does not answer). With an OAuth2 `preset`, the sign-in
+    /// method comes first (only OAuth2 if the provider takes nothing else); then the POP3
+    /// options, then the test.
+    fn choose(
+        &mut self,
+        c: Candidate,
+        rest: Vec<Candidate>,
+        preset: Option<OAuth2Provider>,
+    ) -> Vec<Effect> {
+        let only_oauth2 = c.oauth2;
         self.chosen = Some(c);
         self.next_candidates = rest;
-        if pop3 {
+        self.offered = preset;
+        match preset {
+            Some(p) if only_oauth2 => {
+                // NOTE: another candidate would need a sign-in of its own (the refresh token
+                // belongs to a user on a host).
+                self.next_candidates.clear();
+                self.open_oauth2(p, Screen::Settings);
+                Vec::new()
+            }
+            Some(_) => {
+                self.auth_row = 0;
+                self.go(Screen::AuthChoice);
+                Vec::new()
+            }
+            None => self.with_password(),
+        }
+    }
+
+    /// Go on with a password login: it must have been given.
+    fn with_password(&mut self) -> Vec<Effect> {
+        self.oauth2 = None;
+        if self.password.text.is_empty() && self.password_command.trimmed().is_empty() {
+            self.go(Screen::Password);
+            self.error =
+                Some("these settings need the password (or a command that prints it)".into());
+            return Vec::new();
+        }
+        self.pop3_or_test()
+    }
+
+    /// The POP3 options for a POP3 account, else the test.
+    fn pop3_or_test(&mut self) -> Vec<Effect> {
+        if self.chosen.as_ref().map(|c| c.protocol) == Some(Protocol::Pop3) {
             self.go(Screen::Pop3);
             Vec::new()
         } else {
             self.start_test(Vec::new())
+        }
+    }
+
+    /// The OAuth2 client form for `provider` (what was typed for it earlier is kept).
+    fn open_oauth2(&mut self, provider: OAuth2Provider, back: Screen) {
+        if self.oauth2.as_ref().map(|f| f.provider) != Some(provider) {
+            self.oauth2 = Some(OAuth2Form::new(provider));
+        }
+        self.oauth2_back = back;
+        self.go(Screen::OAuth2Client);
+    }
+
+    fn auth_choice_key(&mut self, key: &KeyEvent) -> Vec<Effect> {
+        match key.code {
+            KeyCode::Tab | KeyCode::BackTab => self.auth_row = 1 - self.auth_row.min(1),
+            KeyCode::Down | KeyCode::Char('j') => self.auth_row = 1,
+            KeyCode::Up | KeyCode::Char('k') => self.auth_row = 0,
+            KeyCode::Enter => match (self.auth_row, self.offered) {
+                (0, Some(p)) => {
+                    self.next_candidates.clear();
+                    self.open_oauth2(p, Screen::AuthChoice);
+                }
+                _ => return self.with_password(),
+            },
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn oauth2_client_key(&mut self, key: &KeyEvent) -> Vec<Effect> {
+        if key.code == KeyCode::Enter {
+            return self.submit_oauth2();
+        }
+        let focus = self.focus;
+        if let Some(form) = self.oauth2.as_mut()
+            && form.field_mut(focus).edit(key)
+        {
+            self.error = None;
+        }
+        Vec::new()
+    }
+
+    fn submit_oauth2(&mut self) -> Vec<Effect> {
+        let Some(form) = &self.oauth2 else {
+            self.go(Screen::Settings);
+            return Vec::new();
+        };
+        if let Some((field, problem)) = form.problem() {
+            self.focus = field;
+            self.error = Some(problem.into());
+            return Vec::new();
+        }
+        // NOTE: without an authorization URL only the device flow is possible.
+        let device = form.provider == OAuth2Provider::Custom && form.auth_url.trimmed().is_empty();
+        self.start_sign_in(device)
+    }
+
+    /// Start (or restart) the sign-in on the **Sign in** screen.
+    fn start_sign_in(&mut self, device: bool) -> Vec<Effect> {
+        let Some(c) = self.chosen.clone() else {
+            self.go(Screen::Settings);
+            return Vec::new();
+        };
+        let mut effects: Vec<Effect> = self
+            .signing
+            .take()
+            .map(|s| Effect::CancelSignIn { run: s.run })
+            .into_iter()
+            .collect();
+        let account = self.account(&c);
+        let run = self.next_run;
+        self.next_run += 1;
+        self.signing = Some(SigningIn {
+            run,
+            device,
+            url: None,
+            device_code: None,
+            status: Vec::new(),
+            failed: None,
+            paste: Input::default(),
+        });
+        self.go(Screen::SignIn);
+        effects.push(Effect::SignIn {
+            run,
+            account: Box::new(account),
+            device,
+            open_browser: self.options.open_browser,
+        });
+        effects
+    }
+
+    fn sign_in_key(&mut self, key: &KeyEvent) -> Vec<Effect> {
+        let Some(s) = self.signing.as_mut() else {
+            return Vec::new();
+        };
+        let (run, device, failed) = (s.run, s.device, s.failed.is_some());
+        match key.code {
+            KeyCode::Tab | KeyCode::BackTab => {
+                let has = |f: fn(&OAuth2Form) -> &Input| {
+                    self.oauth2.as_ref().is_some_and(|o| {
+                        o.provider != OAuth2Provider::Custom || !f(o).trimmed().is_empty()
+                    })
+                };
+                let other = !device;
+                let possible = if other {
+                    has(|o| &o.device_url)
+                } else {
+                    has(|o| &o.auth_url)
+                };
+                if !possible {
+                    self.error = Some(if other {
+                        "no device URL was given: only the browser sign-in is possible".into()
+                    } else {
+                        "no authorization URL was given: only the device sign-in is possible".into()
+                    });
+                    return Vec::new();
+                }
+                self.start_sign_in(other)
+            }
+            KeyCode::Enter if failed => self.start_sign_in(device),
+            KeyCode::Enter => {
+                let line = std::mem::take(&mut s.paste.text);
+                if line.trim().is_empty() || device {
+                    return Vec::new();
+                }
+                s.status.push("checking the pasted address…".into());
+                vec![Effect::Paste {
+                    run,
+                    line: Secret::new(line),
+                }]
+            }
+            _ => {
+                if !device && s.paste.edit(key) {
+                    self.error = None;
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -762,7 +1188,9 @@ impl Wizard {
                 .ok()
                 .filter(|_| self.leave_on_server);
         }
-        if self.use_command {
+        if let Some(form) = &self.oauth2 {
+            form.apply(&mut a, self.options.oauth2_ca_file.as_ref());
+        } else if self.use_command {
             a.password_command = Some(self.password_command.trimmed().to_string());
         }
         a
@@ -791,6 +1219,7 @@ impl Wizard {
         });
         self.go(Screen::Test);
         let password = match &account.password_command {
+            _ if account.uses_oauth2() => TestPassword::OAuth2,
             Some(cmd) => TestPassword::Command(cmd.clone()),
             None => TestPassword::Given(Secret::new(self.password.text.clone())),
         };
@@ -816,7 +1245,8 @@ impl Wizard {
         let account = t.account.clone();
         match (key.code, failure) {
             (KeyCode::Enter, None) if worked => {
-                let password = (!self.use_command).then(|| Secret::new(self.password.text.clone()));
+                let password = (!self.use_command && self.oauth2.is_none())
+                    .then(|| Secret::new(self.password.text.clone()));
                 if let Some(t) = self.testing.as_mut() {
                     t.saving = true;
                     t.save_error = None;
@@ -839,7 +1269,7 @@ impl Wizard {
                 self.open_manual();
                 Vec::new()
             }
-            (KeyCode::Char('p'), Some(FailureKind::WrongPassword)) => {
+            (KeyCode::Char('p'), Some(FailureKind::WrongPassword)) if self.oauth2.is_none() => {
                 self.go(Screen::Password);
                 Vec::new()
             }
@@ -879,6 +1309,7 @@ impl Wizard {
                         self.selected = found
                             .best(Protocol::Imap)
                             .or_else(|| found.candidates.iter().find(|c| !c.oauth2))
+                            .or_else(|| found.candidates.first())
                             .and_then(|b| found.candidates.iter().position(|c| c == b))
                             .unwrap_or(found.candidates.len());
                     }
@@ -929,7 +1360,9 @@ impl Wizard {
                         let name = self.account_name.trimmed().to_string();
                         let notice = format!(
                             "added account {name} ({}); the first sync is running",
-                            if saved.in_keyring {
+                            if self.oauth2.is_some() {
+                                "signed in with OAuth2"
+                            } else if saved.in_keyring {
                                 "password in the OS keyring"
                             } else {
                                 "password from password_command"
@@ -949,6 +1382,41 @@ impl Wizard {
                     }
                 }
             }
+            WizardEvent::SignInProgress { run, progress } => {
+                if let Some(s) = self.signing.as_mut().filter(|s| s.run == run) {
+                    match progress {
+                        SignInProgress::Url(url) => s.url = Some(url),
+                        SignInProgress::DeviceCode {
+                            user_code,
+                            verification_uri,
+                            complete,
+                        } => {
+                            s.device_code = Some((user_code, complete.unwrap_or(verification_uri)));
+                        }
+                        SignInProgress::Status(line) => {
+                            s.status.push(line);
+                            let excess = s.status.len().saturating_sub(3);
+                            s.status.drain(..excess);
+                        }
+                    }
+                }
+                Vec::new()
+            }
+            WizardEvent::SignedIn { run, result } => {
+                let Some(s) = self.signing.as_mut().filter(|s| s.run == run) else {
+                    return Vec::new();
+                };
+                match result {
+                    Ok(()) => {
+                        self.signing = None;
+                        self.pop3_or_test()
+                    }
+                    Err(e) => {
+                        s.failed = Some(e);
+                        Vec::new()
+                    }
+                }
+            }
         }
     }
 
@@ -963,6 +1431,9 @@ impl Wizard {
             Screen::Pop3 => " Add an account — 4/5 POP3 options ",
             Screen::Test => " Add an account — 5/5 Test the login ",
             Screen::NoKeyring => " Add an account — 5/5 Password storage ",
+            Screen::AuthChoice => " Add an account — 3/5 Sign-in method ",
+            Screen::OAuth2Client => " Add an account — 4/5 OAuth2 client ",
+            Screen::SignIn => " Add an account — 4/5 Sign in ",
         }
     }
 
@@ -997,6 +1468,16 @@ impl Wizard {
                 _ => "testing… · Esc back".to_string(),
             },
             Screen::NoKeyring => "Enter test the command and save · Esc back".to_string(),
+            Screen::AuthChoice => "Enter use this · ↑↓ choose · Esc back".to_string(),
+            Screen::OAuth2Client => format!("Enter sign in · {fields}Esc back"),
+            Screen::SignIn => match &self.signing {
+                Some(s) if s.failed.is_some() => "Enter try again · Esc back".to_string(),
+                Some(s) if s.device => {
+                    "Tab sign in in the browser instead · Esc cancel".to_string()
+                }
+                _ => "Enter use the pasted address · Tab use a device code instead · Esc cancel"
+                    .to_string(),
+            },
         }
     }
 
@@ -1165,6 +1646,14 @@ impl Wizard {
                     &self.password_command.text,
                     1,
                 );
+                prose(
+                    &mut lines,
+                    "  ",
+                    "(Leave both empty to sign in with OAuth2 in the browser instead: Gmail, \
+                     Outlook.com, Microsoft 365 or a server of your own.)",
+                    dim,
+                    width,
+                );
                 lines.push(Line::raw(""));
                 lines.push(Line::styled(self.finding_line(), dim));
             }
@@ -1191,6 +1680,11 @@ impl Wizard {
                     self.focus == 3,
                 ));
                 field(&mut lines, "User name", &self.manual.username.text, 4);
+                lines.push(Wizard::choice(
+                    "Sign-in",
+                    sign_in_name(self.manual.sign_in),
+                    self.focus == 5,
+                ));
                 lines.push(Line::raw(""));
                 prose(
                     &mut lines,
@@ -1253,6 +1747,45 @@ impl Wizard {
                 );
             }
             Screen::Test => self.test_lines(&mut lines, width),
+            Screen::AuthChoice => {
+                let reversed = Style::default().add_modifier(Modifier::REVERSED);
+                let provider = self.offered.map_or("the provider", provider_name);
+                let host = self.chosen.as_ref().map_or("", |c| c.host.as_str());
+                prose(
+                    &mut lines,
+                    "  ",
+                    &format!(
+                        "{host} can sign you in with OAuth2: you log in on {provider}'s own \
+                         page in a browser and mailbag keeps only a token, never your password."
+                    ),
+                    Style::default(),
+                    width,
+                );
+                lines.push(Line::raw(""));
+                let rows = [
+                    format!("Sign in with {provider} in the browser (OAuth2)"),
+                    "Use an app password (the password typed on screen 2)".to_string(),
+                ];
+                for (i, row) in rows.iter().enumerate() {
+                    let on = i == self.auth_row;
+                    lines.push(Line::styled(
+                        format!("{} {row}", if on { "  ▸" } else { "   " }),
+                        if on { reversed } else { Style::default() },
+                    ));
+                }
+                lines.push(Line::raw(""));
+                prose(
+                    &mut lines,
+                    "  ",
+                    "OAuth2 needs a client id you register once with the provider \
+                     (docs/oauth2.md says how). An app password is made in the provider's \
+                     account settings.",
+                    dim,
+                    width,
+                );
+            }
+            Screen::OAuth2Client => self.oauth2_client_lines(&mut lines, &mut field, width),
+            Screen::SignIn => self.sign_in_lines(&mut lines, &mut cursor, width),
             Screen::NoKeyring => {
                 prose(
                     &mut lines,
@@ -1289,6 +1822,160 @@ impl Wizard {
             }
         }
         (lines, cursor)
+    }
+
+    fn oauth2_client_lines(
+        &self,
+        lines: &mut Vec<Line<'static>>,
+        field: &mut FieldFn<'_>,
+        width: usize,
+    ) {
+        let dim = Style::default().add_modifier(Modifier::DIM);
+        let Some(form) = &self.oauth2 else {
+            return;
+        };
+        prose(
+            lines,
+            "  ",
+            &format!(
+                "Sign in with {} (OAuth2). mailbag cannot ship a client id of its own: give the \
+                 one of the app you registered.",
+                provider_name(form.provider)
+            ),
+            Style::default(),
+            width,
+        );
+        prose(
+            lines,
+            "  ",
+            "How to register one (Google Cloud, Microsoft Entra): docs/oauth2.md",
+            dim,
+            width,
+        );
+        lines.push(Line::raw(""));
+        let masked = "•".repeat(form.client_secret.text.chars().count());
+        field(lines, "Client id", &form.client_id.text, 0);
+        field(lines, "Client secret", &masked, 1);
+        if form.provider == OAuth2Provider::Custom {
+            field(lines, "Authorization URL", &form.auth_url.text, 2);
+            field(lines, "Token URL", &form.token_url.text, 3);
+            field(lines, "Device URL", &form.device_url.text, 4);
+            field(lines, "Scopes", &form.scopes.text, 5);
+        }
+        lines.push(Line::raw(""));
+        prose(
+            lines,
+            "  ",
+            if form.provider == OAuth2Provider::Custom {
+                "The secret is optional (installed apps often have none). Give the authorization \
+                 URL for the browser sign-in, the device URL for a device code, or both; scopes \
+                 are separated by spaces."
+            } else {
+                "The secret is optional (installed apps often have none); it is saved in \
+                 config.toml as oauth2_client_secret."
+            },
+            dim,
+            width,
+        );
+    }
+
+    fn sign_in_lines(
+        &self,
+        lines: &mut Vec<Line<'static>>,
+        cursor: &mut Option<(u16, u16)>,
+        width: usize,
+    ) {
+        let bold = Style::default().add_modifier(Modifier::BOLD);
+        let dim = Style::default().add_modifier(Modifier::DIM);
+        let Some(s) = &self.signing else {
+            return;
+        };
+        let provider = self
+            .oauth2
+            .as_ref()
+            .map_or("your provider", |f| provider_name(f.provider));
+        let user = self
+            .chosen
+            .as_ref()
+            .map(|c| c.username.clone())
+            .unwrap_or_default();
+        prose(
+            lines,
+            "  ",
+            &format!(
+                "Sign in to {provider} as {user}{}.",
+                if s.device {
+                    " with a device code"
+                } else {
+                    " in the browser"
+                }
+            ),
+            bold,
+            width,
+        );
+        lines.push(Line::raw(""));
+        if s.device {
+            match &s.device_code {
+                Some((code, uri)) => {
+                    prose(
+                        lines,
+                        "  ",
+                        "On any device with a browser, open this address and enter the code:",
+                        Style::default(),
+                        width,
+                    );
+                    prose(lines, "    ", uri, Style::default(), width);
+                    lines.push(Line::from(vec![
+                        Span::raw("    code: "),
+                        text::untrusted(code, bold),
+                    ]));
+                }
+                None => lines.push(Line::styled("  asking for a device code…", dim)),
+            }
+        } else {
+            match &s.url {
+                Some(url) => {
+                    prose(
+                        lines,
+                        "  ",
+                        "Open this address in a browser (mailbag tried to start one):",
+                        Style::default(),
+                        width,
+                    );
+                    // NOTE: the whole URL, wrapped and never cut: it is copied by hand on a
+                    // headless box.
+                    prose(lines, "  ", url, Style::default(), width);
+                }
+                None => lines.push(Line::styled("  preparing the sign-in…", dim)),
+            }
+        }
+        lines.push(Line::raw(""));
+        for st in &s.status {
+            prose(lines, "  · ", st, dim, width);
+        }
+        if let Some(e) = &s.failed {
+            prose(lines, "  ✗ ", e, bold, width);
+            return;
+        }
+        if !s.device {
+            lines.push(Line::raw(""));
+            prose(
+                lines,
+                "  ",
+                "No browser on this machine? Open the address elsewhere, then paste the address \
+                 the browser ends on (http://127.0.0.1:… or http://localhost:…) here:",
+                Style::default(),
+                width,
+            );
+            // NOTE: the pasted address carries the one-time code: only its start is shown.
+            let shown = match s.paste.text.split_once('?') {
+                Some((start, _)) => format!("{start}?…"),
+                None => s.paste.text.clone(),
+            };
+            let (line, col) = Wizard::field("Pasted address", &shown, true, width);
+            *cursor = Some((lines.len() as u16, col));
+            lines.push(line);
+        }
     }
 
     fn finding_line(&self) -> String {
@@ -1376,7 +2063,9 @@ impl Wizard {
                 c.username
             );
             if c.oauth2 {
-                row.push_str("  (OAuth2 only: not supported yet)");
+                row.push_str("  (OAuth2 sign-in only)");
+            } else if oauth2_preset(c).is_some() {
+                row.push_str("  (OAuth2 or app password)");
             }
             lines.push(Line::from(text::untrusted(
                 &row,
@@ -1471,7 +2160,9 @@ impl Wizard {
                 lines.push(Line::from(vec![
                     Span::raw("  Enter saves it as account "),
                     text::untrusted(self.account_name.trimmed(), bold),
-                    Span::raw(if self.use_command {
+                    Span::raw(if self.oauth2.is_some() {
+                        " (signed in with OAuth2: the refresh token is in the OS keyring)."
+                    } else if self.use_command {
                         " (the password comes from your password command)."
                     } else {
                         " (the password goes to the OS keyring)."
@@ -1525,11 +2216,115 @@ pub enum Finish {
     Quit,
 }
 
+/// The OAuth2 sign-in task running for the wizard, if any. Dropping it stops the task, which
+/// closes its loopback listener.
+#[derive(Default)]
+struct Running {
+    sign_in: Option<(u64, tokio::task::JoinHandle<()>, mpsc::Sender<String>)>,
+}
+
+impl Running {
+    fn stop(&mut self) {
+        if let Some((_, task, _)) = self.sign_in.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Hands the sign-in's output to the wizard as events.
+struct TuiPrompt {
+    run: u64,
+    tx: UnboundedSender<WizardEvent>,
+}
+
+impl TuiPrompt {
+    fn send(&self, progress: SignInProgress) {
+        let _ = self.tx.send(WizardEvent::SignInProgress {
+            run: self.run,
+            progress,
+        });
+    }
+}
+
+impl crate::oauth2::Prompt for TuiPrompt {
+    fn show_url(&mut self, url: &str) {
+        self.send(SignInProgress::Url(url.to_string()));
+    }
+
+    fn show_device_code(
+        &mut self,
+        user_code: &str,
+        verification_uri: &str,
+        verification_uri_complete: Option<&str>,
+    ) {
+        self.send(SignInProgress::DeviceCode {
+            user_code: user_code.to_string(),
+            verification_uri: verification_uri.to_string(),
+            complete: verification_uri_complete.map(str::to_string),
+        });
+    }
+
+    fn status(&mut self, text: &str) {
+        self.send(SignInProgress::Status(text.to_string()));
+    }
+}
+
+/// The name the sign-in and the test use for the account in messages (it has none yet).
+const NEW_ACCOUNT: &str = "the new account";
+
 /// Carry out `effect` on a task; its result comes back on `tx`. Returns how the wizard ends,
 /// for the effects that end it.
-fn carry_out(effect: Effect, tx: &UnboundedSender<WizardEvent>) -> Option<Finish> {
+fn carry_out(
+    effect: Effect,
+    tx: &UnboundedSender<WizardEvent>,
+    running: &mut Running,
+) -> Option<Finish> {
     let tx = tx.clone();
     match effect {
+        Effect::SignIn {
+            run,
+            account,
+            device,
+            open_browser,
+        } => {
+            running.stop();
+            let (paste_tx, paste_rx) = mpsc::channel(4);
+            let method = if device {
+                crate::oauth2::Method::Device
+            } else {
+                crate::oauth2::Method::Browser {
+                    open_browser,
+                    pasted: Some(paste_rx),
+                }
+            };
+            let task = tokio::spawn(async move {
+                let mut prompt = TuiPrompt {
+                    run,
+                    tx: tx.clone(),
+                };
+                let result = crate::oauth2::sign_in(NEW_ACCOUNT, &account, method, &mut prompt)
+                    .await
+                    .map_err(|e| crate::sanitize::line(&e.to_string()).into_owned());
+                let _ = tx.send(WizardEvent::SignedIn { run, result });
+            });
+            running.sign_in = Some((run, task, paste_tx));
+        }
+        Effect::Paste { run, line } => {
+            if let Some((_, _, paste)) = running.sign_in.as_ref().filter(|s| s.0 == run) {
+                let _ = paste.try_send(line.expose().to_string());
+            }
+        }
+        Effect::CancelSignIn { run } => {
+            if running.sign_in.as_ref().is_some_and(|s| s.0 == run) {
+                running.stop();
+            }
+        }
         Effect::Discover { email, discovery } => {
             tokio::spawn(async move {
                 let found = discover::discover(&email, &discovery).await;
@@ -1548,6 +2343,8 @@ fn carry_out(effect: Effect, tx: &UnboundedSender<WizardEvent>) -> Option<Finish
             tokio::spawn(async move {
                 let secret = match password {
                     TestPassword::Given(s) => Ok(s),
+                    // NOTE: an OAuth2 account's login takes the token the sign-in stored.
+                    TestPassword::OAuth2 => Ok(Secret::new(String::new())),
                     TestPassword::Command(cmd) => tokio::task::spawn_blocking(move || {
                         credentials::run_password_command(
                             "the new account",
@@ -1587,6 +2384,7 @@ fn carry_out(effect: Effect, tx: &UnboundedSender<WizardEvent>) -> Option<Finish
         } => {
             tokio::task::spawn_blocking(move || {
                 let choice = match &password {
+                    _ if account.uses_oauth2() => PasswordChoice::OAuth2,
                     Some(secret) => PasswordChoice::Keyring(secret),
                     None => PasswordChoice::Command,
                 };
@@ -1607,6 +2405,7 @@ pub async fn run(tty: &mut super::Tty, mut wizard: Wizard) -> std::io::Result<Fi
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut running = Running::default();
     loop {
         tty.terminal.draw(|f| wizard.draw(f))?;
         let effects = tokio::select! {
@@ -1632,7 +2431,7 @@ pub async fn run(tty: &mut super::Tty, mut wizard: Wizard) -> std::io::Result<Fi
             _ = hup.recv() => return Ok(Finish::Quit),
         };
         for effect in effects {
-            if let Some(finish) = carry_out(effect, &tx) {
+            if let Some(finish) = carry_out(effect, &tx, &mut running) {
                 return Ok(finish);
             }
         }

@@ -24,6 +24,8 @@ pub enum PasswordChoice<'a> {
     Keyring(&'a Secret),
     /// Keep `password_command` (already set on the account); nothing is stored.
     Command,
+    /// An OAuth2 account: its refresh token was stored by the sign-in; no password.
+    OAuth2,
 }
 
 /// Why the account could not be saved. Nothing is written when this is returned.
@@ -249,6 +251,14 @@ pub fn save_account(
             if account.password_command.is_none() {
                 return Err(SaveError::Invalid(
                     "no password_command is set and no password was given".into(),
+                ));
+            }
+            false
+        }
+        PasswordChoice::OAuth2 => {
+            if !account.uses_oauth2() {
+                return Err(SaveError::Invalid(
+                    "an account without auth = \"oauth2\" needs a password".into(),
                 ));
             }
             false

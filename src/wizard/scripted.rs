@@ -6,6 +6,11 @@
 //! candidate in turn (a server that does not answer moves on to the next; a refused password
 //! or an untrusted certificate stops with the reason and what to do), and writes the account
 //! only when a login worked.
+//!
+//! With `--auth oauth2` it signs in first (RFC 6749 authorization code with PKCE: the address
+//! is printed on stdout, the browser's redirect comes back to a loopback listener or is pasted
+//! on stdin; or with `--device` the RFC 8628 device code), then tests the login with the new
+//! token and saves `auth = "oauth2"` with the `oauth2_*` keys and no password.
 
 use std::io::{IsTerminal, Read, Write};
 use std::net::SocketAddr;
@@ -17,7 +22,7 @@ use super::check::{self, CheckEvent, FailureKind};
 use super::discover::{self, Discovered, Discovery, Outcome};
 use super::save::{self, PasswordChoice};
 use super::{Candidate, EmailAddress, Source, security_name};
-use crate::config::{Paths, Protocol, Security};
+use crate::config::{OAuth2Provider, Paths, Protocol, Security};
 use crate::credentials::{self, Secret};
 use crate::error::{Error, Result};
 use crate::sanitize;
@@ -74,6 +79,41 @@ pub struct SetupArgs {
     /// POP3: delete mail from the server this many days after download.
     #[arg(long, value_name = "DAYS")]
     pub delete_after_days: Option<u32>,
+    /// password (default) or oauth2: sign in with OAuth2 (docs/oauth2.md) instead of a
+    /// password; the sign-in runs before the login test.
+    #[arg(long, value_parser = ["password", "oauth2"])]
+    pub auth: Option<String>,
+    /// With --auth oauth2: google, microsoft or custom (default: what the provider list says
+    /// for the server).
+    #[arg(long, value_parser = ["google", "microsoft", "custom"])]
+    pub oauth2_provider: Option<String>,
+    /// With --auth oauth2: the client id of the app you registered.
+    #[arg(long, value_name = "ID")]
+    pub oauth2_client_id: Option<String>,
+    /// With --auth oauth2: the client secret, if the registration has one.
+    #[arg(long, value_name = "SECRET")]
+    pub oauth2_client_secret: Option<String>,
+    /// With --oauth2-provider custom: the authorization endpoint.
+    #[arg(long, value_name = "URL")]
+    pub oauth2_auth_url: Option<String>,
+    /// With --oauth2-provider custom: the token endpoint.
+    #[arg(long, value_name = "URL")]
+    pub oauth2_token_url: Option<String>,
+    /// With --oauth2-provider custom: the device authorization endpoint.
+    #[arg(long, value_name = "URL")]
+    pub oauth2_device_url: Option<String>,
+    /// With --oauth2-provider custom: the scopes, separated by spaces.
+    #[arg(long, value_name = "SCOPES")]
+    pub oauth2_scopes: Option<String>,
+    /// A PEM file with an extra CA to trust for the OAuth2 endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub oauth2_ca_file: Option<PathBuf>,
+    /// With --auth oauth2: sign in with a device code (RFC 8628) instead of the browser.
+    #[arg(long)]
+    pub device: bool,
+    /// Do not start a browser for the OAuth2 sign-in (the address is printed / shown).
+    #[arg(long)]
+    pub no_browser: bool,
     /// Use this DNS server for discovery instead of /etc/resolv.conf (for testing).
     #[arg(long, value_name = "ADDR", hide = true)]
     pub dns_server: Option<SocketAddr>,
@@ -117,7 +157,10 @@ terminal. Without a terminal, set up an account with:
       [--leave-on-server true|false]
 
 Settings not given are discovered. The password is read from stdin (or asked for) and kept
-in the OS keyring, unless --password-command is given. To see what discovery finds:
+in the OS keyring, unless --password-command is given. For OAuth2 (Gmail, Microsoft 365),
+add --auth oauth2 --oauth2-client-id ID [--oauth2-provider google|microsoft|custom]
+[--device]: the sign-in address is printed, and the refresh token kept in the OS keyring
+(see docs/oauth2.md). To see what discovery finds:
 
   mailbag setup --discover ADDRESS";
 
@@ -165,7 +208,7 @@ pub fn print_discovered(
         if c.oauth2 {
             writeln!(
                 out,
-                "     note: OAuth2 only; see docs/oauth2.md, then `mailbag login`."
+                "     note: OAuth2 only: set up with --auth oauth2 (see docs/oauth2.md)."
             )?;
         }
         for n in &c.notes {
@@ -235,6 +278,7 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
         ),
         None => None,
     };
+    let oauth2 = oauth2_settings(args)?;
     if protocol == Some(Protocol::Imap)
         && (args.leave_on_server.is_some() || args.delete_after_days.is_some())
     {
@@ -278,10 +322,10 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
                 })
                 .filter(|c| args.port.is_none_or(|p| c.port == p))
                 .filter(|c| {
-                    if c.oauth2 {
+                    if c.oauth2 && oauth2.is_none() {
                         oauth_only.push(c.provider.clone().unwrap_or_else(|| c.host.clone()));
                     }
-                    !c.oauth2
+                    !c.oauth2 || oauth2.is_some()
                 })
                 .cloned()
                 .collect();
@@ -290,8 +334,8 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
                 let _ = print_discovered(&mut err, &email, &found);
                 if let Some(p) = oauth_only.first() {
                     return Err(Error::Usage(format!(
-                        "{} accepts only OAuth2 sign-in: add the account with auth = \"oauth2\" (see \
-                         docs/oauth2.md), then run `mailbag login NAME`",
+                        "{} accepts only OAuth2 sign-in: add --auth oauth2 --oauth2-client-id ID \
+                         (see docs/oauth2.md)",
                         sanitize::line(p)
                     )));
                 }
@@ -305,6 +349,8 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
     };
 
     let password = match &args.password_command {
+        // NOTE: an OAuth2 login uses the token the sign-in stores; there is no password.
+        _ if oauth2.is_some() => Secret::new(String::new()),
         Some(cmd) => {
             let cmd = cmd.clone();
             let name = name.to_string();
@@ -321,6 +367,13 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
         None => read_password(&email.address)?,
     };
 
+    // NOTE: a refresh token belongs to a user on one host: with OAuth2 only the first
+    // candidate is signed in to and tested, so the user signs in once.
+    let candidates = if oauth2.is_some() {
+        candidates.into_iter().take(1).collect()
+    } else {
+        candidates
+    };
     let total = candidates.len();
     for (i, c) in candidates.iter().enumerate() {
         let mut account = c.to_account(&email.address, args.display_name.as_deref());
@@ -337,6 +390,22 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
             eprintln!(
                 "note: --leave-on-server and --delete-after-days apply to POP3 only; ignored for IMAP"
             );
+        }
+        if let Some(o) = &oauth2 {
+            o.apply(&mut account, c)?;
+            let method = if args.device {
+                crate::oauth2::Method::Device
+            } else {
+                crate::oauth2::Method::Browser {
+                    open_browser: !args.no_browser,
+                    pasted: Some(crate::cli::stdin_lines()),
+                }
+            };
+            eprintln!(
+                "signing in {} with OAuth2 ...",
+                sanitize::line(account.username())
+            );
+            crate::oauth2::sign_in(name, &account, method, &mut crate::cli::PrintPrompt).await?;
         }
         eprintln!(
             "testing {} ({})",
@@ -359,7 +428,9 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
         };
         match check::test_login(&account, &password, c.provider.as_deref(), &mut show).await {
             Ok(_) => {
-                let choice = if account.password_command.is_some() {
+                let choice = if account.uses_oauth2() {
+                    PasswordChoice::OAuth2
+                } else if account.password_command.is_some() {
                     PasswordChoice::Command
                 } else {
                     PasswordChoice::Keyring(&password)
@@ -370,7 +441,9 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
                     "saved account {} to {}{}",
                     sanitize::line(name),
                     saved.config_file.display(),
-                    if saved.in_keyring {
+                    if account.uses_oauth2() {
+                        "; signed in with OAuth2, the refresh token is in the OS keyring"
+                    } else if saved.in_keyring {
                         "; the password is in the OS keyring"
                     } else {
                         ""
@@ -399,6 +472,135 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
         }
     }
     Err(Error::Usage("no candidate could be tested".into()))
+}
+
+/// `--auth oauth2` and its options.
+struct OAuth2Settings {
+    provider: Option<OAuth2Provider>,
+    client_id: String,
+    client_secret: Option<String>,
+    auth_url: Option<String>,
+    token_url: Option<String>,
+    device_url: Option<String>,
+    scopes: Option<Vec<String>>,
+    ca_file: Option<PathBuf>,
+}
+
+/// The OAuth2 options, checked; `None` for a password login (then none may be given).
+fn oauth2_settings(args: &SetupArgs) -> Result<Option<OAuth2Settings>> {
+    let given = args.oauth2_provider.is_some()
+        || args.oauth2_client_id.is_some()
+        || args.oauth2_client_secret.is_some()
+        || args.oauth2_auth_url.is_some()
+        || args.oauth2_token_url.is_some()
+        || args.oauth2_device_url.is_some()
+        || args.oauth2_scopes.is_some()
+        || args.oauth2_ca_file.is_some()
+        || args.device;
+    if args.auth.as_deref() != Some("oauth2") {
+        if given {
+            return Err(Error::Usage(
+                "the --oauth2-* options and --device need --auth oauth2".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if args.password_command.is_some() {
+        return Err(Error::Usage(
+            "--auth oauth2 signs in without a password: leave out --password-command".into(),
+        ));
+    }
+    let Some(client_id) = args
+        .oauth2_client_id
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+    else {
+        return Err(Error::Usage(
+            "--auth oauth2 needs --oauth2-client-id: mailbag cannot ship one; register an app \
+             as docs/oauth2.md explains"
+                .into(),
+        ));
+    };
+    let provider = args.oauth2_provider.as_deref().map(|p| match p {
+        "google" => OAuth2Provider::Google,
+        "microsoft" => OAuth2Provider::Microsoft,
+        _ => OAuth2Provider::Custom,
+    });
+    let https = |what: &str, v: &Option<String>| match v {
+        Some(u) if !u.starts_with("https://") => {
+            Err(Error::Usage(format!("{what} must be an https:// URL")))
+        }
+        _ => Ok(()),
+    };
+    https("--oauth2-auth-url", &args.oauth2_auth_url)?;
+    https("--oauth2-token-url", &args.oauth2_token_url)?;
+    https("--oauth2-device-url", &args.oauth2_device_url)?;
+    if provider == Some(OAuth2Provider::Custom) {
+        if args.oauth2_token_url.is_none() {
+            return Err(Error::Usage(
+                "--oauth2-provider custom needs --oauth2-token-url".into(),
+            ));
+        }
+        let needed = if args.device {
+            args.oauth2_device_url
+                .is_none()
+                .then_some("--oauth2-device-url")
+        } else {
+            args.oauth2_auth_url
+                .is_none()
+                .then_some("--oauth2-auth-url")
+        };
+        if let Some(option) = needed {
+            return Err(Error::Usage(format!(
+                "--oauth2-provider custom needs {option} for this sign-in"
+            )));
+        }
+    }
+    Ok(Some(OAuth2Settings {
+        provider,
+        client_id,
+        client_secret: args.oauth2_client_secret.clone(),
+        auth_url: args.oauth2_auth_url.clone(),
+        token_url: args.oauth2_token_url.clone(),
+        device_url: args.oauth2_device_url.clone(),
+        scopes: args
+            .oauth2_scopes
+            .as_deref()
+            .map(|s| s.split_whitespace().map(str::to_string).collect()),
+        ca_file: args.oauth2_ca_file.clone(),
+    }))
+}
+
+impl OAuth2Settings {
+    /// Makes `account` (made from `c`) an OAuth2 account; the provider defaults to what the
+    /// bundled list says for `c`'s server.
+    fn apply(&self, account: &mut crate::config::Account, c: &Candidate) -> Result<()> {
+        let provider = match self.provider {
+            Some(p) => p,
+            None => super::providers::ProviderDb::bundled()
+                .ok()
+                .and_then(|db| db.oauth2_for_host(&c.host))
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "{} is not a known OAuth2 provider's server: give --oauth2-provider \
+                         (google, microsoft, or custom with its URLs)",
+                        sanitize::line(&c.host)
+                    ))
+                })?,
+        };
+        crate::oauth2::configure(
+            account,
+            provider,
+            &self.client_id,
+            self.client_secret.as_deref(),
+        );
+        account.oauth2_auth_url = self.auth_url.clone();
+        account.oauth2_token_url = self.token_url.clone();
+        account.oauth2_device_url = self.device_url.clone();
+        account.oauth2_scopes = self.scopes.clone();
+        account.oauth2_ca_file = self.ca_file.clone();
+        Ok(())
+    }
 }
 
 /// Reads the password: one line from stdin when it is not a terminal, else asked for on the

@@ -674,3 +674,60 @@ fn token(s: &mut State, req: &Request) -> Reply {
         _ => oauth_error("unsupported_grant_type"),
     }
 }
+
+/// Plays the browser on the authorization URL `url`: GET it over HTTPS trusting `ca`, and
+/// return the status line and the `Location` header (the redirect to mailbag's listener).
+pub fn browser_get(url: &str, ca: &Path) -> (String, Option<String>) {
+    let rest = url.strip_prefix("https://").expect("https url");
+    let (authority, target) = rest.split_at(rest.find('/').expect("path"));
+    let (host, port) = authority.split_once(':').expect("port");
+    let port: u16 = port.parse().expect("port number");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let cert =
+            async_native_tls::Certificate::from_pem(&std::fs::read(ca).expect("ca")).expect("pem");
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let mut tls = async_native_tls::TlsConnector::new()
+            .add_root_certificate(cert)
+            .connect(host, tcp)
+            .await
+            .expect("tls");
+        tls.write_all(
+            format!("GET {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut reply = Vec::new();
+        let _ = tls.read_to_end(&mut reply).await;
+        let reply = String::from_utf8_lossy(&reply).into_owned();
+        let status = reply.lines().next().unwrap_or("").to_string();
+        let location = reply
+            .lines()
+            .find_map(|l| l.strip_prefix("Location: "))
+            .map(str::to_string);
+        (status, location)
+    })
+}
+
+/// What the browser does with the redirect: a plain GET of `url` (`http://127.0.0.1:PORT/...`)
+/// from mailbag's loopback listener; returns the whole reply.
+pub fn browser_follow(url: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (authority, target) = rest.split_at(rest.find('/').expect("path"));
+    let mut tcp = std::net::TcpStream::connect(authority).expect("connect to the listener");
+    write!(
+        tcp,
+        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut reply = String::new();
+    let _ = tcp.read_to_string(&mut reply);
+    reply
+}
