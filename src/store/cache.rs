@@ -149,7 +149,12 @@ pub const MIGRATIONS: &[&str] = &[
     // through deletions and updates; `insert_in`, the one place messages are inserted, adds
     // new ones itself (see ADD_TO_CONVERSATION). A message counts once its thread is assigned
     // (thread_id not NULL).
+    // Two indexes go: nothing looks messages up by Message-ID (thread_refs does that), and a
+    // conversation's messages are found per folder (messages_by_folder_thread); each cost a
+    // b-tree insert per downloaded message.
     r#"
+    DROP INDEX messages_by_message_id;
+    DROP INDEX messages_by_thread;
     CREATE TABLE folder_threads (
         folder_id   INTEGER NOT NULL,
         thread_id   INTEGER NOT NULL,
@@ -598,8 +603,12 @@ fn record_thread(
 ) -> rusqlite::Result<()> {
     let thread = found.joined.unwrap_or(id);
     for other in &found.merged {
-        tx.prepare_cached("UPDATE messages SET thread_id = ?1 WHERE thread_id = ?2")?
-            .execute(params![thread, other])?;
+        // NOTE: folder by folder, so messages_by_folder_thread finds the rows.
+        tx.prepare_cached(
+            "UPDATE messages SET thread_id = ?1
+             WHERE folder_id IN (SELECT id FROM folders) AND thread_id = ?2",
+        )?
+        .execute(params![thread, other])?;
         tx.prepare_cached("UPDATE thread_refs SET thread_id = ?1 WHERE thread_id = ?2")?
             .execute(params![thread, other])?;
     }
