@@ -824,10 +824,14 @@ impl Cache {
             });
         }
         let unthreaded = version < 2;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        // NOTE: all pending migrations in one transaction: one durable commit for a new
+        // cache instead of one per step, and an upgrade either happens whole or not at all.
+        if version < known {
             self.transaction(|tx| {
-                tx.execute_batch(sql)?;
-                tx.pragma_update(None, "user_version", (i + 1) as i64)
+                for sql in MIGRATIONS.iter().skip(version as usize) {
+                    tx.execute_batch(sql)?;
+                }
+                tx.pragma_update(None, "user_version", known)
             })?;
         }
         if unthreaded && version > 0 {
@@ -876,7 +880,8 @@ impl Cache {
         self.conn
             .execute(
                 "INSERT INTO accounts(name, protocol) VALUES (?1, ?2)
-                 ON CONFLICT(name) DO UPDATE SET protocol = excluded.protocol",
+                 ON CONFLICT(name) DO UPDATE SET protocol = excluded.protocol
+                 WHERE protocol IS NOT excluded.protocol",
                 params![name, protocol],
             )
             .map_err(|e| self.err(e))?;
@@ -920,23 +925,37 @@ impl Cache {
 
     /// The id of `info.name` in `account`, creating it or updating its delimiter and role.
     pub fn ensure_folder(&mut self, account: i64, info: &FolderInfo) -> Result<i64, CacheError> {
-        let delimiter = info.delimiter.map(|c| c.to_string());
-        let role = info.role.map(FolderRole::as_str);
-        self.conn
-            .execute(
+        let ids = self.ensure_folders(account, std::slice::from_ref(info))?;
+        ids.first()
+            .copied()
+            .ok_or_else(|| self.err(rusqlite::Error::QueryReturnedNoRows))
+    }
+
+    /// [`Cache::ensure_folder`] for a whole folder list, in one transaction (one durable
+    /// commit rather than one per folder); ids in the order given.
+    pub fn ensure_folders(
+        &mut self,
+        account: i64,
+        infos: &[FolderInfo],
+    ) -> Result<Vec<i64>, CacheError> {
+        self.transaction(|tx| {
+            let mut upsert = tx.prepare_cached(
                 "INSERT INTO folders(account_id, name, delimiter, role) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(account_id, name)
-                 DO UPDATE SET delimiter = excluded.delimiter, role = excluded.role",
-                params![account, info.name, delimiter, role],
-            )
-            .map_err(|e| self.err(e))?;
-        self.conn
-            .query_row(
-                "SELECT id FROM folders WHERE account_id = ?1 AND name = ?2",
-                params![account, info.name],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))
+                 DO UPDATE SET delimiter = excluded.delimiter, role = excluded.role
+                 WHERE delimiter IS NOT excluded.delimiter OR role IS NOT excluded.role",
+            )?;
+            let mut id =
+                tx.prepare_cached("SELECT id FROM folders WHERE account_id = ?1 AND name = ?2")?;
+            let mut ids = Vec::with_capacity(infos.len());
+            for info in infos {
+                let delimiter = info.delimiter.map(|c| c.to_string());
+                let role = info.role.map(FolderRole::as_str);
+                upsert.execute(params![account, info.name, delimiter, role])?;
+                ids.push(id.query_row(params![account, info.name], |r| r.get(0))?);
+            }
+            Ok(ids)
+        })
     }
 
     /// Record which mbox file holds a folder's messages.

@@ -289,9 +289,12 @@ impl ImapBackend {
         for g in gone.iter().filter(|g| !renamed.contains(&g.id)) {
             cache.delete_folder(g.id)?;
         }
-        for f in listed.iter().filter(|f| f.selectable) {
-            cache.ensure_folder(account, &f.info)?;
-        }
+        let selectable: Vec<FolderInfo> = listed
+            .iter()
+            .filter(|f| f.selectable)
+            .map(|f| f.info.clone())
+            .collect();
+        cache.ensure_folders(account, &selectable)?;
         Ok(())
     }
 
