@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::oauth_server::{AuthServer, parse_form};
+use common::oauth_server::{
+    AuthServer, browser_follow as loopback_get, browser_get as https_get, parse_form,
+};
 use common::{ALICE, Dovecot};
 use mailbag::backend::MailBackend;
 
@@ -332,57 +334,6 @@ fn child_revoked_refresh_token() {
 
 // ---------------------------------------------------------------------------------------------
 // The authorization code flow with PKCE and a loopback redirect.
-
-/// GET `url` over HTTPS trusting `ca`; returns the status line and the `Location` header.
-fn https_get(url: &str, ca: &Path) -> (String, Option<String>) {
-    let rest = url.strip_prefix("https://").expect("https url");
-    let (authority, target) = rest.split_at(rest.find('/').expect("path"));
-    let (host, port) = authority.split_once(':').expect("port");
-    let port: u16 = port.parse().expect("port number");
-    runtime().block_on(async {
-        let cert =
-            async_native_tls::Certificate::from_pem(&std::fs::read(ca).expect("ca")).expect("pem");
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
-        let mut tls = async_native_tls::TlsConnector::new()
-            .add_root_certificate(cert)
-            .connect(host, tcp)
-            .await
-            .expect("tls");
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        tls.write_all(
-            format!("GET {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .expect("write");
-        let mut reply = Vec::new();
-        let _ = tls.read_to_end(&mut reply).await;
-        let reply = text(&reply);
-        let status = reply.lines().next().unwrap_or("").to_string();
-        let location = reply
-            .lines()
-            .find_map(|l| l.strip_prefix("Location: "))
-            .map(str::to_string);
-        (status, location)
-    })
-}
-
-/// What the browser does with the redirect: a plain GET to the loopback listener.
-fn loopback_get(url: &str) -> String {
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (authority, target) = rest.split_at(rest.find('/').expect("path"));
-    let mut tcp = std::net::TcpStream::connect(authority).expect("connect to the listener");
-    write!(
-        tcp,
-        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut reply = String::new();
-    let _ = tcp.read_to_string(&mut reply);
-    reply
-}
 
 /// Reads `child`'s stdout lines until one contains `needle`; returns that line trimmed.
 fn wait_for_line(
