@@ -375,6 +375,35 @@ fn folders_deleted_or_renamed_on_the_server_follow() {
 }
 
 #[test]
+fn a_queued_change_in_a_folder_deleted_on_the_server_does_not_block_the_rest() {
+    let Some(mut d) = Dovecot::start() else {
+        return;
+    };
+    d.seed(ALICE.name, "INBOX", 2).expect("seed");
+    d.seed(ALICE.name, "Old", 2).expect("seed");
+    let p = Profile::new(&d);
+    p.sync();
+    let old = p.id_of("Old", &message_ids(&d, "Old")[0]);
+    let inbox = p.id_of("INBOX", &message_ids(&d, "INBOX")[0]);
+    // Both changes wait in the queue, the one in Old first ...
+    d.stop();
+    assert!(p.run(&["flag", &old, "--flagged"]).status.success());
+    assert!(p.run(&["flag", &inbox, "--flagged"]).status.success());
+    d.restart().expect("restart");
+    // ... and meanwhile Old goes from the server: its change is dropped, the next one pushed.
+    d.doveadm(&["mailbox", "delete", "-u", ALICE.name, "Old"])
+        .expect("delete");
+    p.sync();
+    let s = server(&d, "INBOX");
+    assert_eq!(
+        s.values().next().expect("first"),
+        &vec!["flagged".to_string()],
+        "{s:?}"
+    );
+    assert_eq!(p.cached("INBOX"), s);
+}
+
+#[test]
 fn offline_changes_are_queued_and_pushed_after_restart() {
     let Some(mut d) = Dovecot::start() else {
         return;

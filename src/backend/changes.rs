@@ -194,6 +194,9 @@ pub fn undo_locally(
             continue;
         };
         let went_to = match change {
+            // NOTE: a move to the folder it was in changed nothing (see change_locally), so
+            // there is nothing to undo either.
+            Change::Move { to } if *to == snap.folder => continue,
             Change::Move { to } => to.clone(),
             Change::Delete => match &snap.trash {
                 Some(trash) if *trash != snap.folder => trash.clone(),
@@ -341,5 +344,47 @@ mod tests {
         assert!(s.contains("\"op\":\"move\""), "{s}");
         assert_eq!(QueuedOp::decode(&s), Some(op));
         assert_eq!(QueuedOp::decode("{\"op\":\"nope\"}"), None);
+    }
+
+    #[test]
+    fn undoing_a_move_to_the_same_folder_queues_nothing() {
+        use crate::backend::{Envelope, FolderInfo, Uid};
+        use crate::store::cache::SyncState;
+        let mut cache = Cache::open_in_memory().unwrap();
+        let account = cache.ensure_account("work", "imap").unwrap();
+        let inbox = cache.ensure_folder(account, &FolderInfo::inbox()).unwrap();
+        cache
+            .set_sync_state(
+                inbox,
+                SyncState {
+                    uidvalidity: Some(7),
+                    uidnext: Some(2),
+                    highestmodseq: None,
+                },
+            )
+            .unwrap();
+        let ids = cache
+            .insert_messages(
+                inbox,
+                &[NewMessage {
+                    remote: RemoteId::Uid(Uid(1)),
+                    envelope: Envelope::default(),
+                    flags: Flags::DELETED,
+                    modseq: None,
+                    mbox: None,
+                    body_text: None,
+                }],
+            )
+            .unwrap();
+        let change = Change::Move { to: "INBOX".into() };
+        let before = snapshot(&cache, &ids).unwrap();
+        assert!(
+            change_locally(&mut cache, &ids, &change, 0)
+                .unwrap()
+                .is_empty()
+        );
+        let (push, _) = undo_locally(&mut cache, &before, &change, 0).unwrap();
+        assert!(push.is_empty(), "{push:?}");
+        assert!(cache.pending(account).unwrap().is_empty());
     }
 }

@@ -5,8 +5,9 @@
 //! huge literal (RFC 3501 §4.3, `{N}\r\n` followed by N bytes) or by never ending a line. This
 //! wrapper watches the byte stream as it is read — it tracks literals so that a body's content
 //! is never mistaken for syntax — and fails the read when a literal is larger than
-//! [`MAX_LITERAL`] or a line (outside literals) longer than [`MAX_LINE`]. mailbag itself never
-//! asks for more than [`MAX_LITERAL`] at once: message bodies are fetched in parts.
+//! [`MAX_LITERAL`], a line (outside literals) longer than [`MAX_LINE`], or a whole response,
+//! literals included, larger than [`MAX_RESPONSE`]. mailbag itself never asks for more than
+//! [`MAX_LITERAL`] at once: message bodies are fetched in parts.
 //!
 //! It also gathers what is written until a flush: async-imap writes a command in four pieces
 //! (tag, space, command, CRLF) and flushes after each command, so without this every command
@@ -21,6 +22,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub const MAX_LITERAL: u64 = 32 * 1024 * 1024;
 /// The longest line (not counting literals) a server may send.
 pub const MAX_LINE: u64 = 8 * 1024 * 1024;
+/// The most one response may hold: a literal at the cap and a line at the cap. Without this,
+/// a response of many literals, each under the cap, could grow without end.
+pub const MAX_RESPONSE: u64 = MAX_LITERAL + MAX_LINE;
 /// Written bytes held back until a flush, at most.
 const WRITE_BUFFER: usize = 64 * 1024;
 
@@ -43,6 +47,8 @@ pub struct Guarded<T> {
     inner: T,
     lex: Lex,
     line: u64,
+    /// Bytes of the response being read so far, its literals included.
+    response: u64,
     /// Written and not yet passed on (see the module docs).
     out: Vec<u8>,
 }
@@ -53,6 +59,7 @@ impl<T> Guarded<T> {
             inner,
             lex: Lex::Line,
             line: 0,
+            response: 0,
             out: Vec::new(),
         }
     }
@@ -66,35 +73,39 @@ impl<T> Guarded<T> {
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
+            if let Lex::Literal(left) = self.lex {
+                let take = left.min((bytes.len() - i) as u64);
+                self.count_response(take)?;
+                i += take as usize;
+                let left = left - take;
+                self.lex = if left == 0 {
+                    Lex::Line
+                } else {
+                    Lex::Literal(left)
+                };
+                continue;
+            }
+            // NOTE: every byte outside a literal counts, the `{`, digits and `+` of a literal's
+            // announcement too: `{` followed by endless zeros is an endless line as well.
+            self.count_response(1)?;
+            self.line += 1;
+            if self.line > MAX_LINE {
+                return Err(too_big(format!(
+                    "the server sent a line longer than {} MiB",
+                    MAX_LINE >> 20
+                )));
+            }
             self.lex = match self.lex {
-                Lex::Literal(left) => {
-                    let take = left.min((bytes.len() - i) as u64);
-                    i += take as usize;
-                    let left = left - take;
-                    self.lex = if left == 0 {
+                Lex::Literal(left) => Lex::Literal(left),
+                Lex::Line => match b {
+                    b'\n' => {
+                        self.line = 0;
+                        self.response = 0;
                         Lex::Line
-                    } else {
-                        Lex::Literal(left)
-                    };
-                    continue;
-                }
-                Lex::Line => {
-                    self.line += 1;
-                    if self.line > MAX_LINE {
-                        return Err(too_big(format!(
-                            "the server sent a line longer than {} MiB",
-                            MAX_LINE >> 20
-                        )));
                     }
-                    match b {
-                        b'\n' => {
-                            self.line = 0;
-                            Lex::Line
-                        }
-                        b'{' => Lex::Count(0),
-                        _ => Lex::Line,
-                    }
-                }
+                    b'{' => Lex::Count(0),
+                    _ => Lex::Line,
+                },
                 Lex::Count(n) => match b {
                     b'0'..=b'9' => {
                         let n = n.saturating_mul(10).saturating_add(u64::from(b - b'0'));
@@ -110,6 +121,7 @@ impl<T> Guarded<T> {
                     b'}' => Lex::Close(n),
                     b'\n' => {
                         self.line = 0;
+                        self.response = 0;
                         Lex::Line
                     }
                     _ => Lex::Line,
@@ -125,6 +137,18 @@ impl<T> Guarded<T> {
                 },
             };
             i += 1;
+        }
+        Ok(())
+    }
+
+    /// Count `n` more bytes of the current response.
+    fn count_response(&mut self, n: u64) -> std::io::Result<()> {
+        self.response = self.response.saturating_add(n);
+        if self.response > MAX_RESPONSE {
+            return Err(too_big(format!(
+                "the server sent a response larger than {} MiB",
+                MAX_RESPONSE >> 20
+            )));
         }
         Ok(())
     }
@@ -293,11 +317,27 @@ mod tests {
         let long = vec![b'a'; (MAX_LINE + 1) as usize];
         let err = feed(&[&long]).unwrap_err();
         assert!(err.to_string().contains("line longer"), "{err}");
+        // Nor can an endless literal announcement hide a line from the count.
+        for filler in [b'0', b'+'] {
+            let mut endless = b"* 1 FETCH (BODY[] {".to_vec();
+            endless.resize((MAX_LINE + 1) as usize, filler);
+            let err = feed(&[&endless]).unwrap_err();
+            assert!(err.to_string().contains("line longer"), "{err}");
+        }
         // A big literal below the cap is fine, and lines after it are counted afresh.
         let ok = format!("* 1 FETCH (BODY[] {{{}}}\r\n", MAX_LITERAL);
         let mut g = Guarded::new(());
         g.check(ok.as_bytes()).unwrap();
         g.check(&vec![b'x'; MAX_LITERAL as usize]).unwrap();
         g.check(b")\r\n").unwrap();
+        // But many literals under the cap in one response add up.
+        let mut g = Guarded::new(());
+        let part = format!(" BODY[1] {{{}}}\r\n", MAX_LITERAL / 2);
+        let data = vec![b'x'; (MAX_LITERAL / 2) as usize];
+        g.check(b"* 1 FETCH (").unwrap();
+        let err = (0..4)
+            .find_map(|_| g.check(part.as_bytes()).and_then(|()| g.check(&data)).err())
+            .expect("refused");
+        assert!(err.to_string().contains("response larger"), "{err}");
     }
 }

@@ -543,7 +543,10 @@ impl ImapBackend {
             .folder_by_name(account, folder)?
             .map(|f| f.sync)
             .unwrap_or_default();
-        let sel = self.select(folder, state_without_qresync(state)).await?;
+        let sel = match self.select_for_push(folder, state).await? {
+            Ok(sel) => sel,
+            Err(warning) => return Ok(Some(warning)),
+        };
         // RFC 4549 §4.1: an operation recorded against another UIDVALIDITY names another
         // message now; find ours by Message-ID, or drop the operation.
         let uid = if sel.uidvalidity == Some(op.uidvalidity()) {
@@ -624,10 +627,7 @@ impl ImapBackend {
                 // The server refused (NO/BAD): the message is gone or the folder is. Keeping
                 // the operation would block the queue forever; drop it and say so.
                 Err(BackendError::Protocol { reason, .. }) => {
-                    return Ok(Some(format!(
-                        "a queued change in {} was refused by the server and dropped: {reason}",
-                        sanitize::line(folder)
-                    )));
+                    return Ok(Some(dropped(folder, &reason)));
                 }
                 Err(e) => {
                     self.imap = None;
@@ -636,6 +636,23 @@ impl ImapBackend {
             }
         }
         Ok(None)
+    }
+
+    /// Select `folder` to push a queued operation there. A refusal (the folder is gone from
+    /// the server) is `Ok(Err(warning))`: the operation is dropped, since keeping it would
+    /// fail every later push and sync of the account.
+    async fn select_for_push(
+        &mut self,
+        folder: &str,
+        known: SyncState,
+    ) -> Result<Result<Selected, String>, BackendError> {
+        // NOTE: connect first, so that only SELECT's own refusal counts, not a failed login.
+        self.imap().await?;
+        match self.select(folder, state_without_qresync(known)).await {
+            Ok(sel) => Ok(Ok(sel)),
+            Err(BackendError::Protocol { reason, .. }) => Ok(Err(dropped(folder, &reason))),
+            Err(e) => Err(e),
+        }
     }
 
     /// Undo a move or delete (a [`QueuedOp::Restore`]) that the server carried out: find the
@@ -668,7 +685,10 @@ impl ImapBackend {
         let state = original.as_ref().map(|f| f.sync).unwrap_or_default();
         if folder == to {
             // A deletion without a Trash: undoable only if the expunge never took place.
-            let sel = self.select(to, state_without_qresync(state)).await?;
+            let sel = match self.select_for_push(to, state).await? {
+                Ok(sel) => sel,
+                Err(warning) => return Ok(Some(warning)),
+            };
             if sel.uidvalidity == Some(*uidvalidity)
                 && self.uid_search(&format!("UID {uid}")).await?.contains(uid)
             {
@@ -693,7 +713,10 @@ impl ImapBackend {
             .folder_by_name(account, folder)?
             .map(|f| f.sync)
             .unwrap_or_default();
-        self.select(folder, state_without_qresync(known)).await?;
+        if let Err(warning) = self.select_for_push(folder, known).await? {
+            forget_old_row(cache)?;
+            return Ok(Some(warning));
+        }
         // NOTE: the newest copy, should the folder hold the same message more than once.
         let Some(found) = self.search_message_id(mid).await?.into_iter().max() else {
             forget_old_row(cache)?;
@@ -820,6 +843,26 @@ impl Fetched {
             body_text: None,
         }
     }
+}
+
+/// Whether a body part of `part` bytes, fetched after `done` bytes, is the last one; `None` if
+/// the server sent more than a part. A server that ignores the partial range sends the whole
+/// message each time: that is the body when it comes first, and an error after (asking again
+/// would only bring the same bytes, without end).
+fn last_part(done: usize, part: usize) -> Option<bool> {
+    match (part as u64).cmp(&BODY_PART) {
+        std::cmp::Ordering::Less => Some(true),
+        std::cmp::Ordering::Equal => Some(false),
+        std::cmp::Ordering::Greater => (done == 0).then_some(true),
+    }
+}
+
+/// The warning for a queued operation the server refused.
+fn dropped(folder: &str, reason: &str) -> String {
+    format!(
+        "a queued change in {} was refused by the server and dropped: {reason}",
+        sanitize::line(folder)
+    )
 }
 
 fn state_without_qresync(mut s: SyncState) -> SyncState {
@@ -1076,7 +1119,7 @@ impl MailBackend for ImapBackend {
             None => cache
                 .uids(folder_id)?
                 .last()
-                .map(|u| u.0 + 1)
+                .map(|u| u.0.saturating_add(1))
                 .or(Some(from)),
         };
         cache.set_sync_state(
@@ -1135,9 +1178,17 @@ impl MailBackend for ImapBackend {
                     reason: format!("the server sent no body for message {}", uid.0),
                 });
             };
-            let full = (part.len() as u64) < BODY_PART;
+            let Some(last) = last_part(raw.len(), part.len()) else {
+                return Err(BackendError::Protocol {
+                    host: self.account.host.clone(),
+                    reason: format!(
+                        "the server sent more of message {} than was asked for",
+                        uid.0
+                    ),
+                });
+            };
             raw.extend_from_slice(&part);
-            if full {
+            if last {
                 break;
             }
         }
@@ -1388,6 +1439,20 @@ mod tests {
         }
         let never_synced = SyncState::default();
         assert!(!ListedStatus::default().unchanged(&never_synced, 0));
+    }
+
+    #[test]
+    fn a_server_that_ignores_the_partial_range_ends_the_body_fetch() {
+        let part = BODY_PART as usize;
+        assert_eq!(last_part(0, 10), Some(true));
+        assert_eq!(last_part(0, part), Some(false), "more may follow");
+        assert_eq!(last_part(part, 0), Some(true));
+        assert_eq!(
+            last_part(0, part + 1),
+            Some(true),
+            "the whole message at once"
+        );
+        assert_eq!(last_part(part, part + 1), None, "the same bytes again");
     }
 
     #[test]

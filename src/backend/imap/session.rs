@@ -73,6 +73,16 @@ pub(crate) fn quote(s: &str) -> Result<String, BackendError> {
     ))
 }
 
+/// A command's name for an error: its first word, or two after `UID`, never an argument (a
+/// folder name comes from the server and may hold anything).
+fn command_name(command: &str) -> String {
+    match command.split_whitespace().take(2).collect::<Vec<_>>()[..] {
+        [uid, second] if uid.eq_ignore_ascii_case("UID") => format!("{uid} {second}"),
+        [first, ..] => first.to_string(),
+        [] => String::new(),
+    }
+}
+
 struct Plain<'a> {
     user: &'a str,
     password: &'a str,
@@ -385,11 +395,7 @@ impl Imap {
                 ),
             })?;
         let host = self.host.clone();
-        let what = command
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ");
+        let what = command_name(command);
         loop {
             let step = self
                 .read(|r| match r {
@@ -459,7 +465,6 @@ impl Imap {
             })
     }
 
-    /// Log out politely (errors are irrelevant: the connection is being dropped).
     /// LIST every folder (RFC 3501 §6.3.8) and return their names: the wizard's last check.
     pub async fn folder_names(&mut self) -> Result<Vec<String>, BackendError> {
         let mut names = Vec::new();
@@ -476,6 +481,7 @@ impl Imap {
         Ok(names)
     }
 
+    /// Log out politely (errors are irrelevant: the connection is being dropped).
     pub async fn logout(&mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
     }
@@ -655,5 +661,20 @@ async fn pre_auth_capabilities(
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_names_the_command_never_its_arguments() {
+        assert_eq!(command_name("UID FETCH 1:* (FLAGS)"), "UID FETCH");
+        assert_eq!(
+            command_name("SELECT \"\u{1b}[2Jevil\" (CONDSTORE)"),
+            "SELECT"
+        );
+        assert_eq!(command_name("NOOP"), "NOOP");
     }
 }
