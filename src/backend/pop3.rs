@@ -304,8 +304,15 @@ impl Pop3Backend {
         let leave = self.account.leave_on_server();
         let days = self.account.delete_after_days;
         let when_deleted = self.account.delete_on_server_when_deleted_locally();
+        // NOTE: a UIDL the server lists twice (against RFC 1939 §7) names two messages of
+        // which at most one was downloaded; neither is deleted, or the other would be lost.
+        let mut listed_times: HashMap<&str, usize> = HashMap::new();
+        for l in &listing {
+            *listed_times.entry(l.uidl.as_str()).or_default() += 1;
+        }
         let to_delete: Vec<u32> = listing
             .iter()
+            .filter(|l| listed_times.get(l.uidl.as_str()) == Some(&1))
             .filter(|l| match history.get(&l.uidl) {
                 // NOTE: only mail recorded as downloaded (durable in the mbox) is ever deleted.
                 None => false,
