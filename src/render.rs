@@ -361,6 +361,15 @@ pub fn html_to_text(html: &str) -> String {
             rest = comment.find("-->").map_or("", |i| &comment[i + 3..]);
             continue;
         }
+        // NOTE: a '<' that cannot open a tag (`a < b`) is text; decided before looking for
+        // the tag's end, since that search would otherwise run to the next '>' for every such
+        // '<' (quadratic on a message made of them).
+        let opens = after.get(1..).unwrap_or_default().trim_start();
+        if !opens.starts_with(|c: char| c.is_ascii_alphabetic() || matches!(c, '/' | '!' | '?')) {
+            w.text("<");
+            rest = &after[1..];
+            continue;
+        }
         let end = tag_end(after);
         let inner_end = if after[..end].ends_with('>') {
             end - 1
@@ -371,18 +380,12 @@ pub fn html_to_text(html: &str) -> String {
         rest = &after[end..];
         let (closing, name, attrs) = split_tag(tag);
         if name.is_empty() || name.starts_with('!') || name.starts_with('?') {
-            if name.is_empty() && !closing {
-                // A lone '<' that opens no tag is text.
-                w.text("<");
-                rest = &after[1..];
-            }
             continue;
         }
         if !closing && matches!(name.as_str(), "script" | "style" | "head" | "title") {
             // Skip to the matching close tag; what is inside is never shown.
             let close = format!("</{name}");
-            let lower = rest.to_ascii_lowercase();
-            rest = match lower.find(&close) {
+            rest = match find_ignore_case(rest, &close) {
                 Some(i) => {
                     let after_close = &rest[i..];
                     &after_close[tag_end(after_close)..]
@@ -394,6 +397,16 @@ pub fn html_to_text(html: &str) -> String {
         w.tag(closing, &name, attrs);
     }
     w.finish()
+}
+
+/// Where `needle` (lower-case ASCII) first occurs in `hay`, ASCII case ignored.
+///
+/// NOTE: instead of lower-casing the rest of the document for every skipped element, which
+/// made a message of many `<style></style>` quadratic.
+fn find_ignore_case(hay: &str, needle: &str) -> Option<usize> {
+    hay.as_bytes()
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// The index just past the `>` that ends the tag starting at `s[0] == '<'` (quotes respected).
@@ -565,6 +578,12 @@ fn named_entity(name: &str) -> Option<char> {
     })
 }
 
+/// How many levels of quoting or list indentation are drawn at most.
+///
+/// NOTE: every line repeats its prefix, so a message nesting thousands of `blockquote`s
+/// around thousands of lines would otherwise grow quadratically.
+const MAX_NESTING: usize = 16;
+
 /// The text being built by [`html_to_text`].
 #[derive(Default)]
 struct HtmlWriter {
@@ -612,7 +631,7 @@ impl HtmlWriter {
             self.flush_breaks();
         }
         if self.at_line_start() && self.quote > 0 {
-            for _ in 0..self.quote {
+            for _ in 0..self.quote.min(MAX_NESTING) {
                 self.out.push_str("> ");
             }
         }
@@ -691,7 +710,7 @@ impl HtmlWriter {
                 self.brk(1);
                 self.start_line_if_needed();
                 let depth = self.lists.len().max(1);
-                for _ in 1..depth {
+                for _ in 1..depth.min(MAX_NESTING) {
                     self.out.push_str("  ");
                 }
                 match self.lists.last_mut() {
@@ -958,6 +977,27 @@ Hello\x1b]0;pwned\x07 there\r\n";
             let _ = html_to_text(s);
         }
         assert_eq!(html_to_text("&#xD800;x"), "\u{FFFD}x\n");
+    }
+
+    #[test]
+    fn hostile_html_stays_small_and_skips_case_insensitively() {
+        let deep = format!(
+            "{}{}",
+            "<blockquote><ul>".repeat(2000),
+            "<li>x<br>".repeat(2000)
+        );
+        let text = html_to_text(&deep);
+        assert!(text.len() < 200_000, "{} bytes", text.len());
+        let quoted = "> ".repeat(MAX_NESTING);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&quoted) && l.ends_with("* x")),
+            "{}",
+            &text[..text.len().min(200)]
+        );
+        assert_eq!(html_to_text("<STYLE>p{}</Style >shown"), "shown\n");
+        assert_eq!(html_to_text("1 < 2 <> 3"), "1 < 2 <> 3\n");
+        assert_eq!(html_to_text(&"<".repeat(10_000)).len(), 10_001);
     }
 
     #[test]

@@ -1157,6 +1157,20 @@ fn a_vanished_message_is_skipped_with_a_warning() {
     assert_mbox_holds(&p.mbox(), &kept);
 }
 
+#[test]
+fn a_uidl_listed_twice_deletes_neither_message() {
+    let p = Profile::new();
+    let mut all = messages(3);
+    all[2].uidl = all[1].uidl.clone();
+    let (out, log) = p.sync_plain(Script::new(all.clone()), "leave_on_server = false");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_fake_ok(&log);
+    // Only one of the two was downloaded: deleting both would lose the other.
+    assert_eq!(log.dele, vec![1]);
+    assert!(log.quit);
+    assert_mbox_holds(&p.mbox(), &all[..2]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 9. -ERR greeting
 // ---------------------------------------------------------------------------------------------

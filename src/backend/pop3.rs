@@ -304,8 +304,15 @@ impl Pop3Backend {
         let leave = self.account.leave_on_server();
         let days = self.account.delete_after_days;
         let when_deleted = self.account.delete_on_server_when_deleted_locally();
+        // NOTE: a UIDL the server lists twice (against RFC 1939 §7) names two messages of
+        // which at most one was downloaded; neither is deleted, or the other would be lost.
+        let mut listed_times: HashMap<&str, usize> = HashMap::new();
+        for l in &listing {
+            *listed_times.entry(l.uidl.as_str()).or_default() += 1;
+        }
         let to_delete: Vec<u32> = listing
             .iter()
+            .filter(|l| listed_times.get(l.uidl.as_str()) == Some(&1))
             .filter(|l| match history.get(&l.uidl) {
                 // NOTE: only mail recorded as downloaded (durable in the mbox) is ever deleted.
                 None => false,
@@ -480,6 +487,9 @@ impl<'c> Committer<'c> {
                 }
             }
             Job::LargeStart { uidl, mut head } => {
+                // NOTE: a large message may take long to arrive; the messages received before
+                // it are recorded first, so that a link dropping during it does not cost them.
+                self.commit(false)?;
                 self.before_append()?;
                 let sender = render::envelope_sender(&head);
                 let mut appender = self.mbox.begin(&sender, now_unix())?;
@@ -1516,5 +1526,29 @@ mod tests {
         );
         let len = std::fs::metadata(dir.path().join("in.mbox")).unwrap().len();
         assert!(len > mark, "the uncommitted tail is past the mark");
+    }
+
+    #[test]
+    fn messages_before_a_large_one_are_recorded_before_it_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut cache, account, folder, mbox) = setup(dir.path());
+        let mut committer = Committer::new(&mut cache, account, folder, mbox);
+        assert!(committer.take(Job::Messages((0..3).map(received).collect())));
+        let large = received(9999);
+        let (head, tail) = large.raw.split_at(20);
+        assert!(committer.take(Job::LargeStart {
+            uidl: large.uidl.clone(),
+            head: head.to_vec(),
+        }));
+        assert!(committer.take(Job::LargeData(tail.to_vec())));
+        // The link drops before the large message ends.
+        assert_eq!(committer.abandon().unwrap(), 3);
+        assert_eq!(cache.uidls(folder).unwrap().len(), 3);
+        let state = cache.folder(folder).unwrap().unwrap().mbox;
+        assert_eq!(
+            state.append_from,
+            Some(cache.mbox_committed_end(folder).unwrap() + 1),
+            "the mark is where the partial large message begins"
+        );
     }
 }

@@ -166,9 +166,15 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX folder_threads_newest_first
         ON folder_threads(folder_id, newest_date DESC, newest_id DESC);
+    -- NOTE: the newest message is chosen as everywhere else (date, then id, descending); a
+    -- bare column beside max(date) would take any of the messages that share the newest date.
     INSERT INTO folder_threads(folder_id, thread_id, newest_id, newest_date, count, unread)
-        SELECT folder_id, thread_id, id, max(coalesce(date, 0)), count(*), sum((flags & 1) = 0)
-        FROM messages WHERE thread_id IS NOT NULL GROUP BY folder_id, thread_id;
+        SELECT folder_id, thread_id,
+               (SELECT n.id FROM messages n
+                WHERE n.folder_id = m.folder_id AND n.thread_id = m.thread_id
+                ORDER BY coalesce(n.date, 0) DESC, n.id DESC LIMIT 1),
+               max(coalesce(date, 0)), count(*), sum((flags & 1) = 0)
+        FROM messages m WHERE thread_id IS NOT NULL GROUP BY folder_id, thread_id;
     CREATE TRIGGER folder_threads_remove AFTER DELETE ON messages
     WHEN old.thread_id IS NOT NULL BEGIN
         UPDATE folder_threads SET count = count - 1, unread = unread - ((old.flags & 1) = 0)
@@ -2090,6 +2096,28 @@ mod tests {
             threads.first().map(|t| (t.newest, t.count, t.unread)),
             Some((2, 2, 1))
         );
+    }
+
+    #[test]
+    fn the_upgrade_picks_the_newest_of_messages_sharing_a_date_as_everywhere_else() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(CACHE_FILE)).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute_batch(
+                "INSERT INTO accounts(id, name, protocol) VALUES (1, 'a', 'imap');
+                 INSERT INTO folders(id, account_id, name) VALUES (1, 1, 'INBOX');
+                 INSERT INTO messages(id, folder_id, thread_id, date, flags)
+                     VALUES (1, 1, 1, 20, 0), (2, 1, 1, 20, 0), (3, 1, 1, NULL, 0);",
+            )
+            .unwrap();
+        }
+        let cache = Cache::open(dir.path()).unwrap();
+        let threads = cache.thread_window(1, 0, 100).unwrap();
+        assert_eq!(threads, threads_by_grouping(&cache, 1));
+        assert_eq!(threads.first().map(|t| t.newest), Some(2));
     }
 
     #[test]
