@@ -678,6 +678,10 @@ impl Wizard {
             Screen::Manual | Screen::AuthChoice => Screen::Settings,
             Screen::Pop3 if self.oauth2.is_some() => Screen::OAuth2Client,
             Screen::Pop3 => Screen::Settings,
+            // NOTE: the account may already be in config.toml: wait for the save to answer.
+            Screen::Test if self.testing.as_ref().is_some_and(|t| t.saving) => {
+                return Vec::new();
+            }
             Screen::Test => {
                 // NOTE: results of a test still running are ignored from now on.
                 self.testing = None;
@@ -2490,6 +2494,43 @@ mod tests {
             key(&mut w, KeyCode::Esc).as_slice(),
             [Effect::Cancelled]
         ));
+    }
+
+    #[test]
+    fn esc_while_saving_waits_for_the_save() {
+        let mut w = Wizard::new(WizardOptions::new("/tmp/c.toml".into(), vec![]));
+        key(&mut w, KeyCode::Tab);
+        typed(&mut w, "me@example.org");
+        key(&mut w, KeyCode::Enter);
+        typed(&mut w, "secret");
+        key(&mut w, KeyCode::Enter);
+        w.chosen = Some(Candidate {
+            source: Source::Manual,
+            provider: None,
+            protocol: Protocol::Imap,
+            host: "h".into(),
+            port: 993,
+            security: Security::Tls,
+            username: "u".into(),
+            oauth2: false,
+            notes: vec![],
+        });
+        assert!(matches!(
+            w.start_test(vec![]).as_slice(),
+            [Effect::Test { .. }]
+        ));
+        if let Some(t) = w.testing.as_mut() {
+            t.saving = true;
+        }
+        assert!(key(&mut w, KeyCode::Esc).is_empty());
+        assert_eq!(w.screen, Screen::Test, "Esc does not leave a save running");
+        let effects = w.handle_event(WizardEvent::Saved {
+            result: Ok(Saved {
+                config_file: "/tmp/c.toml".into(),
+                in_keyring: true,
+            }),
+        });
+        assert!(matches!(effects.as_slice(), [Effect::Finished { .. }]));
     }
 
     #[test]
