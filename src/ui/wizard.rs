@@ -183,9 +183,16 @@ pub enum WizardEvent {
 }
 
 /// A one-line text field; the cursor is always at the end.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 struct Input {
     text: String,
+}
+
+// NOTE: a field may hold a password or an OAuth2 client secret: Debug shows only its length.
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Input({} chars)", self.text.chars().count())
+    }
 }
 
 impl Input {
@@ -2531,6 +2538,11 @@ mod tests {
             }),
         });
         assert!(matches!(effects.as_slice(), [Effect::Finished { .. }]));
+    }
+
+    #[test]
+    fn input_debug_hides_the_text() {
+        assert_eq!(format!("{:?}", Input::from("hunter2")), "Input(7 chars)");
     }
 
     #[test]
