@@ -1248,6 +1248,7 @@ impl Wizard {
         };
         let passed_over = t.passed_over.clone();
         let worked = matches!(t.result, Some(Ok(_)));
+        let finished = t.result.is_some();
         let failure = match &t.result {
             Some(Err(f)) => Some(f.kind.clone()),
             _ => None,
@@ -1274,9 +1275,7 @@ impl Wizard {
                 self.start_test(passed_over)
             }
             (KeyCode::Enter | KeyCode::Char('r'), Some(_)) => self.start_test(passed_over),
-            (KeyCode::Char('e'), _)
-                if worked || self.testing.as_ref().is_some_and(|t| t.result.is_some()) =>
-            {
+            (KeyCode::Char('e'), _) if finished => {
                 self.open_manual();
                 Vec::new()
             }
@@ -2358,7 +2357,7 @@ fn carry_out(
                     TestPassword::OAuth2 => Ok(Secret::new(String::new())),
                     TestPassword::Command(cmd) => tokio::task::spawn_blocking(move || {
                         credentials::run_password_command(
-                            "the new account",
+                            NEW_ACCOUNT,
                             &cmd,
                             credentials::PASSWORD_COMMAND_TIMEOUT,
                         )
