@@ -558,16 +558,26 @@ fn tui(
                 options.display_name = args.display_name.clone();
                 options.account_name = args.name.clone();
             }
-            let finish = runtime
-                .block_on(wizard::run(&mut tty, wizard::Wizard::new(options)))
-                .map_err(term_err)?;
+            // NOTE: on leaving, a keyring save or a password command may still hold a blocking
+            // thread: the runtime is shut down without waiting for it (dropping it would wait).
+            let finish = match runtime.block_on(wizard::run(&mut tty, wizard::Wizard::new(options)))
+            {
+                Ok(finish) => finish,
+                Err(e) => {
+                    runtime.shutdown_background();
+                    return Err(term_err(e));
+                }
+            };
             match finish {
                 wizard::Finish::Saved { notice: n, .. } => {
                     notice = Some(n);
                     config = crate::config::load(&paths.config_file)?;
                 }
                 wizard::Finish::Cancelled if !config.accounts.is_empty() => {}
-                wizard::Finish::Cancelled | wizard::Finish::Quit => return Ok(0),
+                wizard::Finish::Cancelled | wizard::Finish::Quit => {
+                    runtime.shutdown_background();
+                    return Ok(0);
+                }
             }
         }
         let options = Options {
@@ -589,7 +599,7 @@ fn tui(
             let (specs, warnings) = engine::accounts_from_config(&config, paths);
             (cache, specs, warnings)
         };
-        let exit = runtime.block_on(async {
+        let result = runtime.block_on(async {
             let (handle, events) = engine::start(specs, &cache)?;
             let mut app = App::new(cache.open_another()?, handle, options)?;
             for w in warnings {
@@ -599,12 +609,13 @@ fn tui(
                 app.notify(n);
             }
             ui::run(&mut tty, app, events).await.map_err(term_err)
-        })?;
+        });
         drop(cache);
-        // NOTE: account tasks may be inside a blocking cache call; do not wait for them. The
-        // runtime's tasks end here, so a restarted engine never runs beside the old one.
+        // NOTE: account tasks may be inside a blocking cache call; do not wait for them (on an
+        // error either: dropping the runtime would). The runtime's tasks end here, so a
+        // restarted engine never runs beside the old one.
         runtime.shutdown_background();
-        match exit {
+        match result? {
             Exit::Quit => return Ok(0),
             Exit::AddAccount => open_wizard = true,
         }

@@ -851,7 +851,10 @@ fn draw_attachments(
     items: &[crate::render::Attachment],
     selected: usize,
 ) {
-    let rect = help::centered(area, 70, items.len() as u16 + 3);
+    let height = u16::try_from(items.len())
+        .unwrap_or(u16::MAX)
+        .saturating_add(3);
+    let rect = help::centered(area, 70, height);
     let block = Block::default()
         .borders(Borders::ALL)
         .title(" Attachments — Enter saves, o opens, Esc closes ");

@@ -97,7 +97,7 @@ impl FolderPicker {
     /// Draw as a centred overlay.
     pub fn draw(&self, frame: &mut Frame, area: Rect) {
         let matches = self.matches();
-        let rect = centered(area, 50, (matches.len() as u16 + 4).clamp(6, 20));
+        let rect = centered(area, 50, (matches.len().min(16) as u16 + 4).max(6));
         let block = Block::default()
             .borders(Borders::ALL)
             .title(" Move to folder ");

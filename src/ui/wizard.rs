@@ -183,9 +183,16 @@ pub enum WizardEvent {
 }
 
 /// A one-line text field; the cursor is always at the end.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 struct Input {
     text: String,
+}
+
+// NOTE: a field may hold a password or an OAuth2 client secret: Debug shows only its length.
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Input({} chars)", self.text.chars().count())
+    }
 }
 
 impl Input {
@@ -678,6 +685,10 @@ impl Wizard {
             Screen::Manual | Screen::AuthChoice => Screen::Settings,
             Screen::Pop3 if self.oauth2.is_some() => Screen::OAuth2Client,
             Screen::Pop3 => Screen::Settings,
+            // NOTE: the account may already be in config.toml: wait for the save to answer.
+            Screen::Test if self.testing.as_ref().is_some_and(|t| t.saving) => {
+                return Vec::new();
+            }
             Screen::Test => {
                 // NOTE: results of a test still running are ignored from now on.
                 self.testing = None;
@@ -1237,6 +1248,7 @@ impl Wizard {
         };
         let passed_over = t.passed_over.clone();
         let worked = matches!(t.result, Some(Ok(_)));
+        let finished = t.result.is_some();
         let failure = match &t.result {
             Some(Err(f)) => Some(f.kind.clone()),
             _ => None,
@@ -1263,9 +1275,7 @@ impl Wizard {
                 self.start_test(passed_over)
             }
             (KeyCode::Enter | KeyCode::Char('r'), Some(_)) => self.start_test(passed_over),
-            (KeyCode::Char('e'), _)
-                if worked || self.testing.as_ref().is_some_and(|t| t.result.is_some()) =>
-            {
+            (KeyCode::Char('e'), _) if finished => {
                 self.open_manual();
                 Vec::new()
             }
@@ -2347,7 +2357,7 @@ fn carry_out(
                     TestPassword::OAuth2 => Ok(Secret::new(String::new())),
                     TestPassword::Command(cmd) => tokio::task::spawn_blocking(move || {
                         credentials::run_password_command(
-                            "the new account",
+                            NEW_ACCOUNT,
                             &cmd,
                             credentials::PASSWORD_COMMAND_TIMEOUT,
                         )
@@ -2490,6 +2500,48 @@ mod tests {
             key(&mut w, KeyCode::Esc).as_slice(),
             [Effect::Cancelled]
         ));
+    }
+
+    #[test]
+    fn esc_while_saving_waits_for_the_save() {
+        let mut w = Wizard::new(WizardOptions::new("/tmp/c.toml".into(), vec![]));
+        key(&mut w, KeyCode::Tab);
+        typed(&mut w, "me@example.org");
+        key(&mut w, KeyCode::Enter);
+        typed(&mut w, "secret");
+        key(&mut w, KeyCode::Enter);
+        w.chosen = Some(Candidate {
+            source: Source::Manual,
+            provider: None,
+            protocol: Protocol::Imap,
+            host: "h".into(),
+            port: 993,
+            security: Security::Tls,
+            username: "u".into(),
+            oauth2: false,
+            notes: vec![],
+        });
+        assert!(matches!(
+            w.start_test(vec![]).as_slice(),
+            [Effect::Test { .. }]
+        ));
+        if let Some(t) = w.testing.as_mut() {
+            t.saving = true;
+        }
+        assert!(key(&mut w, KeyCode::Esc).is_empty());
+        assert_eq!(w.screen, Screen::Test, "Esc does not leave a save running");
+        let effects = w.handle_event(WizardEvent::Saved {
+            result: Ok(Saved {
+                config_file: "/tmp/c.toml".into(),
+                in_keyring: true,
+            }),
+        });
+        assert!(matches!(effects.as_slice(), [Effect::Finished { .. }]));
+    }
+
+    #[test]
+    fn input_debug_hides_the_text() {
+        assert_eq!(format!("{:?}", Input::from("hunter2")), "Input(7 chars)");
     }
 
     #[test]
