@@ -143,35 +143,6 @@ async fn https_server(
     (addr, seen)
 }
 
-/// A UDP DNS server answering from `records` ((name, type) → rdata list); others NXDOMAIN.
-async fn dns_server(records: Vec<(String, u16, Vec<u8>)>) -> SocketAddr {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = socket.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        loop {
-            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-                return;
-            };
-            let query = &buf[..n];
-            let Some((name, qtype)) = dns::question(query) else {
-                continue;
-            };
-            let answers: Vec<(String, u16, Vec<u8>)> = records
-                .iter()
-                .filter(|(n, t, _)| n.eq_ignore_ascii_case(&name) && *t == qtype)
-                .cloned()
-                .collect();
-            let rcode = if answers.is_empty() { 3 } else { 0 };
-            let reply = dns::build_reply(query, rcode, false, &answers);
-            let _ = socket.send_to(&reply, from).await;
-        }
-    });
-    addr
-}
-
 /// A UDP socket that never answers.
 async fn silent_dns() -> (SocketAddr, tokio::net::UdpSocket) {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
@@ -386,7 +357,7 @@ fn srv(name: &str, prio: u16, weight: u16, port: u16, target: &str) -> (String, 
 
 #[tokio::test]
 async fn srv_records_from_a_local_dns_server() {
-    let server = dns_server(vec![
+    let server = common::dns_server(vec![
         srv(
             "_imaps._tcp.example.test",
             20,
@@ -404,8 +375,7 @@ async fn srv_records_from_a_local_dns_server() {
         ),
         srv("_imap._tcp.example.test", 0, 0, 0, "."),
         srv("_pop3s._tcp.example.test", 0, 0, 995, "pop.example.test"),
-    ])
-    .await;
+    ]);
     let d = Discovery {
         nameserver: Some(server),
         offline: true,
@@ -439,7 +409,7 @@ async fn srv_records_from_a_local_dns_server() {
 
 #[tokio::test]
 async fn mx_host_names_a_known_provider() {
-    let server = dns_server(vec![
+    let server = common::dns_server(vec![
         (
             "example.test".into(),
             dns::TYPE_MX,
@@ -450,8 +420,7 @@ async fn mx_host_names_a_known_provider() {
             dns::TYPE_MX,
             dns::mx_rdata(10, "aspmx.l.google.com"),
         ),
-    ])
-    .await;
+    ]);
     let d = Discovery {
         nameserver: Some(server),
         offline: true,
@@ -571,14 +540,13 @@ async fn sources_come_in_order() {
         vec![("autoconfig.example.test/", ok_xml(CONFIG_XML))],
     )
     .await;
-    let server = dns_server(vec![srv(
+    let server = common::dns_server(vec![srv(
         "_imaps._tcp.example.test",
         0,
         0,
         993,
         "srv.example.test",
-    )])
-    .await;
+    )]);
     let db = ProviderDb::parse(
         "[[provider]]\nid='t'\nname='Test'\ndomains=['example.test']\n\
          [[provider.server]]\nprotocol='imap'\nhost='bundled.example.test'\nport=993\n\

@@ -165,6 +165,16 @@ impl std::fmt::Debug for Redirected {
     }
 }
 
+impl Redirected {
+    /// The `state` the redirect carried.
+    fn state(&self) -> Option<&str> {
+        match self {
+            Redirected::Code { state, .. } | Redirected::Error { state, .. } => state.as_deref(),
+            Redirected::Other => None,
+        }
+    }
+}
+
 /// Reads the query of a request target or of a whole pasted URL.
 pub fn parse_redirect(target: &str) -> Redirected {
     let Some((_, query)) = target.trim().split_once('?') else {
@@ -265,7 +275,13 @@ async fn authorization_code(
         };
         tokio::select! {
             redirected = found.recv() => match redirected {
-                Some(r) => break r,
+                Some(r) if r.state() == Some(state.as_str()) => break r,
+                // NOTE: any local program or web page can reach the port; a redirect with
+                // another state must neither end nor answer this sign-in (RFC 6749 §10.12).
+                Some(_) => {
+                    prompt.status("ignored a redirect that does not belong to this sign-in");
+                    continue;
+                }
                 None => return Err(OAuth2Error::Listen(std::io::Error::other(
                     "the listener stopped",
                 ))),
@@ -287,8 +303,15 @@ async fn authorization_code(
             },
         }
     };
-    let (code, returned_state) = match got {
-        Redirected::Code { code, state } => (secret(code), state),
+    // NOTE: checked before an error is believed too, so a stray `error=access_denied`
+    // cannot end the sign-in.
+    if got.state() != Some(state.as_str()) {
+        return Err(OAuth2Error::Redirect(
+            "the state does not match this sign-in (an old or forged redirect)".into(),
+        ));
+    }
+    let code = match got {
+        Redirected::Code { code, .. } => secret(code),
         Redirected::Error { error, .. } if error == "access_denied" => {
             return Err(OAuth2Error::Denied);
         }
@@ -300,11 +323,6 @@ async fn authorization_code(
         }
         Redirected::Other => return Err(OAuth2Error::Cancelled),
     };
-    if returned_state.as_deref() != Some(state.as_str()) {
-        return Err(OAuth2Error::Redirect(
-            "the state does not match this sign-in (an old or forged redirect)".into(),
-        ));
-    }
     prompt.status("exchanging the code for tokens");
     token::exchange_code(ep, &code, &pkce.verifier, &redirect).await
 }
@@ -419,7 +437,7 @@ async fn device(ep: &Endpoints, prompt: &mut dyn Prompt) -> Result<token::Tokens
             Ok(tokens) => return Ok(tokens),
             Err(OAuth2Error::Refused { error, description }) => match error.as_str() {
                 "authorization_pending" => {}
-                "slow_down" => interval += Duration::from_secs(5),
+                "slow_down" => interval = interval.saturating_add(Duration::from_secs(5)),
                 "access_denied" => return Err(OAuth2Error::Denied),
                 "expired_token" => return Err(OAuth2Error::DeviceExpired),
                 _ => return Err(OAuth2Error::Refused { error, description }),
@@ -614,6 +632,30 @@ mod tests {
         let mut page = String::new();
         let _ = tcp.read_to_string(&mut page);
         assert!(page.contains("did not succeed"), "{page}");
+        let result = rt.block_on(task).expect("join");
+        assert!(matches!(result, Err(OAuth2Error::Denied)), "{result:?}");
+    }
+
+    #[test]
+    fn a_redirect_with_another_state_does_not_end_the_browser_sign_in() {
+        use std::io::{Read, Write};
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let (task, url, port) = start_browser_sign_in(&rt);
+        let state = url
+            .split('&')
+            .find_map(|p| p.strip_prefix("state="))
+            .expect("state")
+            .to_string();
+        for query in [
+            "error=access_denied&state=forged".to_string(),
+            format!("error=access_denied&state={state}"),
+        ] {
+            let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            write!(tcp, "GET /?{query} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+            let mut page = String::new();
+            let _ = tcp.read_to_string(&mut page);
+        }
+        // NOTE: had the forged redirect counted, the result would be a state mismatch.
         let result = rt.block_on(task).expect("join");
         assert!(matches!(result, Err(OAuth2Error::Denied)), "{result:?}");
     }

@@ -233,10 +233,7 @@ async fn refresh_now(
         Ok(t) => t,
         Err(OAuth2Error::Refused { error, .. }) if error == "invalid_grant" => {
             mark_refused(&refresh_token);
-            return Err(OAuth2Error::SignInAgain {
-                account: account_name.to_string(),
-                reason: "the refresh token was refused".into(),
-            });
+            return Err(sign_in_again());
         }
         Err(e) => return Err(e),
     };

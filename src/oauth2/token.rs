@@ -213,11 +213,18 @@ fn error_of(host: &str, status: u16, json: &serde_json::Value) -> OAuth2Error {
     }
 }
 
-/// A number that some servers send as a string (`"3600"`).
+/// The longest lifetime or interval taken from a reply, in seconds (a day).
+const MAX_SECONDS: u64 = 24 * 3600;
+
+/// A number of seconds that some servers send as a string (`"3600"`), at most
+/// [`MAX_SECONDS`].
 fn number(json: &serde_json::Value, key: &str) -> Option<u64> {
     let v = json.get(key)?;
+    // NOTE: callers add these to `Instant::now()`, which panics on overflow; a server's
+    // `"expires_in": 18446744073709551615` must not crash the client.
     v.as_u64()
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .map(|n: u64| n.min(MAX_SECONDS))
 }
 
 #[cfg(test)]
@@ -251,6 +258,9 @@ mod tests {
             Some("RT-secret")
         );
         assert_eq!(t.expires_in, Some(3599));
+        let huge = serde_json::json!({"access_token": "a", "expires_in": u64::MAX});
+        let h = tokens(&ep(), &(200, huge)).expect("tokens");
+        assert_eq!(h.expires_in, Some(MAX_SECONDS));
         let debug = format!("{t:?}");
         assert!(!debug.contains("secret"), "{debug}");
     }

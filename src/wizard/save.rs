@@ -289,7 +289,13 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), SaveError> {
     tmp_name.push(".mailbag-new");
     let tmp = PathBuf::from(tmp_name);
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // NOTE: a new config may hold oauth2_client_secret; only its owner reads it. An
+        // existing file keeps its own mode (below).
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
         if let Ok(meta) = std::fs::metadata(path) {
             let _ = f.set_permissions(meta.permissions());
         }
@@ -402,6 +408,12 @@ leave_on_server = true   # keep it
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.contains("password_command"), "{text}");
         assert!(!text.contains("password ="), "{text}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "a new config is private: {mode:o}");
+        }
         let mut b = a.clone();
         b.password_command = None;
         let e = save_account(&path, "other", &b, PasswordChoice::Command).expect_err("no pw");

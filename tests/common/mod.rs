@@ -1068,53 +1068,9 @@ pub fn dovecot_installed(test: &str) -> bool {
     false
 }
 
-/// Runs the ignored test `child` of the current test binary inside a private D-Bus session
-/// with an unlocked gnome-keyring-daemon and a throw-away home (the user's keyrings are never
-/// touched), with `child_env=1` set. `None` (after a loud `SKIPPED` line) when
-/// dbus-run-session or gnome-keyring-daemon is missing, unless `MAILBAG_REQUIRE_KEYRING=1` or
-/// `MAILBAG_REQUIRE_DOVECOT=1`, which make that a panic.
+/// [`in_private_secret_service`] under the name some tests use.
 pub fn in_keyring_session(child: &str, child_env: &str) -> Option<std::process::Output> {
-    let (Some(dbus), Some(keyring)) = (
-        find_binary("dbus-run-session", &["/usr/bin"]),
-        find_binary("gnome-keyring-daemon", &["/usr/bin"]),
-    ) else {
-        let required = ["MAILBAG_REQUIRE_KEYRING", REQUIRE_ENV]
-            .iter()
-            .any(|v| std::env::var(v).is_ok_and(|v| v == "1"));
-        if required {
-            panic!("dbus-run-session or gnome-keyring-daemon not found (needed for {child})");
-        }
-        let _ = writeln!(
-            io::stderr(),
-            "SKIPPED (dbus-run-session / gnome-keyring-daemon not found): {child}"
-        );
-        return None;
-    };
-    let home = tempfile::tempdir().expect("home");
-    let exe = std::env::current_exe().expect("test binary");
-    let script = format!(
-        "printf '\\n' | {} --unlock --components=secrets >/dev/null || exit 97; exec \"$0\" \"$@\"",
-        keyring.display()
-    );
-    let out = Command::new(dbus)
-        .args(["--", "sh", "-c", &script])
-        .arg(exe)
-        .args([
-            child,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("HOME", home.path())
-        .env("XDG_DATA_HOME", home.path().join("share"))
-        .env("XDG_RUNTIME_DIR", home.path())
-        .env(child_env, "1")
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dbus-run-session");
-    Some(out)
+    in_private_secret_service(child, child_env)
 }
 
 /// Current wall-clock Unix time (for callers building their own messages).
@@ -1125,7 +1081,8 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// A UDP DNS server on a thread, answering SRV queries from `records`; NXDOMAIN otherwise.
+/// A UDP DNS server on a thread, answering from `records` ((name, type, rdata); names match
+/// without regard to case); NXDOMAIN otherwise.
 pub fn dns_server(records: Vec<(String, u16, Vec<u8>)>) -> std::net::SocketAddr {
     use mailbag::wizard::dns;
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -1140,7 +1097,7 @@ pub fn dns_server(records: Vec<(String, u16, Vec<u8>)>) -> std::net::SocketAddr 
             };
             let answers: Vec<_> = records
                 .iter()
-                .filter(|(n, t, _)| *n == name && *t == qtype)
+                .filter(|(n, t, _)| n.eq_ignore_ascii_case(&name) && *t == qtype)
                 .cloned()
                 .collect();
             let rcode = if answers.is_empty() { 3 } else { 0 };
