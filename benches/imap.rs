@@ -38,6 +38,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Stream for T {}
+
 const MESSAGES: usize = 10_000;
 const FLOOR_RUNS: usize = 5;
 const INITIAL_RUNS: usize = 3;
@@ -161,15 +164,39 @@ where
     }
 }
 
+/// Which TLS setup a raw client uses.
+#[derive(Clone, Copy)]
+enum FloorTls {
+    /// mailbag's own (`mailbag::tls::handshake`), so the floor and mailbag pay the same.
+    Mailbag,
+    /// async-native-tls's connector, which parses the system trust store on every connection.
+    NativeTls,
+}
+
 /// One raw session: TLS, LOGIN, `SELECT INBOX (CONDSTORE)`, then `fetch` if given, LOGOUT.
-async fn raw_floor(port: u16, ca: &[u8], fetch: Option<&str>) -> Res<RawRun> {
+async fn raw_floor(port: u16, ca: &Path, fetch: Option<&str>) -> Res<RawRun> {
+    raw_floor_with(FloorTls::Mailbag, port, ca, fetch).await
+}
+
+async fn raw_floor_with(how: FloorTls, port: u16, ca: &Path, fetch: Option<&str>) -> Res<RawRun> {
     let started = Instant::now();
     let tcp = tokio::net::TcpStream::connect((common::HOST, port)).await?;
     tcp.set_nodelay(true)?;
-    let tls = TlsConnector::new()
-        .add_root_certificate(Certificate::from_pem(ca)?)
-        .connect(common::TLS_NAME, tcp)
-        .await?;
+    let tls: Box<dyn Stream> = match how {
+        FloorTls::Mailbag => {
+            let trust = mailbag::tls::TlsTrust {
+                ca_file: Some(ca.to_path_buf()),
+                cert_sha256: None,
+            };
+            Box::new(mailbag::tls::handshake(tcp, common::TLS_NAME, &trust).await?)
+        }
+        FloorTls::NativeTls => Box::new(
+            TlsConnector::new()
+                .add_root_certificate(Certificate::from_pem(&std::fs::read(ca)?)?)
+                .connect(common::TLS_NAME, tcp)
+                .await?,
+        ),
+    };
     let mut s = BufReader::with_capacity(64 * 1024, tls);
     let (mut line, mut scratch) = (Vec::new(), Vec::new());
     read_response(&mut s, &mut line, &mut scratch).await?; // greeting
@@ -404,7 +431,7 @@ fn main() -> Res<()> {
         "seeded {MESSAGES} messages into INBOX in {:.1} s",
         seeding.elapsed().as_secs_f64()
     );
-    let ca = d.ca_pem()?;
+    let ca = d.ca_path();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -480,6 +507,19 @@ fn main() -> Res<()> {
         stat: stat(empty),
         vs_floor: false,
         note: "a new connection, as every `mailbag sync` makes".into(),
+    });
+    // For reference: the same, with async-native-tls's connector (mailbag's TLS stack until
+    // session 3), which has OpenSSL parse the whole system trust store on every connection.
+    let mut native = Vec::new();
+    for _ in 0..RESYNC_RUNS {
+        let r = raw_floor_with(FloorTls::NativeTls, d.imap_tls_port(), &ca, None);
+        native.push(rt.block_on(r)?.total);
+    }
+    rows.push(Row {
+        name: "resync floor with async-native-tls's connector".into(),
+        stat: stat(native),
+        vs_floor: false,
+        note: "reference: the TLS setup mailbag no longer uses on Linux".into(),
     });
 
     // 2. mailbag sync, envelopes only (prefetch = 0), fresh profile each run.

@@ -654,7 +654,6 @@ mod floor {
     use std::io::{BufWriter, Write};
     use std::path::PathBuf;
 
-    use async_native_tls::{Certificate, TlsConnector};
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpStream;
 
@@ -690,11 +689,12 @@ mod floor {
     ) -> Result<(), Error> {
         let tcp = TcpStream::connect((super::common::HOST, port)).await?;
         tcp.set_nodelay(true)?;
-        let cert = Certificate::from_pem(&std::fs::read(&ca)?)?;
-        let tls = TlsConnector::new()
-            .add_root_certificate(cert)
-            .connect(super::common::TLS_NAME, tcp)
-            .await?;
+        // NOTE: mailbag's own TLS setup, so that the floor and mailbag pay the same for it.
+        let trust = mailbag::tls::TlsTrust {
+            ca_file: Some(ca),
+            cert_sha256: None,
+        };
+        let tls = mailbag::tls::handshake(tcp, super::common::TLS_NAME, &trust).await?;
         let (rd, mut wr) = tokio::io::split(tls);
         let mut rd = BufReader::with_capacity(256 * 1024, rd);
         let mut line = Vec::with_capacity(1024);

@@ -1,6 +1,6 @@
 //! Just enough DER (X.690) to show a certificate's subject and issuer (RFC 5280 §4.1).
 //!
-//! `native_tls::Certificate` offers the DER bytes but no names, so the wizard walks
+//! The TLS layer hands over the certificate's DER bytes but no names, so the wizard walks
 //! `Certificate → tbsCertificate → issuer / subject` itself. Every read is bounds-checked;
 //! a malformed certificate gives `None`, never a panic.
 

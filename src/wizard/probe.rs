@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use async_native_tls::TlsConnector;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -82,13 +81,7 @@ async fn verified_or_not(
     tcp: TcpStream,
     host: &str,
     reconnect: bool,
-) -> Result<
-    (
-        Option<async_native_tls::TlsStream<TcpStream>>,
-        Option<String>,
-    ),
-    String,
-> {
+) -> Result<(Option<crate::tls::TlsStream>, Option<String>), String> {
     let peer = tcp.peer_addr().map_err(|e| e.to_string())?;
     match crate::tls::handshake(tcp, host, &discovery.trust).await {
         Ok(tls) => Ok((Some(tls), None)),
@@ -104,12 +97,7 @@ async fn verified_or_not(
             // NOTE: the first connection is spent; a second one, at the same address, shows
             // whether TLS itself works. Nothing is sent on it.
             let tcp = TcpStream::connect(peer).await.map_err(|e| e.to_string())?;
-            let tls = TlsConnector::new()
-                .danger_accept_invalid_certs(true)
-                .danger_accept_invalid_hostnames(true)
-                .connect(host, tcp)
-                .await
-                .map_err(|e| format!("tls failed: {e}"))?;
+            let tls = crate::tls::handshake_unverified(tcp, host).await?;
             Ok((Some(tls), Some(reason)))
         }
     }
@@ -229,17 +217,8 @@ pub async fn peer_certificate(
             }
             Security::None => return Err("the connection does not use TLS".to_string()),
         };
-        let mut tls = TlsConnector::new()
-            .danger_accept_invalid_certs(true)
-            .danger_accept_invalid_hostnames(true)
-            .connect(host, tcp)
-            .await
-            .map_err(|e| format!("tls failed: {e}"))?;
-        let der = tls
-            .peer_certificate()
-            .ok()
-            .flatten()
-            .and_then(|c| c.to_der().ok())
+        let mut tls = crate::tls::handshake_unverified(tcp, host).await?;
+        let der = crate::tls::peer_certificate_der(&tls)
             .ok_or_else(|| "the server sent no certificate".to_string());
         let _ = tls.shutdown().await;
         der

@@ -1,19 +1,40 @@
 //! Connecting to a server: TCP with a timeout, then TLS that is verified by default.
 //!
-//! Shared by IMAP and POP3. Certificates are always checked against the system's trust store;
-//! `tls_ca_file` adds one more trusted CA (or a self-signed server certificate), and
-//! `tls_cert_sha256` trusts exactly one certificate, named by the SHA-256 of its DER bytes, in
-//! place of the chain check — the way a user says "I have looked at this certificate and I
-//! trust it" for a self-signed server. Nothing turns verification off.
+//! Shared by IMAP and POP3. On Linux and the BSDs the handshake is OpenSSL's, set up here so
+//! that the system trust store is not parsed on every connection (`openssl.rs`); on macOS and
+//! Windows it is the platform's own, through native-tls (`native.rs`).
+//!
+//! Certificates are always checked against the system's trust store; `tls_ca_file` adds one
+//! more trusted CA (or a self-signed server certificate), and `tls_cert_sha256` trusts exactly
+//! one certificate, named by the SHA-256 of its DER bytes, in place of the chain check — the
+//! way a user says "I have looked at this certificate and I trust it" for a self-signed
+//! server. Nothing turns verification off.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_native_tls::{Certificate, TlsConnector, TlsStream};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
 use crate::backend::BackendError;
+
+#[cfg(not(any(target_vendor = "apple", windows)))]
+#[path = "openssl.rs"]
+mod backend;
+#[cfg(any(target_vendor = "apple", windows))]
+#[path = "native.rs"]
+mod backend;
+
+pub use backend::TlsStream;
+
+/// Why a handshake did not happen, before it is put into words for the user.
+#[derive(Debug)]
+enum Failure {
+    /// `tls_ca_file` holds no usable certificate.
+    BadCaFile(String),
+    /// The handshake failed, with the TLS library's reason.
+    Handshake(String),
+}
 
 /// How long connecting (TCP and the TLS handshake, each) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -82,46 +103,45 @@ pub async fn handshake(
     stream: TcpStream,
     host: &str,
     trust: &TlsTrust,
-) -> Result<TlsStream<TcpStream>, BackendError> {
+) -> Result<TlsStream, BackendError> {
     let tls_err = |reason: String| BackendError::Tls {
         host: host.to_string(),
         reason,
     };
-    let mut connector = TlsConnector::new();
-    if let Some(path) = &trust.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| tls_err(format!("cannot read tls_ca_file {}: {e}", path.display())))?;
-        let cert = Certificate::from_pem(&pem).map_err(|e| {
-            tls_err(format!(
-                "tls_ca_file {} is not a PEM certificate: {e}",
-                path.display()
-            ))
-        })?;
-        connector = connector.add_root_certificate(cert);
-    }
-    if trust.cert_sha256.is_some() {
-        // NOTE: the pinned fingerprint replaces the chain and name checks; it is compared below
-        // before a single byte of the session (let alone a password) is sent.
-        connector = connector
-            .danger_accept_invalid_certs(true)
-            .danger_accept_invalid_hostnames(true);
-    }
-    let tls = match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(host, stream)).await {
+    let ca_pem = match &trust.ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| tls_err(format!("cannot read tls_ca_file {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    // NOTE: the pinned fingerprint replaces the chain and name checks; it is compared below
+    // before a single byte of the session (let alone a password) is sent.
+    let verify = trust.cert_sha256.is_none();
+    let connecting = backend::connect(stream, host, ca_pem.as_deref(), verify);
+    let tls = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Err(_) => {
             return Err(tls_err(format!(
                 "no tls handshake within {} s",
                 CONNECT_TIMEOUT.as_secs()
             )));
         }
-        Ok(Err(e)) => return Err(tls_err(describe_tls_error(&e.to_string()))),
+        Ok(Err(Failure::BadCaFile(e))) => {
+            return Err(tls_err(format!(
+                "tls_ca_file {} is not a PEM certificate: {}",
+                trust
+                    .ca_file
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                crate::sanitize::line(&e)
+            )));
+        }
+        Ok(Err(Failure::Handshake(e))) => return Err(tls_err(describe_tls_error(&e))),
         Ok(Ok(tls)) => tls,
     };
     if let Some(pin) = &trust.cert_sha256 {
-        let der = tls
-            .peer_certificate()
-            .ok()
-            .flatten()
-            .and_then(|c| c.to_der().ok())
+        let der = peer_certificate_der(&tls)
             .ok_or_else(|| tls_err("the server sent no certificate".into()))?;
         let got: [u8; 32] = Sha256::digest(&der).into();
         if &got != pin {
@@ -132,6 +152,22 @@ pub async fn handshake(
         }
     }
     Ok(tls)
+}
+
+/// A handshake that accepts any certificate, for showing the user what a server presents.
+/// Nothing may be sent over it but what a certificate check needs.
+pub async fn handshake_unverified(stream: TcpStream, host: &str) -> Result<TlsStream, String> {
+    match backend::connect(stream, host, None, false).await {
+        Ok(tls) => Ok(tls),
+        Err(Failure::Handshake(e) | Failure::BadCaFile(e)) => {
+            Err(format!("tls failed: {}", crate::sanitize::line(&e)))
+        }
+    }
+}
+
+/// The DER bytes of the certificate the server presented.
+pub fn peer_certificate_der(tls: &TlsStream) -> Option<Vec<u8>> {
+    backend::peer_certificate_der(tls)
 }
 
 /// Turn OpenSSL's message into something a user can act on.
@@ -185,7 +221,7 @@ mod tests {
 #[derive(Debug)]
 pub enum Transport {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream>),
     /// The stream was taken away (for a STARTTLS handshake); reading or writing fails.
     Detached,
 }
