@@ -416,7 +416,10 @@ impl AccountTask {
             Job::Sync(id) => self.sync(id).await,
             Job::Fetch(id, message) => {
                 match self.backend.fetch_raw(&mut self.cache, message).await {
-                    Ok(_) => self.emit(EngineEvent::BodyFetched { id: message }),
+                    Ok(_) => {
+                        self.index_for_search();
+                        self.emit(EngineEvent::BodyFetched { id: message })
+                    }
                     Err(e) => self.emit(EngineEvent::CommandFailed {
                         id,
                         error: e.to_string(),
@@ -454,6 +457,7 @@ impl AccountTask {
             .await;
         match result {
             Ok(_) => {
+                self.index_for_search();
                 if let Ok(Some(account)) = self.cache.account(&self.name)
                     && let Ok(Some(f)) = self.cache.folder_by_name(account.id, folder)
                 {
@@ -462,6 +466,16 @@ impl AccountTask {
                 self.state(AccountState::Online);
             }
             Err(e) => self.went_offline(e),
+        }
+    }
+
+    /// Index what the last sync brought in for search, now rather than at the first search.
+    fn index_for_search(&self) {
+        if let Err(e) = self.cache.index_pending() {
+            self.emit(EngineEvent::Warning(format!(
+                "{}: search index not updated (searching still finds new mail): {e}",
+                self.name
+            )));
         }
     }
 
@@ -518,6 +532,7 @@ impl AccountTask {
                 }
             }
         }
+        self.index_for_search();
         // Whatever happened, counts may have moved.
         if let Ok(Some(account)) = self.cache.account(&self.name)
             && let Ok(folders) = self.cache.folders(account.id)

@@ -224,7 +224,23 @@ pub const MIGRATIONS: &[&str] = &[
             newest_date = max(newest_date, excluded.newest_date);
     END;
     "#,
+    // 4: a message's search words wait here until they are indexed (`Cache::index_pending`).
+    // Tokenising and merging FTS5 segments was a third of a download's cache work; the rows
+    // are written in the download's own transaction (so nothing is lost to a crash), and the
+    // index catches up after the sync, or at the latest before the next search.
+    r#"
+    CREATE TABLE search_pending (
+        id         INTEGER PRIMARY KEY,
+        subject    TEXT,
+        sender     TEXT,
+        recipients TEXT,
+        body       TEXT
+    );
+    "#,
 ];
+
+/// How many pending messages `Cache::index_pending` indexes per transaction.
+const INDEX_CHUNK: i64 = 2_000;
 
 /// Count a new message in its conversation's row (`folder_threads`, schema 3).
 ///
@@ -442,17 +458,11 @@ fn insert_in(
          WHERE folder_id = ?1 AND (uid = ?2 OR uidl = ?3 OR mbox_offset = ?4)
          RETURNING id",
     )?;
-    // NOTE: FTS5 writes its pending index data to disk whenever a statement opens a savepoint
-    // inside a transaction — which every write statement here does. Indexing row by row
-    // therefore flushed once per message, half the time of a download. The batch's words
-    // are staged in a temporary table and indexed by one statement at the end instead.
-    tx.execute_batch(
-        "CREATE TEMP TABLE IF NOT EXISTS search_batch(
-             id INTEGER PRIMARY KEY, subject TEXT, sender TEXT, recipients TEXT, body TEXT);
-         DELETE FROM temp.search_batch;",
-    )?;
+    // NOTE: the words go to `search_pending`, not to FTS5: indexing is left to
+    // `Cache::index_pending`, off the path of a download (schema 4). An id found there already
+    // belonged to a deleted message whose words were never indexed; it is replaced.
     let mut index = tx.prepare_cached(
-        "INSERT OR REPLACE INTO temp.search_batch(id, subject, sender, recipients, body)
+        "INSERT OR REPLACE INTO search_pending(id, subject, sender, recipients, body)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut unindex = tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?;
@@ -536,12 +546,32 @@ fn insert_in(
         ])?;
         ids.push(id);
     }
-    tx.execute_batch(
-        "INSERT INTO search(rowid, subject, sender, recipients, body)
-             SELECT id, subject, sender, recipients, body FROM temp.search_batch;
-         DELETE FROM temp.search_batch;",
-    )?;
     Ok(ids)
+}
+
+/// Index up to [`INDEX_CHUNK`] pending messages; returns how many rows left the queue.
+///
+/// Words of messages deleted before their turn are dropped, not indexed. One statement puts
+/// the whole chunk into FTS5, which then writes one segment for it.
+fn index_chunk(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<usize> {
+    let bound: i64 = tx
+        .query_row(
+            "SELECT id FROM search_pending ORDER BY id LIMIT 1 OFFSET ?1",
+            params![INDEX_CHUNK - 1],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(i64::MAX);
+    // NOTE: a contentless FTS5 table does not refuse a rowid it holds already; the cache keeps
+    // an id either indexed or waiting, never both (see `insert_in` and `store_body`).
+    tx.execute(
+        "INSERT INTO search(rowid, subject, sender, recipients, body)
+         SELECT p.id, p.subject, p.sender, p.recipients, p.body
+         FROM search_pending p JOIN messages m ON m.id = p.id
+         WHERE p.id <= ?1",
+        params![bound],
+    )?;
+    tx.execute("DELETE FROM search_pending WHERE id <= ?1", params![bound])
 }
 
 /// Put message `id` into a thread, JWZ style, incrementally.
@@ -871,7 +901,8 @@ impl Cache {
     pub fn clear_all(&mut self) -> Result<(), CacheError> {
         self.transaction(|tx| {
             tx.execute_batch(
-                "DELETE FROM search; DELETE FROM thread_refs; DELETE FROM bodies;
+                "DELETE FROM search; DELETE FROM search_pending; DELETE FROM thread_refs;
+                 DELETE FROM bodies;
                  DELETE FROM pending_ops; DELETE FROM pop3_uidls; DELETE FROM folder_threads;
                  DELETE FROM messages;
                  DELETE FROM folders; DELETE FROM accounts;",
@@ -1566,8 +1597,11 @@ impl Cache {
                 "INSERT OR REPLACE INTO bodies(message_id, raw) VALUES (?1, ?2)",
                 params![id, raw],
             )?;
+            // NOTE: the words wait for `index_pending` like a download's, replacing any that
+            // wait already; an id is either indexed or pending, never both.
+            tx.execute("DELETE FROM search WHERE rowid = ?1", params![id])?;
             tx.execute(
-                "INSERT OR REPLACE INTO search(rowid, subject, sender, recipients, body)
+                "INSERT OR REPLACE INTO search_pending(id, subject, sender, recipients, body)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, e.subject, e.from, format!("{} {}", e.to, e.cc), text],
             )?;
@@ -1600,17 +1634,55 @@ impl Cache {
             .map_err(|e| self.err(e))
     }
 
+    /// How many messages wait for their words to be indexed for search.
+    pub fn pending_index(&self) -> Result<u64, CacheError> {
+        self.conn
+            .query_row("SELECT count(*) FROM search_pending", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Index the words of every message downloaded since the last call (see schema 4), a
+    /// chunk per transaction so that other writers are not held up; returns how many.
+    pub fn index_pending(&self) -> Result<u64, CacheError> {
+        let mut done = 0;
+        loop {
+            // NOTE: IMMEDIATE takes the write lock now, not at the first write: a deferred
+            // transaction that read first could not upgrade if another connection wrote.
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )
+            .map_err(|e| self.err(e))?;
+            let n = index_chunk(&tx).map_err(|e| self.err(e))?;
+            tx.commit().map_err(|e| self.err(e))?;
+            done += n as u64;
+            if n < INDEX_CHUNK as usize {
+                return Ok(done);
+            }
+        }
+    }
+
     /// Ids of messages in a folder whose subject, sender, recipients or cached text match.
     ///
     /// `query` is taken as plain words (every word must match, as a prefix); FTS syntax
     /// characters in it are not interpreted, so user input can never make the query fail.
+    /// Words still waiting to be indexed are indexed first; a read-only cache, which cannot,
+    /// also matches them as plain substrings.
     pub fn search(&self, folder: i64, query: &str, limit: u64) -> Result<Vec<i64>, CacheError> {
-        let fts: Vec<String> = query
-            .split_whitespace()
+        let words: Vec<&str> = query.split_whitespace().collect();
+        let fts: Vec<String> = words
+            .iter()
             .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
             .collect();
         if fts.is_empty() {
             return Ok(Vec::new());
+        }
+        let pending = self.pending_index()? > 0;
+        if pending && (self.read_only || self.index_pending().is_err()) {
+            return self.search_with_pending(folder, &fts.join(" "), &words, limit);
         }
         let mut stmt = self
             .conn
@@ -1621,6 +1693,45 @@ impl Cache {
             )
             .map_err(|e| self.err(e))?;
         stmt.query_map(params![fts.join(" "), folder, limit as i64], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
+    /// [`Cache::search`] when words wait to be indexed and cannot be: the index, and the
+    /// waiting rows matched word by word as case-insensitive substrings.
+    fn search_with_pending(
+        &self,
+        folder: i64,
+        fts: &str,
+        words: &[&str],
+        limit: u64,
+    ) -> Result<Vec<i64>, CacheError> {
+        let mut sql = String::from(
+            "SELECT m.id FROM messages m WHERE m.folder_id = ?2 AND (
+                 m.id IN (SELECT rowid FROM search WHERE search MATCH ?1)
+                 OR m.id IN (SELECT p.id FROM search_pending p WHERE 1",
+        );
+        let mut patterns: Vec<String> = Vec::with_capacity(words.len());
+        for w in words {
+            patterns.push(format!(
+                "%{}%",
+                w.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            ));
+            let n = patterns.len() + 3;
+            sql.push_str(&format!(
+                " AND (coalesce(p.subject, '') || ' ' || coalesce(p.sender, '') || ' ' ||
+                       coalesce(p.recipients, '') || ' ' || coalesce(p.body, ''))
+                      LIKE ?{n} ESCAPE '\\'"
+            ));
+        }
+        sql.push_str(")) ORDER BY m.date DESC, m.id DESC LIMIT ?3");
+        let mut values: Vec<rusqlite::types::Value> =
+            vec![fts.to_string().into(), folder.into(), (limit as i64).into()];
+        values.extend(patterns.into_iter().map(rusqlite::types::Value::from));
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        stmt.query_map(rusqlite::params_from_iter(values), |r| r.get(0))
             .and_then(|rows| rows.collect())
             .map_err(|e| self.err(e))
     }
@@ -1842,6 +1953,64 @@ mod tests {
         assert_eq!(cache.search(f, "sandwich", 10).unwrap(), vec![ids[1]]);
         cache.remove_by_uid(f, &[Uid(2)]).unwrap();
         assert!(cache.search(f, "sandwich", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn search_words_wait_until_indexed_and_are_never_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = Cache::open(dir.path()).unwrap();
+        let f = inbox(&mut cache);
+        let ids = cache
+            .insert_messages(
+                f,
+                &[
+                    msg(1, 1, "Quarterly report"),
+                    msg(2, 2, "Lunch 100% sure"),
+                    msg(3, 3, "Gone soon"),
+                ],
+            )
+            .unwrap();
+        assert_eq!(cache.pending_index().unwrap(), 3);
+        // A message deleted before its turn is dropped from the queue, not indexed.
+        cache.remove_messages(&[ids[2]]).unwrap();
+
+        // Another process, reading only, cannot index: it still finds the waiting words.
+        let reader = Cache::open_read_only(dir.path()).unwrap();
+        assert_eq!(reader.search(f, "QUARTER", 10).unwrap(), vec![ids[0]]);
+        assert_eq!(reader.search(f, "100%", 10).unwrap(), vec![ids[1]]);
+        assert!(reader.search(f, "1_0", 10).unwrap().is_empty());
+        assert!(reader.search(f, "gone", 10).unwrap().is_empty());
+        assert_eq!(reader.pending_index().unwrap(), 3);
+
+        // The writer indexes them on its first search.
+        assert_eq!(cache.search(f, "quart", 10).unwrap(), vec![ids[0]]);
+        assert_eq!(cache.pending_index().unwrap(), 0);
+        assert_eq!(cache.search(f, "ann", 10).unwrap(), vec![ids[1], ids[0]]);
+
+        // A body stored later waits in the queue too, and replaces the indexed words.
+        cache.store_body(ids[1], b"raw", "sandwiches").unwrap();
+        assert_eq!(cache.pending_index().unwrap(), 1);
+        assert_eq!(cache.index_pending().unwrap(), 1);
+        assert_eq!(reader.search(f, "sandwich", 10).unwrap(), vec![ids[1]]);
+        assert_eq!(reader.search(f, "lunch", 10).unwrap(), vec![ids[1]]);
+
+        assert!(reader.search(f, "gone", 10).unwrap().is_empty());
+        assert_eq!(cache.pending_index().unwrap(), 0);
+    }
+
+    #[test]
+    fn indexing_goes_chunk_by_chunk() {
+        let mut cache = Cache::open_in_memory().unwrap();
+        let f = inbox(&mut cache);
+        let n = INDEX_CHUNK as u32 * 2 + 7;
+        let batch: Vec<NewMessage> = (1..=n)
+            .map(|u| msg(u, i64::from(u), &format!("word{u}")))
+            .collect();
+        cache.insert_messages(f, &batch).unwrap();
+        assert_eq!(cache.index_pending().unwrap(), u64::from(n));
+        assert_eq!(cache.pending_index().unwrap(), 0);
+        assert_eq!(cache.search(f, "word4005", 10).unwrap().len(), 1);
+        assert_eq!(cache.search(f, "ann", 100_000).unwrap().len(), n as usize);
     }
 
     #[test]
