@@ -589,6 +589,27 @@ fn assign_thread(tx: &rusqlite::Transaction<'_>, id: i64, e: &Envelope) -> rusql
     record_thread(tx, &thread, id)
 }
 
+/// Thread every message of a cache from before threading (schema 1), oldest first.
+fn thread_existing(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    type Ids = (i64, Option<String>, Option<String>, Option<String>);
+    let rows: Vec<Ids> = tx
+        .prepare("SELECT id, message_id, in_reply_to, refs FROM messages ORDER BY id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, message_id, in_reply_to, refs) in rows {
+        let e = Envelope {
+            message_id,
+            in_reply_to,
+            references: refs
+                .map(|r| r.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
+            ..Envelope::default()
+        };
+        assign_thread(tx, id, &e)?;
+    }
+    Ok(())
+}
+
 /// The conversations a message's ids (its own, References, In-Reply-To) already belong to.
 struct ThreadLookup {
     names: Vec<String>,
@@ -859,40 +880,22 @@ impl Cache {
                 known,
             });
         }
-        let unthreaded = version < 2;
+        if version == known {
+            return Ok(());
+        }
         // NOTE: all pending migrations in one transaction: one durable commit for a new
         // cache instead of one per step, and an upgrade either happens whole or not at all.
-        if version < known {
-            self.transaction(|tx| {
-                for sql in MIGRATIONS.iter().skip(version as usize) {
-                    tx.execute_batch(sql)?;
-                }
-                tx.pragma_update(None, "user_version", known)
-            })?;
-        }
-        if unthreaded && version > 0 {
-            // NOTE: a cache from before threading: thread what it holds, once, oldest first.
-            self.transaction(|tx| {
-                type Ids = (i64, Option<String>, Option<String>, Option<String>);
-                let rows: Vec<Ids> = tx
-                    .prepare("SELECT id, message_id, in_reply_to, refs FROM messages ORDER BY id")?
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                    .collect::<rusqlite::Result<_>>()?;
-                for (id, message_id, in_reply_to, refs) in rows {
-                    let e = Envelope {
-                        message_id,
-                        in_reply_to,
-                        references: refs
-                            .map(|r| r.split_whitespace().map(str::to_string).collect())
-                            .unwrap_or_default(),
-                        ..Envelope::default()
-                    };
-                    assign_thread(tx, id, &e)?;
-                }
-                Ok(())
-            })?;
-        }
-        Ok(())
+        // The threading of an old cache belongs to it: committed apart, a crash in between
+        // would leave a current schema with unthreaded messages that no list shows.
+        self.transaction(|tx| {
+            for sql in MIGRATIONS.iter().skip(version as usize) {
+                tx.execute_batch(sql)?;
+            }
+            if version == 1 {
+                thread_existing(tx)?;
+            }
+            tx.pragma_update(None, "user_version", known)
+        })
     }
 
     /// Forget everything: accounts, folders, messages, queue, history, search index.
@@ -2242,22 +2245,31 @@ mod tests {
         assert_eq!(cache.thread_count(f).unwrap(), 2);
     }
 
+    /// A cache file in `dir` at schema `version`, with account 1 and folder 1, then `rows`.
+    fn old_cache(dir: &Path, version: usize, rows: &str) {
+        let conn = Connection::open(dir.join(CACHE_FILE)).unwrap();
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO accounts(id, name, protocol) VALUES (1, 'a', 'imap');
+             INSERT INTO folders(id, account_id, name) VALUES (1, 1, 'INBOX');",
+        )
+        .unwrap();
+        conn.execute_batch(rows).unwrap();
+    }
+
     #[test]
     fn a_version_2_cache_gets_its_conversation_rows_on_upgrade() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let conn = Connection::open(dir.path().join(CACHE_FILE)).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.execute_batch(MIGRATIONS[1]).unwrap();
-            conn.pragma_update(None, "user_version", 2).unwrap();
-            conn.execute_batch(
-                "INSERT INTO accounts(id, name, protocol) VALUES (1, 'a', 'imap');
-                 INSERT INTO folders(id, account_id, name) VALUES (1, 1, 'INBOX');
-                 INSERT INTO messages(id, folder_id, thread_id, date, flags)
-                     VALUES (1, 1, 1, 10, 1), (2, 1, 1, 30, 0), (3, 1, 3, 20, 0);",
-            )
-            .unwrap();
-        }
+        old_cache(
+            dir.path(),
+            2,
+            "INSERT INTO messages(id, folder_id, thread_id, date, flags)
+                 VALUES (1, 1, 1, 10, 1), (2, 1, 1, 30, 0), (3, 1, 3, 20, 0);",
+        );
         let cache = Cache::open(dir.path()).unwrap();
         let threads = cache.thread_window(1, 0, 100).unwrap();
         assert_eq!(threads, threads_by_grouping(&cache, 1));
@@ -2270,42 +2282,28 @@ mod tests {
     #[test]
     fn the_upgrade_picks_the_newest_of_messages_sharing_a_date_as_everywhere_else() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let conn = Connection::open(dir.path().join(CACHE_FILE)).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.execute_batch(MIGRATIONS[1]).unwrap();
-            conn.pragma_update(None, "user_version", 2).unwrap();
-            conn.execute_batch(
-                "INSERT INTO accounts(id, name, protocol) VALUES (1, 'a', 'imap');
-                 INSERT INTO folders(id, account_id, name) VALUES (1, 1, 'INBOX');
-                 INSERT INTO messages(id, folder_id, thread_id, date, flags)
-                     VALUES (1, 1, 1, 20, 0), (2, 1, 1, 20, 0), (3, 1, 1, NULL, 0);",
-            )
-            .unwrap();
-        }
+        old_cache(
+            dir.path(),
+            2,
+            "INSERT INTO messages(id, folder_id, thread_id, date, flags)
+                 VALUES (1, 1, 1, 20, 0), (2, 1, 1, 20, 0), (3, 1, 1, NULL, 0);",
+        );
         let cache = Cache::open(dir.path()).unwrap();
         let threads = cache.thread_window(1, 0, 100).unwrap();
         assert_eq!(threads, threads_by_grouping(&cache, 1));
         assert_eq!(threads.first().map(|t| t.newest), Some(2));
     }
 
+    const VERSION_1_THREAD: &str = "
+        INSERT INTO messages(id, folder_id, message_id) VALUES (1, 1, 'p@x');
+        INSERT INTO messages(id, folder_id, message_id, in_reply_to, refs)
+            VALUES (2, 1, 'c@x', 'p@x', 'p@x');
+        INSERT INTO messages(id, folder_id, message_id) VALUES (3, 1, 'o@x');";
+
     #[test]
     fn a_version_1_cache_is_threaded_once_on_upgrade() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let conn = Connection::open(dir.path().join(CACHE_FILE)).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.pragma_update(None, "user_version", 1).unwrap();
-            conn.execute_batch(
-                "INSERT INTO accounts(id, name, protocol) VALUES (1, 'a', 'imap');
-                 INSERT INTO folders(id, account_id, name) VALUES (1, 1, 'INBOX');
-                 INSERT INTO messages(id, folder_id, message_id) VALUES (1, 1, 'p@x');
-                 INSERT INTO messages(id, folder_id, message_id, in_reply_to, refs)
-                     VALUES (2, 1, 'c@x', 'p@x', 'p@x');
-                 INSERT INTO messages(id, folder_id, message_id) VALUES (3, 1, 'o@x');",
-            )
-            .unwrap();
-        }
+        old_cache(dir.path(), 1, VERSION_1_THREAD);
         let cache = Cache::open(dir.path()).unwrap();
         let t = |id| cache.message(id).unwrap().unwrap().thread_id;
         assert_eq!(t(1), Some(1));
@@ -2316,6 +2314,31 @@ mod tests {
             threads_by_grouping(&cache, 1),
             "the conversation rows are built on upgrade"
         );
+        assert_eq!(cache.thread_count(1).unwrap(), 2);
+    }
+
+    #[test]
+    fn an_upgrade_that_fails_while_threading_leaves_the_old_version() {
+        let dir = tempfile::tempdir().unwrap();
+        old_cache(dir.path(), 1, VERSION_1_THREAD);
+        let boom = "CREATE TRIGGER boom BEFORE UPDATE OF thread_id ON messages
+                    BEGIN SELECT RAISE(ABORT, 'boom'); END;";
+        let file = dir.path().join(CACHE_FILE);
+        Connection::open(&file)
+            .unwrap()
+            .execute_batch(boom)
+            .unwrap();
+        assert!(Cache::open(dir.path()).is_err());
+        // Nothing of the upgrade stayed: the next start (here without the fault) does it all.
+        let conn = Connection::open(&file).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+        conn.execute_batch("DROP TRIGGER boom").unwrap();
+        drop(conn);
+        let cache = Cache::open(dir.path()).unwrap();
+        assert_eq!(cache.message(2).unwrap().unwrap().thread_id, Some(1));
         assert_eq!(cache.thread_count(1).unwrap(), 2);
     }
 
