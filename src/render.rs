@@ -364,7 +364,8 @@ pub fn html_to_text(html: &str) -> String {
         // NOTE: a '<' that cannot open a tag (`a < b`) is text; decided before looking for
         // the tag's end, since that search would otherwise run to the next '>' for every such
         // '<' (quadratic on a message made of them).
-        let opens = after.get(1..).unwrap_or_default().trim_start();
+        // HTML's tokenizer opens a tag only on a letter, `/`, `!` or `?` right after the '<'.
+        let opens = after.get(1..).unwrap_or_default();
         if !opens.starts_with(|c: char| c.is_ascii_alphabetic() || matches!(c, '/' | '!' | '?')) {
             w.text("<");
             rest = &after[1..];
@@ -997,6 +998,7 @@ Hello\x1b]0;pwned\x07 there\r\n";
         );
         assert_eq!(html_to_text("<STYLE>p{}</Style >shown"), "shown\n");
         assert_eq!(html_to_text("1 < 2 <> 3"), "1 < 2 <> 3\n");
+        assert_eq!(html_to_text("if a < b then c > d"), "if a < b then c > d\n");
         assert_eq!(html_to_text(&"<".repeat(10_000)).len(), 10_001);
     }
 
