@@ -1476,6 +1476,16 @@ mod tests {
         (cache, account, folder, Mbox::open(&path).unwrap())
     }
 
+    /// Hand `m` over as a large message does arrive, all but its end.
+    fn start_in_pieces(committer: &mut Committer<'_>, m: &Received) {
+        let (head, tail) = m.raw.split_at(20);
+        assert!(committer.take(Job::LargeStart {
+            uidl: m.uidl.clone(),
+            head: head.to_vec(),
+        }));
+        assert!(committer.take(Job::LargeData(tail.to_vec())));
+    }
+
     #[test]
     fn a_finished_download_is_committed_and_the_mark_cleared() {
         let dir = tempfile::tempdir().unwrap();
@@ -1485,12 +1495,7 @@ mod tests {
         let whole: Vec<Received> = (0..BATCH_MESSAGES + 3).map(received).collect();
         assert!(committer.take(Job::Messages(whole)));
         let large = received(9999);
-        let (head, tail) = large.raw.split_at(20);
-        assert!(committer.take(Job::LargeStart {
-            uidl: large.uidl.clone(),
-            head: head.to_vec(),
-        }));
-        assert!(committer.take(Job::LargeData(tail.to_vec())));
+        start_in_pieces(&mut committer, &large);
         assert!(committer.take(Job::LargeEnd));
         assert_eq!(committer.finish().unwrap(), BATCH_MESSAGES as u64 + 4);
         assert_eq!(cache.uidls(folder).unwrap().len(), BATCH_MESSAGES + 4);
@@ -1535,12 +1540,7 @@ mod tests {
         let mut committer = Committer::new(&mut cache, account, folder, mbox);
         assert!(committer.take(Job::Messages((0..3).map(received).collect())));
         let large = received(9999);
-        let (head, tail) = large.raw.split_at(20);
-        assert!(committer.take(Job::LargeStart {
-            uidl: large.uidl.clone(),
-            head: head.to_vec(),
-        }));
-        assert!(committer.take(Job::LargeData(tail.to_vec())));
+        start_in_pieces(&mut committer, &large);
         // The link drops before the large message ends.
         assert_eq!(committer.abandon().unwrap(), 3);
         assert_eq!(cache.uidls(folder).unwrap().len(), 3);
