@@ -620,10 +620,20 @@ fn internal(what: &str) -> BackendError {
 
 /// How many jobs may wait for the committer thread.
 const SINK_DEPTH: usize = 32;
-/// How many whole messages (and bytes) the download keeps while the committer's queue is
-/// full, before it waits for the committer.
+/// Roughly how many whole messages (and bytes) may wait for the committer in all, in its
+/// queue and in the download loop's hands, before the loop waits for it.
 const HOLD_MESSAGES: usize = 4096;
 const HOLD_BYTES: usize = 16 * 1024 * 1024;
+/// A job's worth of whole messages (and bytes): what the download loop keeps while the
+/// committer's queue is full.
+///
+/// NOTE: the queue is bounded in jobs, not bytes; were a held batch of up to [`HOLD_BYTES`]
+/// sent as one job, a slow disk would let [`SINK_DEPTH`] of them pile up (512 MiB). With
+/// jobs of about this share each (a job is sent once it reaches it, so it also holds what
+/// one read brought, or one message up to [`STREAM_THRESHOLD`]) the queue stays near
+/// [`HOLD_BYTES`] unless single messages are larger than a share.
+const JOB_MESSAGES: usize = HOLD_MESSAGES / SINK_DEPTH;
+const JOB_BYTES: usize = HOLD_BYTES / SINK_DEPTH;
 
 impl<'c> Sink<'c> {
     fn start(cache: &'c mut Cache, account: i64, folder: i64, mbox: Mbox) -> Self {
@@ -660,7 +670,7 @@ impl<'c> Sink<'c> {
     }
 
     /// Hand over whole messages; while the committer is busy (its queue full) they stay in
-    /// `pending` instead, up to [`HOLD_MESSAGES`] / [`HOLD_BYTES`], and go with a later offer.
+    /// `pending` instead, up to [`JOB_MESSAGES`] / [`JOB_BYTES`], and go with a later offer.
     /// `false` once the committer has stopped.
     fn offer(&mut self, pending: &mut Vec<Received>) -> bool {
         if pending.is_empty() {
@@ -668,7 +678,7 @@ impl<'c> Sink<'c> {
         }
         let bytes: usize = pending.iter().map(|m| m.raw.len()).sum();
         match self {
-            Sink::Thread { jobs, .. } if pending.len() < HOLD_MESSAGES && bytes < HOLD_BYTES => {
+            Sink::Thread { jobs, .. } if pending.len() < JOB_MESSAGES && bytes < JOB_BYTES => {
                 match jobs.try_send(Job::Messages(std::mem::take(pending))) {
                     Ok(()) => true,
                     Err(std::sync::mpsc::TrySendError::Full(Job::Messages(back))) => {
@@ -1484,6 +1494,34 @@ mod tests {
             head: head.to_vec(),
         }));
         assert!(committer.take(Job::LargeData(tail.to_vec())));
+    }
+
+    #[test]
+    fn a_busy_committer_is_handed_jobs_of_bounded_size() {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(1);
+        let worker = std::thread::spawn(|| Ok(0));
+        let mut sink = Sink::Thread { jobs, worker };
+        // The committer's queue is full: whole messages stay in the loop's hands ...
+        assert!(sink.send(Job::Abandon));
+        let mut pending: Vec<Received> = (0..JOB_MESSAGES - 1).map(received).collect();
+        assert!(sink.offer(&mut pending));
+        assert_eq!(pending.len(), JOB_MESSAGES - 1);
+        // ... until they make a job's worth, which then waits for room in the queue rather
+        // than growing further (the queue would otherwise fill with jobs of any size).
+        let taken = std::thread::spawn(move || {
+            queue
+                .iter()
+                .map(|job| match job {
+                    Job::Messages(list) => list.len(),
+                    _ => 0,
+                })
+                .collect::<Vec<_>>()
+        });
+        pending.push(received(JOB_MESSAGES));
+        assert!(sink.offer(&mut pending));
+        assert!(pending.is_empty());
+        assert_eq!(sink.finish(true).unwrap(), 0);
+        assert_eq!(taken.join().unwrap(), vec![0, JOB_MESSAGES]);
     }
 
     #[test]
