@@ -69,6 +69,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed().as_secs_f64(),
         f64::from(MESSAGES) / started.elapsed().as_secs_f64()
     );
+    // NOTE: since schema 4 the search words wait in `search_pending` after an insert; index
+    // them here, timed on their own, so that the insert rate above is not read as including
+    // them and the first timed search below does not pay for them.
+    let indexing = Instant::now();
+    let indexed = cache.index_pending()?;
+    println!(
+        "indexed {indexed} messages for search in {:.2} s",
+        indexing.elapsed().as_secs_f64()
+    );
 
     report(
         "window: 50 rows at offset 50,000, newest first",
