@@ -539,9 +539,7 @@ type FieldFn<'a> = dyn FnMut(&mut Vec<Line<'static>>, &str, &str, usize) + 'a;
 
 /// The OAuth2 preset of the provider `c`'s server belongs to, if it offers OAuth2.
 fn oauth2_preset(c: &Candidate) -> Option<OAuth2Provider> {
-    crate::wizard::providers::ProviderDb::bundled()
-        .ok()
-        .and_then(|db| db.oauth2_for_host(&c.host))
+    crate::wizard::providers::bundled_oauth2_for_host(&c.host)
 }
 
 fn is_ctrl_c(key: &KeyEvent) -> bool {
