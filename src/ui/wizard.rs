@@ -2460,6 +2460,21 @@ mod tests {
         }
     }
 
+    /// IMAP on `h:993` with TLS, typed in by hand.
+    fn imap_candidate() -> Candidate {
+        Candidate {
+            source: Source::Manual,
+            provider: None,
+            protocol: Protocol::Imap,
+            host: "h".into(),
+            port: 993,
+            security: Security::Tls,
+            username: "u".into(),
+            oauth2: false,
+            notes: vec![],
+        }
+    }
+
     #[test]
     fn account_names_come_from_the_domain_and_stay_unique() {
         assert_eq!(derive_name("me@posteo.de", &[]), "posteo");
@@ -2508,17 +2523,7 @@ mod tests {
         key(&mut w, KeyCode::Enter);
         typed(&mut w, "secret");
         key(&mut w, KeyCode::Enter);
-        w.chosen = Some(Candidate {
-            source: Source::Manual,
-            provider: None,
-            protocol: Protocol::Imap,
-            host: "h".into(),
-            port: 993,
-            security: Security::Tls,
-            username: "u".into(),
-            oauth2: false,
-            notes: vec![],
-        });
+        w.chosen = Some(imap_candidate());
         assert!(matches!(
             w.start_test(vec![]).as_slice(),
             [Effect::Test { .. }]
@@ -2544,17 +2549,7 @@ mod tests {
 
     #[test]
     fn manual_toggles_move_a_default_port_along() {
-        let mut m = ManualForm::from_candidate(&Candidate {
-            source: Source::Manual,
-            provider: None,
-            protocol: Protocol::Imap,
-            host: "h".into(),
-            port: 993,
-            security: Security::Tls,
-            username: "u".into(),
-            oauth2: false,
-            notes: vec![],
-        });
+        let mut m = ManualForm::from_candidate(&imap_candidate());
         m.toggle(3, true);
         assert_eq!(
             (m.security, m.port.text.as_str()),
