@@ -621,7 +621,7 @@ impl Wizard {
         }
     }
 
-    /// Where the terminal cursor belongs (in the focused text field), set by [`Wizard::draw`].
+    /// How many fields the current screen has for Tab and the arrows to walk (0: none).
     fn fields(&self) -> usize {
         match self.screen {
             Screen::Identity => 3,
