@@ -383,7 +383,7 @@ fn a_server_that_does_not_answer_moves_on_to_the_next_candidate() {
     );
     discovered(&mut w, f);
     let run = test_run(&key(&mut w, KeyCode::Enter));
-    w.handle_event(WizardEvent::Tested {
+    let next = test_run(&w.handle_event(WizardEvent::Tested {
         run,
         result: Err(CheckFailure {
             step: CheckStep::Connect,
@@ -391,7 +391,7 @@ fn a_server_that_does_not_answer_moves_on_to_the_next_candidate() {
             reason: "cannot connect to posteo.de:993: connection refused".into(),
             hint: "nothing answered there".into(),
         }),
-    });
+    }));
     let t = render(&w);
     let text = screen(&t);
     assert!(text.contains("✗ no answer: imap posteo.de:993"), "{text}");
@@ -400,6 +400,22 @@ fn a_server_that_does_not_answer_moves_on_to_the_next_candidate() {
         "{text}"
     );
     insta::assert_snapshot!(t.backend());
+
+    // That one fails too: `e` edits the settings that were tested, not the first ones.
+    failed(
+        &mut w,
+        next,
+        CheckStep::Login,
+        FailureKind::WrongPassword,
+        "imap.posteo.de refused the login",
+        "check it",
+    );
+    key(&mut w, KeyCode::Char('e'));
+    let text = screen(&render(&w));
+    assert!(text.contains("3/5 Edit server settings"), "{text}");
+    assert!(text.contains("[imap.posteo.de "), "{text}");
+    assert!(text.contains("[143 "), "{text}");
+    assert!(text.contains("‹ starttls ›"), "{text}");
 }
 
 #[test]

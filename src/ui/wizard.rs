@@ -861,6 +861,11 @@ impl Wizard {
             .get(self.selected)
             .or(self.chosen.as_ref())
             .cloned();
+        self.open_manual_from(from);
+    }
+
+    /// The hand-edit form, filled from `from` (or sensible defaults).
+    fn open_manual_from(&mut self, from: Option<Candidate>) {
         self.manual = match from {
             Some(c) => ManualForm {
                 sign_in: self.oauth2.as_ref().map(|f| f.provider),
@@ -1251,7 +1256,7 @@ impl Wizard {
             Some(Err(f)) => Some(f.kind.clone()),
             _ => None,
         };
-        let (host, port) = (t.candidate.host.clone(), t.candidate.port);
+        let tested = t.candidate.clone();
         let account = t.account.clone();
         match (key.code, failure) {
             (KeyCode::Enter, None) if worked => {
@@ -1269,12 +1274,14 @@ impl Wizard {
                 }]
             }
             (KeyCode::Char('t'), Some(FailureKind::Certificate { cert: Some(cert) })) => {
-                self.pinned = Some((host, port, cert.config_value()));
+                self.pinned = Some((tested.host, tested.port, cert.config_value()));
                 self.start_test(passed_over)
             }
             (KeyCode::Enter | KeyCode::Char('r'), Some(_)) => self.start_test(passed_over),
             (KeyCode::Char('e'), _) if finished => {
-                self.open_manual();
+                // NOTE: the settings tested, which after a server that did not answer are not
+                // the ones selected on the settings screen.
+                self.open_manual_from(Some(tested));
                 Vec::new()
             }
             (KeyCode::Char('p'), Some(FailureKind::WrongPassword)) if self.oauth2.is_none() => {
