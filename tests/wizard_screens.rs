@@ -856,3 +856,30 @@ fn manual_settings_with_a_custom_oauth2_server() {
     assert!(key(&mut w, KeyCode::Tab).is_empty());
     assert!(screen(&render(&w)).contains("no device URL was given"));
 }
+
+#[test]
+fn a_refused_oauth2_login_offers_no_password_to_change() {
+    let mut w = wizard();
+    to_settings_without_password(&mut w, "jane@gmail.com", gmail());
+    key(&mut w, KeyCode::Enter);
+    key(&mut w, KeyCode::Enter);
+    typed(&mut w, "1234-abc.apps.googleusercontent.com");
+    let (run, _, _) = sign_in_of(&key(&mut w, KeyCode::Enter));
+    let test = test_run(&w.handle_event(WizardEvent::SignedIn {
+        run,
+        result: Ok(()),
+    }));
+    failed(
+        &mut w,
+        test,
+        CheckStep::Login,
+        FailureKind::WrongPassword,
+        "imap.gmail.com refused the login for jane@gmail.com",
+        "sign in again",
+    );
+    let text = screen(&render(&w));
+    assert!(text.contains("Enter test again"), "{text}");
+    assert!(!text.contains("p change the password"), "{text}");
+    assert!(key(&mut w, KeyCode::Char('p')).is_empty());
+    assert!(screen(&render(&w)).contains("5/5 Test the login"));
+}

@@ -1474,7 +1474,8 @@ impl Wizard {
                     if matches!(f.kind, FailureKind::Certificate { cert: Some(_) }) {
                         s.push_str("t trust this certificate · ");
                     }
-                    if f.kind == FailureKind::WrongPassword {
+                    // NOTE: an OAuth2 account has no password to change (test_key agrees).
+                    if f.kind == FailureKind::WrongPassword && self.oauth2.is_none() {
                         s.push_str("p change the password · ");
                     }
                     s.push_str("Enter test again · e edit settings · Esc back");
