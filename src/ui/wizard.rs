@@ -496,8 +496,6 @@ pub struct Wizard {
     pinned: Option<(String, u16, String)>,
     /// The settings last edited by hand, listed first on the settings screen.
     edited: Option<Candidate>,
-    /// No keyring: the password comes from `password_command` from now on.
-    use_command: bool,
     keyring_command: Input,
     testing: Option<Testing>,
     next_run: u64,
@@ -608,7 +606,6 @@ impl Wizard {
             next_candidates: Vec::new(),
             edited: None,
             pinned: None,
-            use_command: false,
             keyring_command: Input::default(),
             testing: None,
             next_run: 1,
@@ -632,6 +629,12 @@ impl Wizard {
             Screen::OAuth2Client => self.oauth2.as_ref().map_or(0, OAuth2Form::fields),
             Screen::Settings | Screen::Test | Screen::AuthChoice | Screen::SignIn => 0,
         }
+    }
+
+    /// Whether the password comes from `password_command` (typed on screen 2, or given when
+    /// no keyring is reachable) rather than the keyring.
+    fn uses_command(&self) -> bool {
+        !self.password_command.trimmed().is_empty()
     }
 
     fn go(&mut self, screen: Screen) {
@@ -788,7 +791,6 @@ impl Wizard {
     fn password_key(&mut self, key: &KeyEvent) -> Vec<Effect> {
         if key.code == KeyCode::Enter {
             // NOTE: both may stay empty for an OAuth2 sign-in; a password login asks again.
-            self.use_command = !self.password_command.trimmed().is_empty();
             self.go(Screen::Settings);
             return Vec::new();
         }
@@ -1204,7 +1206,7 @@ impl Wizard {
         }
         if let Some(form) = &self.oauth2 {
             form.apply(&mut a, self.options.oauth2_ca_file.as_ref());
-        } else if self.use_command {
+        } else if self.uses_command() {
             a.password_command = Some(self.password_command.trimmed().to_string());
         }
         a
@@ -1260,7 +1262,7 @@ impl Wizard {
         let account = t.account.clone();
         match (key.code, failure) {
             (KeyCode::Enter, None) if worked => {
-                let password = (!self.use_command && self.oauth2.is_none())
+                let password = (!self.uses_command() && self.oauth2.is_none())
                     .then(|| Secret::new(self.password.text.clone()));
                 if let Some(t) = self.testing.as_mut() {
                     t.saving = true;
@@ -1300,7 +1302,6 @@ impl Wizard {
                 return Vec::new();
             }
             self.password_command = Input::from(&cmd);
-            self.use_command = true;
             let passed_over = self
                 .testing
                 .as_ref()
@@ -2178,7 +2179,7 @@ impl Wizard {
                     text::untrusted(self.account_name.trimmed(), bold),
                     Span::raw(if self.oauth2.is_some() {
                         " (signed in with OAuth2: the refresh token is in the OS keyring)."
-                    } else if self.use_command {
+                    } else if self.uses_command() {
                         " (the password comes from your password command)."
                     } else {
                         " (the password goes to the OS keyring)."
