@@ -134,20 +134,24 @@ pub enum Response {
 
 async fn fetch_once(discovery: &Discovery, url: &Url) -> Result<Response, String> {
     let tcp = discovery.connect(&url.host, url.port).await?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mailbag/{}\r\nAccept: application/xml, text/xml, */*\r\nConnection: close\r\n\r\n",
-        url.target,
-        url.host,
-        env!("CARGO_PKG_VERSION")
-    );
     exchange(
         tcp,
         url,
         &discovery.trust,
-        request.as_bytes(),
+        get_request(url).as_bytes(),
         parse_response,
     )
     .await
+}
+
+/// The GET request for `url`.
+fn get_request(url: &Url) -> String {
+    format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mailbag/{}\r\nAccept: application/xml, text/xml, */*\r\nConnection: close\r\n\r\n",
+        url.target,
+        host_header(url),
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// A reply from [`post_form`]: the status code and the body, whatever the status.
@@ -448,6 +452,10 @@ mod tests {
         assert_eq!(u.port, 443);
         assert_eq!(u.target, "/mail/config-v1.1.xml?e=a%40b");
         assert_eq!(Url::parse("https://h:8443").expect("ok").port, 8443);
+        // RFC 9110 §7.2: the Host header names a port other than the scheme's default.
+        let get = |u: &str| get_request(&Url::parse(u).expect("ok"));
+        assert!(get("https://h:8443/x").contains("\r\nHost: h:8443\r\n"));
+        assert!(get("https://h/x").contains("\r\nHost: h\r\n"));
         assert!(Url::parse("http://example.org/").is_err());
         assert!(Url::parse("https://user@example.org/").is_err());
         assert!(Url::parse("https://exa mple.org/").is_err());
