@@ -314,9 +314,10 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String>
         };
     }
     if code != 200 {
-        let reason = std::str::from_utf8(buf)
+        // NOTE: only the status line: the body that came along need not be UTF-8.
+        let status_line = buf.split(|b| *b == b'\r').next().unwrap_or_default();
+        let reason = std::str::from_utf8(status_line)
             .ok()
-            .and_then(|t| t.split("\r\n").next())
             .and_then(|l| l.splitn(3, ' ').nth(2))
             .unwrap_or("");
         return Err(format!("HTTP {code} {}", sanitize::line(reason)));
@@ -529,6 +530,8 @@ mod tests {
         );
         let e = parse_response(b"HTTP/1.1 404 Not Found\r\n\r\n", false).expect_err("404");
         assert_eq!(e, "HTTP 404 Not Found");
+        let r = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n\xff\xfe";
+        assert_eq!(parse_response(r, false), Err("HTTP 404 Not Found".into()));
         assert!(parse_response(b"SSH-2.0-x\r\n\r\n", false).is_err());
         assert!(parse_response(b"", true).is_err());
         let big = format!(
