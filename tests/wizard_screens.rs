@@ -99,6 +99,14 @@ fn discovered(w: &mut Wizard, found: Discovered) {
     });
 }
 
+/// A wizard on the settings screen with [`found`]'s candidates for `jane@posteo.de`.
+fn at_settings() -> Wizard {
+    let mut w = wizard();
+    to_settings(&mut w);
+    discovered(&mut w, found());
+    w
+}
+
 /// The run id of the test `effects` start.
 fn test_run(effects: &[Effect]) -> u64 {
     match effects {
@@ -114,6 +122,17 @@ fn steps(w: &mut Wizard, run: u64, done: &[(CheckStep, &str)]) {
             event: CheckEvent::Done(*step, detail.to_string()),
         });
     }
+}
+
+/// Login test `run` passed, listing `folders`.
+fn passed(w: &mut Wizard, run: u64, folders: Vec<String>) {
+    w.handle_event(WizardEvent::Tested {
+        run,
+        result: Ok(CheckOk {
+            folders,
+            stat: None,
+        }),
+    });
 }
 
 fn failed(w: &mut Wizard, run: u64, step: CheckStep, kind: FailureKind, reason: &str, hint: &str) {
@@ -183,9 +202,7 @@ fn password_is_masked_while_discovery_runs() {
 
 #[test]
 fn settings_show_each_candidate_with_its_source_and_recommend_imap() {
-    let mut w = wizard();
-    to_settings(&mut w);
-    discovered(&mut w, found());
+    let w = at_settings();
     let t = render(&w);
     let text = screen(&t);
     assert!(
@@ -233,9 +250,7 @@ fn nothing_found_says_why_and_offers_manual_setup() {
 
 #[test]
 fn manual_edit_changes_every_field() {
-    let mut w = wizard();
-    to_settings(&mut w);
-    discovered(&mut w, found());
+    let mut w = at_settings();
     key(&mut w, KeyCode::Char('e'));
     // Protocol to POP3, security to STARTTLS: the default port follows.
     key(&mut w, KeyCode::Char(' '));
@@ -287,9 +302,7 @@ fn manual_edit_changes_every_field() {
 
 #[test]
 fn test_steps_live_then_wrong_password_hint() {
-    let mut w = wizard();
-    to_settings(&mut w);
-    discovered(&mut w, found());
+    let mut w = at_settings();
     let run = test_run(&key(&mut w, KeyCode::Enter));
     steps(&mut w, run, &CONNECTED[..2]);
     let t = render(&w);
@@ -319,9 +332,7 @@ fn test_steps_live_then_wrong_password_hint() {
 
 #[test]
 fn untrusted_certificate_is_shown_and_t_trusts_exactly_it() {
-    let mut w = wizard();
-    to_settings(&mut w);
-    discovered(&mut w, found());
+    let mut w = at_settings();
     let run = test_run(&key(&mut w, KeyCode::Enter));
     steps(&mut w, run, &CONNECTED[..2]);
     w.handle_event(WizardEvent::Tested {
@@ -372,7 +383,7 @@ fn a_server_that_does_not_answer_moves_on_to_the_next_candidate() {
     );
     discovered(&mut w, f);
     let run = test_run(&key(&mut w, KeyCode::Enter));
-    w.handle_event(WizardEvent::Tested {
+    let next = test_run(&w.handle_event(WizardEvent::Tested {
         run,
         result: Err(CheckFailure {
             step: CheckStep::Connect,
@@ -380,7 +391,7 @@ fn a_server_that_does_not_answer_moves_on_to_the_next_candidate() {
             reason: "cannot connect to posteo.de:993: connection refused".into(),
             hint: "nothing answered there".into(),
         }),
-    });
+    }));
     let t = render(&w);
     let text = screen(&t);
     assert!(text.contains("✗ no answer: imap posteo.de:993"), "{text}");
@@ -389,13 +400,27 @@ fn a_server_that_does_not_answer_moves_on_to_the_next_candidate() {
         "{text}"
     );
     insta::assert_snapshot!(t.backend());
+
+    // That one fails too: `e` edits the settings that were tested, not the first ones.
+    failed(
+        &mut w,
+        next,
+        CheckStep::Login,
+        FailureKind::WrongPassword,
+        "imap.posteo.de refused the login",
+        "check it",
+    );
+    key(&mut w, KeyCode::Char('e'));
+    let text = screen(&render(&w));
+    assert!(text.contains("3/5 Edit server settings"), "{text}");
+    assert!(text.contains("[imap.posteo.de "), "{text}");
+    assert!(text.contains("[143 "), "{text}");
+    assert!(text.contains("‹ starttls ›"), "{text}");
 }
 
 #[test]
 fn success_saves_to_the_keyring_or_asks_for_a_password_command() {
-    let mut w = wizard();
-    to_settings(&mut w);
-    discovered(&mut w, found());
+    let mut w = at_settings();
     let run = test_run(&key(&mut w, KeyCode::Enter));
     steps(&mut w, run, CONNECTED);
     steps(
@@ -406,13 +431,7 @@ fn success_saves_to_the_keyring_or_asks_for_a_password_command() {
             (CheckStep::ListFolders, "6 folders"),
         ],
     );
-    w.handle_event(WizardEvent::Tested {
-        run,
-        result: Ok(CheckOk {
-            folders: vec!["INBOX".into(); 6],
-            stat: None,
-        }),
-    });
+    passed(&mut w, run, vec!["INBOX".into(); 6]);
     let t = render(&w);
     assert!(screen(&t).contains("The login works (6 folders)"));
     insta::assert_snapshot!("test_passed", t.backend());
@@ -452,13 +471,7 @@ fn success_saves_to_the_keyring_or_asks_for_a_password_command() {
     assert_eq!(cmd, "pass show mail/posteo");
     assert_eq!(account.password_command.as_deref(), Some(cmd.as_str()));
     let run = *run;
-    w.handle_event(WizardEvent::Tested {
-        run,
-        result: Ok(CheckOk {
-            folders: Vec::new(),
-            stat: None,
-        }),
-    });
+    passed(&mut w, run, Vec::new());
     let effects = key(&mut w, KeyCode::Enter);
     let [
         Effect::Save {
@@ -485,18 +498,10 @@ fn success_saves_to_the_keyring_or_asks_for_a_password_command() {
 
 #[test]
 fn stale_test_results_are_ignored_after_back() {
-    let mut w = wizard();
-    to_settings(&mut w);
-    discovered(&mut w, found());
+    let mut w = at_settings();
     let run = test_run(&key(&mut w, KeyCode::Enter));
     key(&mut w, KeyCode::Esc);
-    w.handle_event(WizardEvent::Tested {
-        run,
-        result: Ok(CheckOk {
-            folders: Vec::new(),
-            stat: None,
-        }),
-    });
+    passed(&mut w, run, Vec::new());
     let text = screen(&render(&w));
     assert!(text.contains("3/5 Server settings"), "{text}");
     assert!(key(&mut w, KeyCode::Char('x')).is_empty());
@@ -512,9 +517,7 @@ fn a_small_terminal_says_so() {
 
 #[test]
 fn a_narrow_terminal_wraps_text_and_key_hints() {
-    let mut w = wizard();
-    to_settings(&mut w);
-    discovered(&mut w, found());
+    let mut w = at_settings();
     key(&mut w, KeyCode::Char('e'));
     let mut t = Terminal::new(TestBackend::new(60, 24)).unwrap();
     t.draw(|f| w.draw(f)).unwrap();
@@ -745,13 +748,7 @@ fn oauth2_provider_offers_the_browser_sign_in_or_an_app_password() {
     assert!(matches!(password, TestPassword::OAuth2));
     let test = *test;
     steps(&mut w, test, CONNECTED);
-    w.handle_event(WizardEvent::Tested {
-        run: test,
-        result: Ok(CheckOk {
-            folders: vec!["INBOX".into()],
-            stat: None,
-        }),
-    });
+    passed(&mut w, test, vec!["INBOX".into()]);
     let text = screen(&render(&w));
     assert!(text.contains("signed in with OAuth2"), "{text}");
     let effects = key(&mut w, KeyCode::Enter);
@@ -805,9 +802,7 @@ fn oauth2_only_provider_goes_straight_to_the_client_form() {
 
 #[test]
 fn manual_settings_with_a_custom_oauth2_server() {
-    let mut w = wizard();
-    to_settings(&mut w);
-    discovered(&mut w, found());
+    let mut w = at_settings();
     key(&mut w, KeyCode::Char('e'));
     for _ in 0..5 {
         key(&mut w, KeyCode::Tab);
@@ -860,4 +855,31 @@ fn manual_settings_with_a_custom_oauth2_server() {
     // No device URL: Tab cannot switch to the device flow.
     assert!(key(&mut w, KeyCode::Tab).is_empty());
     assert!(screen(&render(&w)).contains("no device URL was given"));
+}
+
+#[test]
+fn a_refused_oauth2_login_offers_no_password_to_change() {
+    let mut w = wizard();
+    to_settings_without_password(&mut w, "jane@gmail.com", gmail());
+    key(&mut w, KeyCode::Enter);
+    key(&mut w, KeyCode::Enter);
+    typed(&mut w, "1234-abc.apps.googleusercontent.com");
+    let (run, _, _) = sign_in_of(&key(&mut w, KeyCode::Enter));
+    let test = test_run(&w.handle_event(WizardEvent::SignedIn {
+        run,
+        result: Ok(()),
+    }));
+    failed(
+        &mut w,
+        test,
+        CheckStep::Login,
+        FailureKind::WrongPassword,
+        "imap.gmail.com refused the login for jane@gmail.com",
+        "sign in again",
+    );
+    let text = screen(&render(&w));
+    assert!(text.contains("Enter test again"), "{text}");
+    assert!(!text.contains("p change the password"), "{text}");
+    assert!(key(&mut w, KeyCode::Char('p')).is_empty());
+    assert!(screen(&render(&w)).contains("5/5 Test the login"));
 }

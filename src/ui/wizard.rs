@@ -496,8 +496,6 @@ pub struct Wizard {
     pinned: Option<(String, u16, String)>,
     /// The settings last edited by hand, listed first on the settings screen.
     edited: Option<Candidate>,
-    /// No keyring: the password comes from `password_command` from now on.
-    use_command: bool,
     keyring_command: Input,
     testing: Option<Testing>,
     next_run: u64,
@@ -539,9 +537,7 @@ type FieldFn<'a> = dyn FnMut(&mut Vec<Line<'static>>, &str, &str, usize) + 'a;
 
 /// The OAuth2 preset of the provider `c`'s server belongs to, if it offers OAuth2.
 fn oauth2_preset(c: &Candidate) -> Option<OAuth2Provider> {
-    crate::wizard::providers::ProviderDb::bundled()
-        .ok()
-        .and_then(|db| db.oauth2_for_host(&c.host))
+    crate::wizard::providers::bundled_oauth2_for_host(&c.host)
 }
 
 fn is_ctrl_c(key: &KeyEvent) -> bool {
@@ -610,7 +606,6 @@ impl Wizard {
             next_candidates: Vec::new(),
             edited: None,
             pinned: None,
-            use_command: false,
             keyring_command: Input::default(),
             testing: None,
             next_run: 1,
@@ -623,7 +618,7 @@ impl Wizard {
         }
     }
 
-    /// Where the terminal cursor belongs (in the focused text field), set by [`Wizard::draw`].
+    /// How many fields the current screen has for Tab and the arrows to walk (0: none).
     fn fields(&self) -> usize {
         match self.screen {
             Screen::Identity => 3,
@@ -634,6 +629,12 @@ impl Wizard {
             Screen::OAuth2Client => self.oauth2.as_ref().map_or(0, OAuth2Form::fields),
             Screen::Settings | Screen::Test | Screen::AuthChoice | Screen::SignIn => 0,
         }
+    }
+
+    /// Whether the password comes from `password_command` (typed on screen 2, or given when
+    /// no keyring is reachable) rather than the keyring.
+    fn uses_command(&self) -> bool {
+        !self.password_command.trimmed().is_empty()
     }
 
     fn go(&mut self, screen: Screen) {
@@ -790,7 +791,6 @@ impl Wizard {
     fn password_key(&mut self, key: &KeyEvent) -> Vec<Effect> {
         if key.code == KeyCode::Enter {
             // NOTE: both may stay empty for an OAuth2 sign-in; a password login asks again.
-            self.use_command = !self.password_command.trimmed().is_empty();
             self.go(Screen::Settings);
             return Vec::new();
         }
@@ -863,6 +863,11 @@ impl Wizard {
             .get(self.selected)
             .or(self.chosen.as_ref())
             .cloned();
+        self.open_manual_from(from);
+    }
+
+    /// The hand-edit form, filled from `from` (or sensible defaults).
+    fn open_manual_from(&mut self, from: Option<Candidate>) {
         self.manual = match from {
             Some(c) => ManualForm {
                 sign_in: self.oauth2.as_ref().map(|f| f.provider),
@@ -1201,7 +1206,7 @@ impl Wizard {
         }
         if let Some(form) = &self.oauth2 {
             form.apply(&mut a, self.options.oauth2_ca_file.as_ref());
-        } else if self.use_command {
+        } else if self.uses_command() {
             a.password_command = Some(self.password_command.trimmed().to_string());
         }
         a
@@ -1253,11 +1258,11 @@ impl Wizard {
             Some(Err(f)) => Some(f.kind.clone()),
             _ => None,
         };
-        let (host, port) = (t.candidate.host.clone(), t.candidate.port);
+        let tested = t.candidate.clone();
         let account = t.account.clone();
         match (key.code, failure) {
             (KeyCode::Enter, None) if worked => {
-                let password = (!self.use_command && self.oauth2.is_none())
+                let password = (!self.uses_command() && self.oauth2.is_none())
                     .then(|| Secret::new(self.password.text.clone()));
                 if let Some(t) = self.testing.as_mut() {
                     t.saving = true;
@@ -1271,12 +1276,14 @@ impl Wizard {
                 }]
             }
             (KeyCode::Char('t'), Some(FailureKind::Certificate { cert: Some(cert) })) => {
-                self.pinned = Some((host, port, cert.config_value()));
+                self.pinned = Some((tested.host, tested.port, cert.config_value()));
                 self.start_test(passed_over)
             }
             (KeyCode::Enter | KeyCode::Char('r'), Some(_)) => self.start_test(passed_over),
             (KeyCode::Char('e'), _) if finished => {
-                self.open_manual();
+                // NOTE: the settings tested, which after a server that did not answer are not
+                // the ones selected on the settings screen.
+                self.open_manual_from(Some(tested));
                 Vec::new()
             }
             (KeyCode::Char('p'), Some(FailureKind::WrongPassword)) if self.oauth2.is_none() => {
@@ -1295,7 +1302,6 @@ impl Wizard {
                 return Vec::new();
             }
             self.password_command = Input::from(&cmd);
-            self.use_command = true;
             let passed_over = self
                 .testing
                 .as_ref()
@@ -1469,7 +1475,8 @@ impl Wizard {
                     if matches!(f.kind, FailureKind::Certificate { cert: Some(_) }) {
                         s.push_str("t trust this certificate · ");
                     }
-                    if f.kind == FailureKind::WrongPassword {
+                    // NOTE: an OAuth2 account has no password to change (test_key agrees).
+                    if f.kind == FailureKind::WrongPassword && self.oauth2.is_none() {
                         s.push_str("p change the password · ");
                     }
                     s.push_str("Enter test again · e edit settings · Esc back");
@@ -2172,7 +2179,7 @@ impl Wizard {
                     text::untrusted(self.account_name.trimmed(), bold),
                     Span::raw(if self.oauth2.is_some() {
                         " (signed in with OAuth2: the refresh token is in the OS keyring)."
-                    } else if self.use_command {
+                    } else if self.uses_command() {
                         " (the password comes from your password command)."
                     } else {
                         " (the password goes to the OS keyring)."
@@ -2462,6 +2469,21 @@ mod tests {
         }
     }
 
+    /// IMAP on `h:993` with TLS, typed in by hand.
+    fn imap_candidate() -> Candidate {
+        Candidate {
+            source: Source::Manual,
+            provider: None,
+            protocol: Protocol::Imap,
+            host: "h".into(),
+            port: 993,
+            security: Security::Tls,
+            username: "u".into(),
+            oauth2: false,
+            notes: vec![],
+        }
+    }
+
     #[test]
     fn account_names_come_from_the_domain_and_stay_unique() {
         assert_eq!(derive_name("me@posteo.de", &[]), "posteo");
@@ -2510,17 +2532,7 @@ mod tests {
         key(&mut w, KeyCode::Enter);
         typed(&mut w, "secret");
         key(&mut w, KeyCode::Enter);
-        w.chosen = Some(Candidate {
-            source: Source::Manual,
-            provider: None,
-            protocol: Protocol::Imap,
-            host: "h".into(),
-            port: 993,
-            security: Security::Tls,
-            username: "u".into(),
-            oauth2: false,
-            notes: vec![],
-        });
+        w.chosen = Some(imap_candidate());
         assert!(matches!(
             w.start_test(vec![]).as_slice(),
             [Effect::Test { .. }]
@@ -2546,17 +2558,7 @@ mod tests {
 
     #[test]
     fn manual_toggles_move_a_default_port_along() {
-        let mut m = ManualForm::from_candidate(&Candidate {
-            source: Source::Manual,
-            provider: None,
-            protocol: Protocol::Imap,
-            host: "h".into(),
-            port: 993,
-            security: Security::Tls,
-            username: "u".into(),
-            oauth2: false,
-            notes: vec![],
-        });
+        let mut m = ManualForm::from_candidate(&imap_candidate());
         m.toggle(3, true);
         assert_eq!(
             (m.security, m.port.text.as_str()),

@@ -5,6 +5,7 @@
 //! <address>`, then `https://<domain>/.well-known/autoconfig/mail/config-v1.1.xml`. Plain HTTP
 //! is never used: a file fetched without TLS could send the password anywhere.
 
+use super::http::percent_encode;
 use super::xml::{self, Element};
 use super::{Candidate, EmailAddress, Source};
 use crate::config::{Protocol, Security};
@@ -22,19 +23,6 @@ pub fn urls(email: &EmailAddress) -> [String; 2] {
             email.domain
         ),
     ]
-}
-
-/// Percent-encodes everything but unreserved characters (RFC 3986 §2.3).
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Reads a `clientConfig` document into candidates for `email`, tagged with `url`.

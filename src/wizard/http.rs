@@ -134,20 +134,24 @@ pub enum Response {
 
 async fn fetch_once(discovery: &Discovery, url: &Url) -> Result<Response, String> {
     let tcp = discovery.connect(&url.host, url.port).await?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mailbag/{}\r\nAccept: application/xml, text/xml, */*\r\nConnection: close\r\n\r\n",
-        url.target,
-        url.host,
-        env!("CARGO_PKG_VERSION")
-    );
     exchange(
         tcp,
         url,
         &discovery.trust,
-        request.as_bytes(),
+        get_request(url).as_bytes(),
         parse_response,
     )
     .await
+}
+
+/// The GET request for `url`.
+fn get_request(url: &Url) -> String {
+    format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mailbag/{}\r\nAccept: application/xml, text/xml, */*\r\nConnection: close\r\n\r\n",
+        url.target,
+        host_header(url),
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// A reply from [`post_form`]: the status code and the body, whatever the status.
@@ -310,9 +314,10 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String>
         };
     }
     if code != 200 {
-        let reason = std::str::from_utf8(buf)
+        // NOTE: only the status line: the body that came along need not be UTF-8.
+        let status_line = buf.split(|b| *b == b'\r').next().unwrap_or_default();
+        let reason = std::str::from_utf8(status_line)
             .ok()
-            .and_then(|t| t.split("\r\n").next())
             .and_then(|l| l.splitn(3, ' ').nth(2))
             .unwrap_or("");
         return Err(format!("HTTP {code} {}", sanitize::line(reason)));
@@ -448,6 +453,10 @@ mod tests {
         assert_eq!(u.port, 443);
         assert_eq!(u.target, "/mail/config-v1.1.xml?e=a%40b");
         assert_eq!(Url::parse("https://h:8443").expect("ok").port, 8443);
+        // RFC 9110 §7.2: the Host header names a port other than the scheme's default.
+        let get = |u: &str| get_request(&Url::parse(u).expect("ok"));
+        assert!(get("https://h:8443/x").contains("\r\nHost: h:8443\r\n"));
+        assert!(get("https://h/x").contains("\r\nHost: h\r\n"));
         assert!(Url::parse("http://example.org/").is_err());
         assert!(Url::parse("https://user@example.org/").is_err());
         assert!(Url::parse("https://exa mple.org/").is_err());
@@ -521,6 +530,8 @@ mod tests {
         );
         let e = parse_response(b"HTTP/1.1 404 Not Found\r\n\r\n", false).expect_err("404");
         assert_eq!(e, "HTTP 404 Not Found");
+        let r = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n\xff\xfe";
+        assert_eq!(parse_response(r, false), Err("HTTP 404 Not Found".into()));
         assert!(parse_response(b"SSH-2.0-x\r\n\r\n", false).is_err());
         assert!(parse_response(b"", true).is_err());
         let big = format!(

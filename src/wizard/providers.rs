@@ -5,6 +5,8 @@
 //! written for mailbag from the providers' published settings; the tests below check every
 //! entry.
 
+use std::sync::LazyLock;
+
 use serde::Deserialize;
 
 use super::{Candidate, EmailAddress, Source};
@@ -90,18 +92,22 @@ impl ProviderDb {
             .max_by_key(|(_, suffix)| suffix.len())
             .map(|(p, _)| p)
     }
-}
 
-impl ProviderDb {
     /// The OAuth2 preset for an account on `host` (an incoming server of a listed provider),
     /// if that provider offers OAuth2.
     pub fn oauth2_for_host(&self, host: &str) -> Option<OAuth2Provider> {
-        let host = host.to_ascii_lowercase();
         self.providers
             .iter()
-            .filter(|p| p.servers.iter().any(|s| s.host.eq_ignore_ascii_case(&host)))
+            .filter(|p| p.servers.iter().any(|s| s.host.eq_ignore_ascii_case(host)))
             .find_map(|p| p.oauth2_provider)
     }
+}
+
+/// [`ProviderDb::oauth2_for_host`] in the bundled database, which is parsed once per process
+/// (NOTE: the wizard asks this for every candidate row it draws).
+pub fn bundled_oauth2_for_host(host: &str) -> Option<OAuth2Provider> {
+    static BUNDLED: LazyLock<Option<ProviderDb>> = LazyLock::new(|| ProviderDb::bundled().ok());
+    BUNDLED.as_ref()?.oauth2_for_host(host)
 }
 
 impl Provider {
@@ -163,6 +169,11 @@ mod tests {
             Some(OAuth2Provider::Microsoft)
         );
         assert_eq!(db.oauth2_for_host("imap.example.org"), None);
+        assert_eq!(
+            bundled_oauth2_for_host("imap.gmail.com"),
+            Some(OAuth2Provider::Google)
+        );
+        assert_eq!(bundled_oauth2_for_host("imap.example.org"), None);
     }
 
     #[test]

@@ -577,16 +577,13 @@ impl OAuth2Settings {
     fn apply(&self, account: &mut crate::config::Account, c: &Candidate) -> Result<()> {
         let provider = match self.provider {
             Some(p) => p,
-            None => super::providers::ProviderDb::bundled()
-                .ok()
-                .and_then(|db| db.oauth2_for_host(&c.host))
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "{} is not a known OAuth2 provider's server: give --oauth2-provider \
+            None => super::providers::bundled_oauth2_for_host(&c.host).ok_or_else(|| {
+                Error::Usage(format!(
+                    "{} is not a known OAuth2 provider's server: give --oauth2-provider \
                          (google, microsoft, or custom with its URLs)",
-                        sanitize::line(&c.host)
-                    ))
-                })?,
+                    sanitize::line(&c.host)
+                ))
+            })?,
         };
         crate::oauth2::configure(
             account,
