@@ -1200,7 +1200,7 @@ impl MailBackend for ImapBackend {
     async fn apply_pending(&mut self, cache: &mut Cache) -> Result<u64, BackendError> {
         let account = cache.ensure_account(&self.name, "imap")?;
         let mut applied = 0;
-        let mut queue = cache.pending(account)?;
+        let queue = cache.pending(account)?;
         // NOTE: a move or delete undone before it ever reached the server: neither goes out.
         // Only one never tried counts; a failed try may have reached the server after all.
         let decoded: Vec<Option<QueuedOp>> =
@@ -1218,25 +1218,22 @@ impl MailBackend for ImapBackend {
                 cancelled.insert(j);
             }
         }
-        for (i, pending) in queue.iter().enumerate() {
+        // NOTE: both halves of every cancelled pair leave the queue before anything is pushed,
+        // so that a failed push can never leave a restore without its move.
+        let mut rest = Vec::with_capacity(queue.len());
+        for (i, (pending, op)) in queue.into_iter().zip(decoded).enumerate() {
             if cancelled.contains(&i) {
                 cache.complete(pending.id)?;
+            } else {
+                rest.push((pending, op));
             }
         }
-        let mut index = 0;
-        queue.retain(|_| {
-            index += 1;
-            !cancelled.contains(&(index - 1))
-        });
-        for pending in queue {
-            let op = match QueuedOp::decode(&pending.op) {
-                Some(op) => op,
-                None => {
-                    self.warnings
-                        .push("a queued change could not be read and was dropped".into());
-                    cache.complete(pending.id)?;
-                    continue;
-                }
+        for (pending, op) in rest {
+            let Some(op) = op else {
+                self.warnings
+                    .push("a queued change could not be read and was dropped".into());
+                cache.complete(pending.id)?;
+                continue;
             };
             match self.push(cache, account, &op).await {
                 Ok(None) => applied += 1,
