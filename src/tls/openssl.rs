@@ -5,7 +5,7 @@
 //! machine, on every connection. This module builds one context per process and trust setting,
 //! and finds the system CAs through OpenSSL's hashed certificate directory, which loads only the
 //! certificates a handshake actually needs. The bundle file is loaded as well (once per
-//! process) unless a hashed directory covers it, and always when SSL_CERT_FILE names it. The checks are those of `openssl::ssl::SslConnector`:
+//! process) unless it lies in a hashed directory that covers it. The checks are those of `openssl::ssl::SslConnector`:
 //! peer verification, host name (or IP address) verification without partial wildcards, SNI,
 //! TLS 1.2 or newer, and the same cipher list.
 
@@ -46,17 +46,19 @@ fn system_roots() -> &'static SystemRoots {
     ROOTS.get_or_init(|| {
         // NOTE: openssl-probe honours SSL_CERT_FILE and SSL_CERT_DIR first, as OpenSSL does.
         let probe = openssl_probe::probe();
-        let named = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
-        let named = named.is_some() && named == probe.cert_file;
-        choose_roots(probe.cert_file, named, probe.cert_dir)
+        choose_roots(probe.cert_file, probe.cert_dir)
     })
 }
 
-/// Trust every hashed directory and the bundle file, as OpenSSL's default paths do; leave the
-/// bundle out only when it is the system's own (not `named` in SSL_CERT_FILE) and a directory
-/// has a hash link for each of its certificates (`update-ca-certificates` writes both from one
-/// list). A CA in the bundle alone, or in a directory alone, stays trusted either way.
-fn choose_roots(file: Option<PathBuf>, named: bool, dirs: Vec<PathBuf>) -> SystemRoots {
+/// Trust every hashed directory and the bundle file, as OpenSSL's default paths do. The bundle
+/// is left out only when it lies in a hashed directory that has a link for each of its
+/// certificates: the layout `update-ca-certificates` and `c_rehash` write from one list. Any
+/// other bundle (one SSL_CERT_FILE names elsewhere, say) is loaded, so a CA in only one of
+/// them stays trusted.
+fn choose_roots(file: Option<PathBuf>, mut dirs: Vec<PathBuf>) -> SystemRoots {
+    // NOTE: SSL_CERT_DIR is often the system's directory, which the probe lists again.
+    let mut seen = std::collections::HashSet::new();
+    dirs.retain(|d| seen.insert(d.clone()));
     let dirs: Vec<(PathBuf, usize)> = dirs
         .into_iter()
         .map(|d| {
@@ -67,12 +69,20 @@ fn choose_roots(file: Option<PathBuf>, named: bool, dirs: Vec<PathBuf>) -> Syste
         .collect();
     let covered = |file: &PathBuf| {
         let certs = count_pem_certs(file);
-        !named && dirs.iter().any(|(_, links)| *links >= certs)
+        dirs.iter()
+            .any(|(dir, links)| *links >= certs && lies_in(file, dir))
     };
     SystemRoots {
         file: file.filter(|f| !covered(f)),
         dirs: dirs.into_iter().map(|(d, _)| d).collect(),
     }
+}
+
+/// Whether `file` is in `dir`, as named or once symbolic links are resolved.
+fn lies_in(file: &Path, dir: &Path) -> bool {
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    file.parent() == Some(dir)
+        || canonical(file).is_some_and(|f| f.parent().map(Path::to_path_buf) == canonical(dir))
 }
 
 /// How many certificates a PEM bundle holds (0 when it cannot be read).
@@ -257,8 +267,6 @@ mod tests {
     fn the_bundle_is_skipped_only_when_a_hashed_directory_covers_it() {
         let pem = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
         let tmp = tempfile::tempdir().expect("tempdir");
-        let bundle = tmp.path().join("bundle.pem");
-        std::fs::write(&bundle, pem.repeat(2)).expect("write");
         let dir = |name: &str, links: usize| {
             let d = tmp.path().join(name);
             std::fs::create_dir(&d).expect("mkdir");
@@ -268,30 +276,36 @@ mod tests {
             d
         };
         let (full, partial, empty) = (dir("full", 2), dir("partial", 1), dir("empty", 0));
-        let file = Some(bundle.clone());
+        let bundle = |path: PathBuf| {
+            std::fs::write(&path, pem.repeat(2)).expect("write");
+            Some(path)
+        };
+        let system = bundle(full.join("ca-certificates.crt"));
         assert_eq!(
-            choose_roots(file.clone(), false, vec![full.clone(), empty]),
+            choose_roots(system.clone(), vec![full.clone(), empty, full.clone()]),
             SystemRoots {
                 dirs: vec![full.clone()],
                 file: None
             },
-            "the system's bundle, covered by a hashed directory"
+            "the system's bundle, covered by its hashed directory"
         );
+        let elsewhere = bundle(tmp.path().join("company.pem"));
         assert_eq!(
-            choose_roots(file.clone(), false, vec![partial.clone()]),
+            choose_roots(elsewhere.clone(), vec![full.clone()]),
+            SystemRoots {
+                dirs: vec![full.clone()],
+                file: elsewhere
+            },
+            "a bundle of its own (SSL_CERT_FILE) is loaded beside the directory"
+        );
+        let uncovered = bundle(partial.join("ca-certificates.crt"));
+        assert_eq!(
+            choose_roots(uncovered.clone(), vec![partial.clone()]),
             SystemRoots {
                 dirs: vec![partial],
-                file: file.clone()
+                file: uncovered
             },
             "a CA with no hash link is still trusted, and so is the directory"
-        );
-        assert_eq!(
-            choose_roots(file.clone(), true, vec![full.clone()]),
-            SystemRoots {
-                dirs: vec![full],
-                file: file.clone()
-            },
-            "a bundle named in SSL_CERT_FILE is always loaded"
         );
     }
 
