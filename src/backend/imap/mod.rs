@@ -683,18 +683,23 @@ impl ImapBackend {
             Ok(())
         };
         let state = original.as_ref().map(|f| f.sync).unwrap_or_default();
+        // NOTE: first look where the message was. It is still there after a deletion that
+        // never expunged (no Trash), and after a move the server refused or only half did
+        // (COPY without the EXPUNGE): then it stays, its `\Deleted` taken off, and so does its
+        // row. Searching the other folder instead would take a copy for it, and the row of a
+        // message still on the server would go.
+        let sel = match self.select_for_push(to, state).await? {
+            Ok(sel) => sel,
+            Err(warning) => return Ok(Some(warning)),
+        };
+        if sel.uidvalidity == Some(*uidvalidity)
+            && self.uid_search(&format!("UID {uid}")).await?.contains(uid)
+        {
+            let restore = vec![format!("UID STORE {uid} -FLAGS.SILENT (\\Deleted)")];
+            return self.run_queued(to, restore).await;
+        }
         if folder == to {
-            // A deletion without a Trash: undoable only if the expunge never took place.
-            let sel = match self.select_for_push(to, state).await? {
-                Ok(sel) => sel,
-                Err(warning) => return Ok(Some(warning)),
-            };
-            if sel.uidvalidity == Some(*uidvalidity)
-                && self.uid_search(&format!("UID {uid}")).await?.contains(uid)
-            {
-                let restore = vec![format!("UID STORE {uid} -FLAGS.SILENT (\\Deleted)")];
-                return self.run_queued(to, restore).await;
-            }
+            // A deletion without a Trash whose expunge took place.
             forget_old_row(cache)?;
             return Ok(Some(format!(
                 "could not undo the deletion in {}: the server had already removed the message \
