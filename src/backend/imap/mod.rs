@@ -850,16 +850,24 @@ impl Fetched {
     }
 }
 
-/// Whether a body part of `part` bytes, fetched after `done` bytes, is the last one; `None` if
-/// the server sent more than a part. A server that ignores the partial range sends the whole
-/// message each time: that is the body when it comes first, and an error after (asking again
-/// would only bring the same bytes, without end).
-fn last_part(done: usize, part: usize) -> Option<bool> {
-    match (part as u64).cmp(&BODY_PART) {
-        std::cmp::Ordering::Less => Some(true),
-        std::cmp::Ordering::Equal => Some(false),
-        std::cmp::Ordering::Greater => (done == 0).then_some(true),
+/// Whether a body part of `part` bytes, fetched after `done` bytes of a message the server
+/// said has `claimed` bytes, is the last one; `None` if the server sent more than a part. A
+/// server that ignores the partial range sends the whole message each time: that is the body
+/// when it comes first, and an error after (asking again would only bring the same bytes,
+/// without end). Nor may the parts together pass the claimed size by a whole part: a message
+/// of exactly one part from such a server would otherwise be asked for again and again.
+fn last_part(done: usize, part: usize, claimed: u64) -> Option<bool> {
+    let last = match (part as u64).cmp(&BODY_PART) {
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Equal => false,
+        std::cmp::Ordering::Greater => return (done == 0).then_some(true),
+    };
+    let received = (done as u64).saturating_add(part as u64);
+    // NOTE: 0 is a size the server never gave; then there is nothing to go by.
+    if !last && claimed > 0 && received >= claimed.saturating_add(BODY_PART) {
+        return None;
     }
+    Some(last)
 }
 
 /// The warning for a queued operation the server refused.
@@ -1183,7 +1191,7 @@ impl MailBackend for ImapBackend {
                     reason: format!("the server sent no body for message {}", uid.0),
                 });
             };
-            let Some(last) = last_part(raw.len(), part.len()) else {
+            let Some(last) = last_part(raw.len(), part.len(), row.envelope.size) else {
                 return Err(BackendError::Protocol {
                     host: self.account.host.clone(),
                     reason: format!(
@@ -1446,15 +1454,25 @@ mod tests {
     #[test]
     fn a_server_that_ignores_the_partial_range_ends_the_body_fetch() {
         let part = BODY_PART as usize;
-        assert_eq!(last_part(0, 10), Some(true));
-        assert_eq!(last_part(0, part), Some(false), "more may follow");
-        assert_eq!(last_part(part, 0), Some(true));
+        let size = 3 * BODY_PART;
+        assert_eq!(last_part(0, 10, size), Some(true));
+        assert_eq!(last_part(0, part, size), Some(false), "more may follow");
+        assert_eq!(last_part(part, 0, size), Some(true));
         assert_eq!(
-            last_part(0, part + 1),
+            last_part(0, part + 1, size),
             Some(true),
             "the whole message at once"
         );
-        assert_eq!(last_part(part, part + 1), None, "the same bytes again");
+        assert_eq!(
+            last_part(part, part + 1, size),
+            None,
+            "the same bytes again"
+        );
+        // A message of exactly one part, sent whole each time: the second time is one too many.
+        let one = BODY_PART;
+        assert_eq!(last_part(0, part, one), Some(false));
+        assert_eq!(last_part(part, part, one), None, "past its size by a part");
+        assert_eq!(last_part(part, part, 0), Some(false), "no size to go by");
     }
 
     #[test]
