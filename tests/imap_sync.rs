@@ -978,3 +978,50 @@ fn changes_in_every_folder_are_seen_on_resync() {
             .any(|f| f.contains(&"flagged".to_string()))
     );
 }
+
+/// A move that was tried once (so it may have reached the server) and is then refused, because
+/// its target folder is gone, leaves the message where it was; undoing it must keep it there,
+/// in the cache too, and not go looking for it elsewhere.
+#[test]
+fn undoing_a_move_the_server_refused_keeps_the_message() {
+    use mailbag::backend::changes::{Change, change_locally, snapshot, undo_locally};
+    let Some(d) = Dovecot::start() else { return };
+    d.seed(ALICE.name, "INBOX", 2).expect("seed");
+    d.seed(ALICE.name, "Projects", 1).expect("seed");
+    let p = Profile::new(&d);
+    p.sync();
+    let mid = message_ids(&d, "INBOX")[0].clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut cache = Cache::open(&p.data()).expect("cache");
+        let mut backend = ImapBackend::new("work", account_for(&p));
+        let id = cached_row(&cache, "INBOX", &mid).expect("cached").id;
+        let before = snapshot(&cache, &[id]).expect("snapshot");
+        let to = Change::Move {
+            to: "Projects".into(),
+        };
+        change_locally(&mut cache, &[id], &to, 0).expect("move");
+        let account = cache.account("work").expect("cache").expect("account");
+        for op in cache.pending(account.id).expect("queue") {
+            cache
+                .record_attempt(op.id, "the link dropped")
+                .expect("attempt");
+        }
+        d.doveadm(&["mailbox", "delete", "-u", ALICE.name, "Projects"])
+            .expect("delete Projects");
+        undo_locally(&mut cache, &before, &to, 0).expect("undo");
+        backend.apply_pending(&mut cache).await.expect("push");
+        assert!(
+            message_ids(&d, "INBOX").contains(&mid),
+            "still on the server"
+        );
+        assert!(
+            cached_row(&cache, "INBOX", &mid).is_some(),
+            "and still in the cache"
+        );
+        assert!(cache.pending(account.id).expect("queue").is_empty());
+    });
+}

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::{BackendError, Flags, FolderRole, RemoteId};
-use crate::store::cache::{Cache, CacheError, MessageRow, NewMessage};
+use crate::store::cache::{AccountRow, Cache, CacheError, FolderRow, MessageRow, NewMessage};
 
 /// One change waiting for an IMAP server, as stored in the queue.
 ///
@@ -127,6 +127,18 @@ pub fn undoes(restore: &QueuedOp, op: &QueuedOp) -> bool {
         && op.uid() == *uid
 }
 
+/// Message `id` with its folder and account.
+fn locate(cache: &Cache, id: i64) -> Result<(MessageRow, FolderRow, AccountRow), CacheError> {
+    let row = cache.message(id)?.ok_or(CacheError::NoSuchMessage(id))?;
+    let folder = cache
+        .folder(row.folder_id)?
+        .ok_or(CacheError::NoSuchMessage(id))?;
+    let account = cache
+        .account_by_id(folder.account_id)?
+        .ok_or(CacheError::NoSuchMessage(id))?;
+    Ok((row, folder, account))
+}
+
 /// A message as it was just before a move or delete, so that it can be undone.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -142,13 +154,7 @@ pub struct Snapshot {
 pub fn snapshot(cache: &Cache, ids: &[i64]) -> Result<Vec<Snapshot>, BackendError> {
     let mut out = Vec::with_capacity(ids.len());
     for &id in ids {
-        let row = cache.message(id)?.ok_or(CacheError::NoSuchMessage(id))?;
-        let folder = cache
-            .folder(row.folder_id)?
-            .ok_or(CacheError::NoSuchMessage(id))?;
-        let account = cache
-            .account_by_id(folder.account_id)?
-            .ok_or(CacheError::NoSuchMessage(id))?;
+        let (row, folder, account) = locate(cache, id)?;
         let trash = cache
             .folders(account.id)?
             .into_iter()
@@ -246,13 +252,7 @@ pub fn change_locally(
 ) -> Result<BTreeSet<String>, BackendError> {
     let mut to_push = BTreeSet::new();
     for &id in ids {
-        let row = cache.message(id)?.ok_or(CacheError::NoSuchMessage(id))?;
-        let folder = cache
-            .folder(row.folder_id)?
-            .ok_or(CacheError::NoSuchMessage(id))?;
-        let account = cache
-            .account_by_id(folder.account_id)?
-            .ok_or(CacheError::NoSuchMessage(id))?;
+        let (row, folder, account) = locate(cache, id)?;
         if account.protocol != "imap" {
             match change {
                 Change::Flags { add, remove } => {

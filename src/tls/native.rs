@@ -18,8 +18,15 @@ pub async fn connect(
 ) -> Result<TlsStream, Failure> {
     let mut connector = TlsConnector::new();
     if let Some(pem) = ca_pem {
-        let cert = Certificate::from_pem(pem).map_err(|e| Failure::BadCaFile(e.to_string()))?;
-        connector = connector.add_root_certificate(cert);
+        // NOTE: every certificate in the file, as on Linux (`from_pem` takes only the first).
+        let certs =
+            Certificate::stack_from_pem(pem).map_err(|e| Failure::BadCaFile(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(Failure::BadCaFile("no certificate in it".into()));
+        }
+        for cert in certs {
+            connector = connector.add_root_certificate(cert);
+        }
     }
     if !verify {
         connector = connector

@@ -4,8 +4,8 @@
 //! (`SSL_CTX_set_default_verify_paths`, then openssl-probe's file), 80–100 ms on the project's
 //! machine, on every connection. This module builds one context per process and trust setting,
 //! and finds the system CAs through OpenSSL's hashed certificate directory, which loads only the
-//! certificates a handshake actually needs. Where no complete hashed directory exists it loads
-//! the bundle file, once per process. The checks are those of `openssl::ssl::SslConnector`:
+//! certificates a handshake actually needs. The bundle file is loaded as well (once per
+//! process) unless it lies in a hashed directory that covers it. The checks are those of `openssl::ssl::SslConnector`:
 //! peer verification, host name (or IP address) verification without partial wildcards, SNI,
 //! TLS 1.2 or newer, and the same cipher list.
 
@@ -33,14 +33,12 @@ pub type TlsStream = tokio_openssl::SslStream<TcpStream>;
 const CIPHERS: &str = "DEFAULT:!aNULL:!eNULL:!MD5:!3DES:!DES:!RC4:!IDEA:!SEED:!aDSS:!SRP:!PSK";
 
 /// Where the system's CAs are, decided once per process.
-#[derive(Debug)]
-enum SystemRoots {
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SystemRoots {
     /// Hashed directories (`c_rehash` / `update-ca-certificates` layout), loaded on demand.
-    Dirs(Vec<PathBuf>),
-    /// A bundle file, loaded whole.
-    File(PathBuf),
-    /// Nothing found: only `tls_ca_file` and pinned certificates can be trusted.
-    None,
+    dirs: Vec<PathBuf>,
+    /// A bundle file, loaded whole: one that no hashed directory is known to cover.
+    file: Option<PathBuf>,
 }
 
 fn system_roots() -> &'static SystemRoots {
@@ -48,25 +46,43 @@ fn system_roots() -> &'static SystemRoots {
     ROOTS.get_or_init(|| {
         // NOTE: openssl-probe honours SSL_CERT_FILE and SSL_CERT_DIR first, as OpenSSL does.
         let probe = openssl_probe::probe();
-        let bundle_certs = probe.cert_file.as_deref().map(count_pem_certs);
-        let dirs: Vec<PathBuf> = probe
-            .cert_dir
-            .into_iter()
-            .filter(|d| {
-                let links = count_hash_links(d);
-                // NOTE: a hashed directory is used only when it covers the bundle: a CA that is
-                // in the bundle but has no hash link would otherwise stop being trusted.
-                links > 0 && bundle_certs.is_none_or(|n| links >= n)
-            })
-            .collect();
-        if !dirs.is_empty() {
-            SystemRoots::Dirs(dirs)
-        } else if let Some(file) = probe.cert_file {
-            SystemRoots::File(file)
-        } else {
-            SystemRoots::None
-        }
+        choose_roots(probe.cert_file, probe.cert_dir)
     })
+}
+
+/// Trust every hashed directory and the bundle file, as OpenSSL's default paths do. The bundle
+/// is left out only when it lies in a hashed directory that has a link for each of its
+/// certificates: the layout `update-ca-certificates` and `c_rehash` write from one list. Any
+/// other bundle (one SSL_CERT_FILE names elsewhere, say) is loaded, so a CA in only one of
+/// them stays trusted.
+fn choose_roots(file: Option<PathBuf>, mut dirs: Vec<PathBuf>) -> SystemRoots {
+    // NOTE: SSL_CERT_DIR is often the system's directory, which the probe lists again.
+    let mut seen = std::collections::HashSet::new();
+    dirs.retain(|d| seen.insert(d.clone()));
+    let dirs: Vec<(PathBuf, usize)> = dirs
+        .into_iter()
+        .map(|d| {
+            let links = count_hash_links(&d);
+            (d, links)
+        })
+        .filter(|(_, links)| *links > 0)
+        .collect();
+    let covered = |file: &PathBuf| {
+        let certs = count_pem_certs(file);
+        dirs.iter()
+            .any(|(dir, links)| *links >= certs && lies_in(file, dir))
+    };
+    SystemRoots {
+        file: file.filter(|f| !covered(f)),
+        dirs: dirs.into_iter().map(|(d, _)| d).collect(),
+    }
+}
+
+/// Whether `file` is in `dir`, as named or once symbolic links are resolved.
+fn lies_in(file: &Path, dir: &Path) -> bool {
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    file.parent() == Some(dir)
+        || canonical(file).is_some_and(|f| f.parent().map(Path::to_path_buf) == canonical(dir))
 }
 
 /// How many certificates a PEM bundle holds (0 when it cannot be read).
@@ -126,22 +142,20 @@ fn build_context(extra: &[X509], verify: bool) -> Result<SslContext, Failure> {
     if verify {
         ctx.set_verify(SslVerifyMode::PEER);
         let mut store = X509StoreBuilder::new().map_err(ssl_err)?;
-        match system_roots() {
-            SystemRoots::Dirs(dirs) => {
-                let lookup = store.add_lookup(X509Lookup::hash_dir()).map_err(ssl_err)?;
-                for dir in dirs {
-                    if let Some(dir) = dir.to_str() {
-                        lookup.add_dir(dir, SslFiletype::PEM).map_err(ssl_err)?;
-                    }
+        let roots = system_roots();
+        if !roots.dirs.is_empty() {
+            let lookup = store.add_lookup(X509Lookup::hash_dir()).map_err(ssl_err)?;
+            for dir in &roots.dirs {
+                if let Some(dir) = dir.to_str() {
+                    lookup.add_dir(dir, SslFiletype::PEM).map_err(ssl_err)?;
                 }
             }
-            SystemRoots::File(file) => {
-                let lookup = store.add_lookup(X509Lookup::file()).map_err(ssl_err)?;
-                // NOTE: an unreadable bundle leaves only the extra certificates, as OpenSSL's
-                // own default paths would; the handshake then says which issuer is missing.
-                let _ = lookup.load_cert_file(file, SslFiletype::PEM);
-            }
-            SystemRoots::None => {}
+        }
+        if let Some(file) = &roots.file {
+            let lookup = store.add_lookup(X509Lookup::file()).map_err(ssl_err)?;
+            // NOTE: an unreadable bundle leaves the other roots, as OpenSSL's own default
+            // paths would; the handshake then says which issuer is missing.
+            let _ = lookup.load_cert_file(file, SslFiletype::PEM);
         }
         for cert in extra {
             store.add_cert(cert.clone()).map_err(ssl_err)?;
@@ -247,6 +261,52 @@ mod tests {
         .expect("write");
         assert_eq!(count_pem_certs(&path), 2);
         assert_eq!(count_pem_certs(&dir.path().join("missing")), 0);
+    }
+
+    #[test]
+    fn the_bundle_is_skipped_only_when_a_hashed_directory_covers_it() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = |name: &str, links: usize| {
+            let d = tmp.path().join(name);
+            std::fs::create_dir(&d).expect("mkdir");
+            for i in 0..links {
+                std::fs::write(d.join(format!("0000000{i}.0")), pem).expect("write");
+            }
+            d
+        };
+        let (full, partial, empty) = (dir("full", 2), dir("partial", 1), dir("empty", 0));
+        let bundle = |path: PathBuf| {
+            std::fs::write(&path, pem.repeat(2)).expect("write");
+            Some(path)
+        };
+        let system = bundle(full.join("ca-certificates.crt"));
+        assert_eq!(
+            choose_roots(system.clone(), vec![full.clone(), empty, full.clone()]),
+            SystemRoots {
+                dirs: vec![full.clone()],
+                file: None
+            },
+            "the system's bundle, covered by its hashed directory"
+        );
+        let elsewhere = bundle(tmp.path().join("company.pem"));
+        assert_eq!(
+            choose_roots(elsewhere.clone(), vec![full.clone()]),
+            SystemRoots {
+                dirs: vec![full.clone()],
+                file: elsewhere
+            },
+            "a bundle of its own (SSL_CERT_FILE) is loaded beside the directory"
+        );
+        let uncovered = bundle(partial.join("ca-certificates.crt"));
+        assert_eq!(
+            choose_roots(uncovered.clone(), vec![partial.clone()]),
+            SystemRoots {
+                dirs: vec![partial],
+                file: uncovered
+            },
+            "a CA with no hash link is still trusted, and so is the directory"
+        );
     }
 
     #[test]

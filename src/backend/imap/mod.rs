@@ -683,18 +683,23 @@ impl ImapBackend {
             Ok(())
         };
         let state = original.as_ref().map(|f| f.sync).unwrap_or_default();
+        // NOTE: first look where the message was. It is still there after a deletion that
+        // never expunged (no Trash), and after a move the server refused or only half did
+        // (COPY without the EXPUNGE): then it stays, its `\Deleted` taken off, and so does its
+        // row. Searching the other folder instead would take a copy for it, and the row of a
+        // message still on the server would go.
+        let sel = match self.select_for_push(to, state).await? {
+            Ok(sel) => sel,
+            Err(warning) => return Ok(Some(warning)),
+        };
+        if sel.uidvalidity == Some(*uidvalidity)
+            && self.uid_search(&format!("UID {uid}")).await?.contains(uid)
+        {
+            let restore = vec![format!("UID STORE {uid} -FLAGS.SILENT (\\Deleted)")];
+            return self.run_queued(to, restore).await;
+        }
         if folder == to {
-            // A deletion without a Trash: undoable only if the expunge never took place.
-            let sel = match self.select_for_push(to, state).await? {
-                Ok(sel) => sel,
-                Err(warning) => return Ok(Some(warning)),
-            };
-            if sel.uidvalidity == Some(*uidvalidity)
-                && self.uid_search(&format!("UID {uid}")).await?.contains(uid)
-            {
-                let restore = vec![format!("UID STORE {uid} -FLAGS.SILENT (\\Deleted)")];
-                return self.run_queued(to, restore).await;
-            }
+            // A deletion without a Trash whose expunge took place.
             forget_old_row(cache)?;
             return Ok(Some(format!(
                 "could not undo the deletion in {}: the server had already removed the message \
@@ -845,16 +850,24 @@ impl Fetched {
     }
 }
 
-/// Whether a body part of `part` bytes, fetched after `done` bytes, is the last one; `None` if
-/// the server sent more than a part. A server that ignores the partial range sends the whole
-/// message each time: that is the body when it comes first, and an error after (asking again
-/// would only bring the same bytes, without end).
-fn last_part(done: usize, part: usize) -> Option<bool> {
-    match (part as u64).cmp(&BODY_PART) {
-        std::cmp::Ordering::Less => Some(true),
-        std::cmp::Ordering::Equal => Some(false),
-        std::cmp::Ordering::Greater => (done == 0).then_some(true),
+/// Whether a body part of `part` bytes, fetched after `done` bytes of a message the server
+/// said has `claimed` bytes, is the last one; `None` if the server sent more than a part. A
+/// server that ignores the partial range sends the whole message each time: that is the body
+/// when it comes first, and an error after (asking again would only bring the same bytes,
+/// without end). Nor may the parts together pass the claimed size by a whole part: a message
+/// of exactly one part from such a server would otherwise be asked for again and again.
+fn last_part(done: usize, part: usize, claimed: u64) -> Option<bool> {
+    let last = match (part as u64).cmp(&BODY_PART) {
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Equal => false,
+        std::cmp::Ordering::Greater => return (done == 0).then_some(true),
+    };
+    let received = (done as u64).saturating_add(part as u64);
+    // NOTE: 0 is a size the server never gave; then there is nothing to go by.
+    if !last && claimed > 0 && received >= claimed.saturating_add(BODY_PART) {
+        return None;
     }
+    Some(last)
 }
 
 /// The warning for a queued operation the server refused.
@@ -1178,7 +1191,7 @@ impl MailBackend for ImapBackend {
                     reason: format!("the server sent no body for message {}", uid.0),
                 });
             };
-            let Some(last) = last_part(raw.len(), part.len()) else {
+            let Some(last) = last_part(raw.len(), part.len(), row.envelope.size) else {
                 return Err(BackendError::Protocol {
                     host: self.account.host.clone(),
                     reason: format!(
@@ -1200,7 +1213,7 @@ impl MailBackend for ImapBackend {
     async fn apply_pending(&mut self, cache: &mut Cache) -> Result<u64, BackendError> {
         let account = cache.ensure_account(&self.name, "imap")?;
         let mut applied = 0;
-        let mut queue = cache.pending(account)?;
+        let queue = cache.pending(account)?;
         // NOTE: a move or delete undone before it ever reached the server: neither goes out.
         // Only one never tried counts; a failed try may have reached the server after all.
         let decoded: Vec<Option<QueuedOp>> =
@@ -1218,25 +1231,22 @@ impl MailBackend for ImapBackend {
                 cancelled.insert(j);
             }
         }
-        for (i, pending) in queue.iter().enumerate() {
+        // NOTE: both halves of every cancelled pair leave the queue before anything is pushed,
+        // so that a failed push can never leave a restore without its move.
+        let mut rest = Vec::with_capacity(queue.len());
+        for (i, (pending, op)) in queue.into_iter().zip(decoded).enumerate() {
             if cancelled.contains(&i) {
                 cache.complete(pending.id)?;
+            } else {
+                rest.push((pending, op));
             }
         }
-        let mut index = 0;
-        queue.retain(|_| {
-            index += 1;
-            !cancelled.contains(&(index - 1))
-        });
-        for pending in queue {
-            let op = match QueuedOp::decode(&pending.op) {
-                Some(op) => op,
-                None => {
-                    self.warnings
-                        .push("a queued change could not be read and was dropped".into());
-                    cache.complete(pending.id)?;
-                    continue;
-                }
+        for (pending, op) in rest {
+            let Some(op) = op else {
+                self.warnings
+                    .push("a queued change could not be read and was dropped".into());
+                cache.complete(pending.id)?;
+                continue;
             };
             match self.push(cache, account, &op).await {
                 Ok(None) => applied += 1,
@@ -1444,15 +1454,25 @@ mod tests {
     #[test]
     fn a_server_that_ignores_the_partial_range_ends_the_body_fetch() {
         let part = BODY_PART as usize;
-        assert_eq!(last_part(0, 10), Some(true));
-        assert_eq!(last_part(0, part), Some(false), "more may follow");
-        assert_eq!(last_part(part, 0), Some(true));
+        let size = 3 * BODY_PART;
+        assert_eq!(last_part(0, 10, size), Some(true));
+        assert_eq!(last_part(0, part, size), Some(false), "more may follow");
+        assert_eq!(last_part(part, 0, size), Some(true));
         assert_eq!(
-            last_part(0, part + 1),
+            last_part(0, part + 1, size),
             Some(true),
             "the whole message at once"
         );
-        assert_eq!(last_part(part, part + 1), None, "the same bytes again");
+        assert_eq!(
+            last_part(part, part + 1, size),
+            None,
+            "the same bytes again"
+        );
+        // A message of exactly one part, sent whole each time: the second time is one too many.
+        let one = BODY_PART;
+        assert_eq!(last_part(0, part, one), Some(false));
+        assert_eq!(last_part(part, part, one), None, "past its size by a part");
+        assert_eq!(last_part(part, part, 0), Some(false), "no size to go by");
     }
 
     #[test]

@@ -194,7 +194,7 @@ impl Imap {
             }
 
             if account.security == Security::Starttls {
-                let caps = pre_auth_capabilities(&mut client, &host, timeouts).await?;
+                let caps = pre_auth_capabilities(&mut client, &host, port, timeouts).await?;
                 if !caps.contains("STARTTLS") {
                     return Err(BackendError::NoStartTls {
                         host: host.clone(),
@@ -224,7 +224,7 @@ impl Imap {
                 client = async_imap::Client::new(Guarded::new(Transport::Tls(Box::new(tls))));
             }
 
-            let caps = pre_auth_capabilities(&mut client, &host, timeouts).await?;
+            let caps = pre_auth_capabilities(&mut client, &host, port, timeouts).await?;
             let mut names: Vec<String> = caps.iter().cloned().collect();
             names.sort();
             step(ConnectStep::Capabilities(names));
@@ -612,11 +612,12 @@ async fn bearer_attempt(
 async fn pre_auth_capabilities(
     client: &mut async_imap::Client<Stream>,
     host: &str,
+    port: u16,
     timeouts: Timeouts,
 ) -> Result<HashSet<String>, BackendError> {
     let timed_out = || BackendError::Timeout {
         host: host.to_string(),
-        port: 0,
+        port,
         secs: timeouts.read.as_secs(),
     };
     // NOTE: before login async-imap offers no raw command path; the command is written to the
