@@ -246,23 +246,13 @@ pub(crate) fn random_bytes(n: usize) -> Result<Vec<u8>, OAuth2Error> {
     Ok(out)
 }
 
-/// base64url without padding (RFC 4648 §5), as PKCE uses (RFC 7636 Appendix A).
+/// base64url without padding (RFC 4648 §5), as PKCE uses (RFC 7636 Appendix A): the
+/// standard alphabet's `+` and `/` swapped for `-` and `_`, the `=` padding dropped.
 pub(crate) fn base64url(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b0 = chunk.first().copied().unwrap_or(0);
-        let b1 = chunk.get(1).copied().unwrap_or(0);
-        let b2 = chunk.get(2).copied().unwrap_or(0);
-        let n = (u32::from(b0) << 16) | (u32::from(b1) << 8) | u32::from(b2);
-        for i in 0..=chunk.len() {
-            let idx = (n >> (18 - 6 * i)) & 63;
-            out.push(char::from(
-                ALPHABET.get(idx as usize).copied().unwrap_or(b'A'),
-            ));
-        }
-    }
-    out
+    crate::pop3::command::base64_encode(data)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
 }
 
 /// A token as a [`Secret`].
