@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::{Endpoints, OAuth2Error, base64url, random_bytes, secret, store, token};
+use super::{Endpoints, OAuth2Error, base64url, random_bytes, store, token};
 use crate::config::{Account, OAuth2Provider};
 use crate::credentials::Secret;
 use crate::wizard::http::{percent_decode, percent_encode};
@@ -94,7 +94,7 @@ impl Pkce {
         let verifier = base64url(&random_bytes(32)?);
         let challenge = challenge_for(&verifier);
         Ok(Pkce {
-            verifier: secret(verifier),
+            verifier: Secret::new(verifier),
             challenge,
         })
     }
@@ -311,7 +311,7 @@ async fn authorization_code(
         ));
     }
     let code = match got {
-        Redirected::Code { code, .. } => secret(code),
+        Redirected::Code { code, .. } => Secret::new(code),
         Redirected::Error { error, .. } if error == "access_denied" => {
             return Err(OAuth2Error::Denied);
         }

@@ -12,8 +12,8 @@
 //!   keeps access tokens in memory and refreshes them before they expire. A rotated refresh
 //!   token is saved before anything else happens, so a crash never signs the user out.
 //!
-//! Tokens live in [`Secret`]s: they never reach the config, an error message or `Debug`
-//! output.
+//! Tokens live in [`Secret`](crate::credentials::Secret)s: they never reach the config, an
+//! error message or `Debug` output.
 
 pub mod flow;
 pub mod sasl;
@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::config::{Account, OAuth2Provider};
-use crate::credentials::{CredentialError, Secret};
+use crate::credentials::CredentialError;
 
 pub use flow::{Method, Prompt, sign_in};
 pub use store::{access_token, renew_access_token};
@@ -253,11 +253,6 @@ pub(crate) fn base64url(data: &[u8]) -> String {
         .trim_end_matches('=')
         .replace('+', "-")
         .replace('/', "_")
-}
-
-/// A token as a [`Secret`].
-pub(crate) fn secret(token: String) -> Secret {
-    Secret::new(token)
 }
 
 #[cfg(test)]
