@@ -213,29 +213,33 @@ async fn refresh_now(
     }
     forget(account);
     let ep = Endpoints::for_account(account_name, account)?;
-    let (name, owned) = (account_name.to_string(), account.clone());
-    let stored = tokio::task::spawn_blocking(move || load_refresh_token(&name, &owned))
-        .await
-        .map_err(|_| OAuth2Error::Cancelled)??;
-    let Some(refresh_token) = stored else {
-        return Err(OAuth2Error::NotSignedIn {
-            account: account_name.to_string(),
-        });
-    };
     let sign_in_again = || OAuth2Error::SignInAgain {
         account: account_name.to_string(),
         reason: "the refresh token was refused".into(),
     };
-    if was_refused(&refresh_token) {
-        return Err(sign_in_again());
-    }
-    let tokens = match token::refresh(&ep, &refresh_token).await {
-        Ok(t) => t,
-        Err(OAuth2Error::Refused { error, .. }) if error == "invalid_grant" => {
-            mark_refused(&refresh_token);
+    // NOTE: a refused token is read from the keyring once more before giving up: another
+    // mailbag process may have spent it and stored its rotated successor in the meantime.
+    // Each pass either returns or marks one more token refused, so this ends.
+    let tokens = loop {
+        let (name, owned) = (account_name.to_string(), account.clone());
+        let stored = tokio::task::spawn_blocking(move || load_refresh_token(&name, &owned))
+            .await
+            .map_err(|_| OAuth2Error::Cancelled)??;
+        let Some(refresh_token) = stored else {
+            return Err(OAuth2Error::NotSignedIn {
+                account: account_name.to_string(),
+            });
+        };
+        if was_refused(&refresh_token) {
             return Err(sign_in_again());
         }
-        Err(e) => return Err(e),
+        match token::refresh(&ep, &refresh_token).await {
+            Ok(t) => break t,
+            Err(OAuth2Error::Refused { error, .. }) if error == "invalid_grant" => {
+                mark_refused(&refresh_token);
+            }
+            Err(e) => return Err(e),
+        }
     };
     if let Some(rotated) = tokens.refresh_token {
         let (name, owned) = (account_name.to_string(), account.clone());

@@ -28,6 +28,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The client id the server accepts.
 pub const CLIENT_ID: &str = "mailbag-test-client";
 
+/// See [`State::before_refresh`].
+pub type RefreshHook = Box<dyn FnMut(&str) + Send>;
+
 /// What the server knows; shared between its tasks and the test.
 #[derive(Default)]
 pub struct State {
@@ -64,6 +67,9 @@ pub struct State {
     pub held: u32,
     /// Tell Dovecot every token is inactive (a mailbox whose IMAP/POP access was withdrawn).
     pub reject_all: bool,
+    /// Called with the refresh token of each refresh request before it is judged (for a test
+    /// that acts as a second mailbag process in that moment).
+    pub before_refresh: Option<RefreshHook>,
 }
 
 struct Device {
@@ -604,6 +610,9 @@ fn token(s: &mut State, req: &Request) -> Reply {
         }
         Some("refresh_token") => {
             let old = f.get("refresh_token").cloned().unwrap_or_default();
+            if let Some(hook) = s.before_refresh.as_mut() {
+                hook(&old);
+            }
             let user = match s.refresh.get(&old) {
                 Some((user, true)) => user.clone(),
                 _ => {
