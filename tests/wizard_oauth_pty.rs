@@ -32,9 +32,9 @@ const CHILD_OK: &str = "MAILBAG-WIZARD-OAUTH-CHILD-OK";
 const ESC: &[u8] = b"\x1b";
 const CTRL_U: &[u8] = b"\x15";
 
-#[test]
-fn oauth2_sign_in_in_the_wizard_then_the_account_syncs() {
-    let child = "child_oauth2_sign_in_in_the_wizard";
+/// Runs the ignored test `child` of this binary in a private D-Bus session with an unlocked
+/// gnome-keyring, and fails if it does not report success.
+fn in_keyring_session(child: &str) {
     if !common::dovecot_installed(child) {
         return;
     }
@@ -48,6 +48,11 @@ fn oauth2_sign_in_in_the_wizard_then_the_account_syncs() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn oauth2_sign_in_in_the_wizard_then_the_account_syncs() {
+    in_keyring_session("child_oauth2_sign_in_in_the_wizard");
 }
 
 /// The authorization URL the sign-in screen shows: the wrapped lines after "Open this
@@ -230,15 +235,20 @@ fn child_oauth2_sign_in_in_the_wizard() {
     println!("{CHILD_OK}");
 }
 
-/// `mailbag setup --non-interactive ARGS` in the profile `home`, stdout piped.
-fn setup_command(home: &std::path::Path, args: &[&str]) -> std::process::Command {
+/// `mailbag ARGS` in the profile `home`.
+fn mailbag_in(home: &std::path::Path, args: &[&str]) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mailbag"));
-    c.arg("setup")
-        .arg("--non-interactive")
-        .args(args)
+    c.args(args)
         .env("XDG_DATA_HOME", home.join("data"))
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env_remove("MAILBAG_CONFIG");
+    c
+}
+
+/// `mailbag setup --non-interactive ARGS` in the profile `home`.
+fn setup_command(home: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut c = mailbag_in(home, &["setup", "--non-interactive"]);
+    c.args(args);
     c
 }
 
@@ -287,20 +297,7 @@ fn non_interactive_oauth2_needs_a_client_id() {
 
 #[test]
 fn non_interactive_oauth2_signs_in_then_saves() {
-    let child = "child_non_interactive_oauth2";
-    if !common::dovecot_installed(child) {
-        return;
-    }
-    let Some(out) = common::in_keyring_session(child, CHILD_ENV) else {
-        return;
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains(CHILD_OK),
-        "{child} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    in_keyring_session("child_non_interactive_oauth2");
 }
 
 #[test]
@@ -408,11 +405,7 @@ fn child_non_interactive_oauth2() {
         vec![stored.expose().to_string()]
     );
     // The saved account syncs.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbag"))
-        .args(["sync"])
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env_remove("MAILBAG_CONFIG")
+    let out = mailbag_in(home.path(), &["sync"])
         .stdin(std::process::Stdio::null())
         .output()
         .expect("sync");
@@ -421,11 +414,7 @@ fn child_non_interactive_oauth2() {
         "sync: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbag"))
-        .args(["list", "--json"])
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env_remove("MAILBAG_CONFIG")
+    let out = mailbag_in(home.path(), &["list", "--json"])
         .stdin(std::process::Stdio::null())
         .output()
         .expect("list");
