@@ -16,13 +16,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write as _};
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::oauth_server::{
-    AuthServer, browser_follow as loopback_get, browser_get as https_get, parse_form,
+    AuthServer, browser_follow as loopback_get, browser_get as https_get, finish, parse_form,
 };
 use common::{ALICE, Dovecot};
 use mailbag::backend::MailBackend;
@@ -366,26 +366,6 @@ fn start_login(
         .expect("start mailbag login");
     let stdout = child.stdout.take().expect("stdout");
     (child, BufReader::new(stdout).lines())
-}
-
-/// Waits for `child` to exit (it is killed after two minutes: a hang is a failure).
-fn finish(mut child: Child) -> (bool, String) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            return (status.success(), err);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("mailbag did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -19,7 +19,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::oauth_server::{AuthServer, CLIENT_ID, browser_follow, browser_get, parse_form};
+use common::oauth_server::{
+    AuthServer, CLIENT_ID, browser_follow, browser_get, finish, parse_form,
+};
 use common::pty::Session;
 use common::{ALICE, Dovecot};
 use mailbag::wizard::dns;
@@ -303,7 +305,7 @@ fn non_interactive_oauth2_signs_in_then_saves() {
 #[test]
 #[ignore = "run by non_interactive_oauth2_signs_in_then_saves in a private keyring"]
 fn child_non_interactive_oauth2() {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::{BufRead, BufReader};
     if std::env::var_os(CHILD_ENV).is_none() {
         println!("skipped: only meaningful inside the private keyring session");
         return;
@@ -372,22 +374,7 @@ fn child_non_interactive_oauth2() {
         let mut stdin = child.stdin.take().expect("stdin");
         writeln!(stdin, "{}", location.expect("a redirect")).expect("paste");
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let ok = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status.success();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("mailbag setup did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
+    let (ok, err) = finish(child);
     assert!(ok, "setup failed: {err}");
     assert!(err.contains("✓") || err.contains("ok      login"), "{err}");
     assert!(err.contains("signed in with OAuth2"), "{err}");

@@ -684,6 +684,28 @@ fn token(s: &mut State, req: &Request) -> Reply {
     }
 }
 
+/// Waits for a `mailbag` child to exit (it is killed after two minutes: a hang is a failure);
+/// returns whether it succeeded and its stderr.
+pub fn finish(mut child: std::process::Child) -> (bool, String) {
+    use std::io::Read as _;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return (status.success(), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mailbag did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Plays the browser on the authorization URL `url`: GET it over HTTPS trusting `ca`, and
 /// return the status line and the `Location` header (the redirect to mailbag's listener).
 pub fn browser_get(url: &str, ca: &Path) -> (String, Option<String>) {
