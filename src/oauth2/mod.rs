@@ -198,7 +198,11 @@ pub enum OAuth2Error {
     /// The loopback listener failed.
     #[error("cannot listen for the sign-in redirect on 127.0.0.1: {0}")]
     Listen(#[source] std::io::Error),
-    /// The keyring or `oauth2_token_command` failed.
+    /// The keyring cannot keep the refresh token, or `oauth2_token_command` failed; `reason`
+    /// names what to do for an OAuth2 account.
+    #[error("OAuth2 for {account}: {reason}")]
+    Unavailable { account: String, reason: String },
+    /// The keyring failed in another way.
     #[error(transparent)]
     Credentials(#[from] CredentialError),
     /// The sign-in was given up (the prompt was closed, stdin ended).

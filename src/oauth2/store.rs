@@ -196,7 +196,42 @@ async fn run_token_command(account_name: &str, command: &str) -> Result<Secret, 
     })
     .await
     .map_err(|_| OAuth2Error::Cancelled)?
-    .map_err(OAuth2Error::from)
+    .map_err(|e| in_oauth2_terms(account_name, e))
+}
+
+/// A keyring or `oauth2_token_command` failure with advice for an OAuth2 account: the
+/// generic messages point to `password_command`, which is a config error with `auth =
+/// "oauth2"`.
+fn in_oauth2_terms(account_name: &str, e: CredentialError) -> OAuth2Error {
+    let reason = match e {
+        CredentialError::NoService { .. } => "no OS keyring service is reachable (no D-Bus \
+             session / Secret Service) to keep the refresh token: set oauth2_token_command in \
+             config.toml instead"
+            .to_string(),
+        CredentialError::Locked { .. } => "the OS keyring is locked or refused access: unlock \
+             it, or set oauth2_token_command in config.toml"
+            .to_string(),
+        CredentialError::CommandSpawn { source, .. } => {
+            format!("cannot run oauth2_token_command: {source}")
+        }
+        CredentialError::CommandFailed { status, stderr, .. } => {
+            format!("oauth2_token_command failed ({status}): {stderr}")
+        }
+        CredentialError::CommandTimedOut { seconds, .. } => {
+            format!("oauth2_token_command did not finish within {seconds} s and was killed")
+        }
+        CredentialError::CommandEmpty { .. } => {
+            "oauth2_token_command printed no access token on stdout".to_string()
+        }
+        CredentialError::CommandNotUtf8 { .. } => {
+            "oauth2_token_command printed bytes that are not UTF-8".to_string()
+        }
+        other => return OAuth2Error::Credentials(other),
+    };
+    OAuth2Error::Unavailable {
+        account: account_name.to_string(),
+        reason,
+    }
 }
 
 async fn refresh_now(
@@ -224,7 +259,8 @@ async fn refresh_now(
         let (name, owned) = (account_name.to_string(), account.clone());
         let stored = tokio::task::spawn_blocking(move || load_refresh_token(&name, &owned))
             .await
-            .map_err(|_| OAuth2Error::Cancelled)??;
+            .map_err(|_| OAuth2Error::Cancelled)?
+            .map_err(|e| in_oauth2_terms(account_name, e))?;
         let Some(refresh_token) = stored else {
             return Err(OAuth2Error::NotSignedIn {
                 account: account_name.to_string(),
@@ -245,7 +281,8 @@ async fn refresh_now(
         let (name, owned) = (account_name.to_string(), account.clone());
         tokio::task::spawn_blocking(move || save_refresh_token(&name, &owned, &rotated))
             .await
-            .map_err(|_| OAuth2Error::Cancelled)??;
+            .map_err(|_| OAuth2Error::Cancelled)?
+            .map_err(|e| in_oauth2_terms(account_name, e))?;
     }
     remember(account, &tokens.access_token, tokens.expires_in);
     Ok(tokens.access_token)
@@ -271,7 +308,8 @@ pub async fn store_sign_in(
     let (name, owned) = (account_name.to_string(), account.clone());
     tokio::task::spawn_blocking(move || save_refresh_token(&name, &owned, &refresh))
         .await
-        .map_err(|_| OAuth2Error::Cancelled)??;
+        .map_err(|_| OAuth2Error::Cancelled)?
+        .map_err(|e| in_oauth2_terms(account_name, e))?;
     remember(account, &tokens.access_token, tokens.expires_in);
     Ok(())
 }
@@ -279,6 +317,41 @@ pub async fn store_sign_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_failures_point_to_oauth2_token_command() {
+        let errors = [
+            CredentialError::NoService {
+                source: "no bus".into(),
+            },
+            CredentialError::Locked {
+                account: "work".into(),
+                source: "locked".into(),
+            },
+            CredentialError::CommandFailed {
+                account: "work".into(),
+                status: "exit status: 1".into(),
+                stderr: "broker says no".into(),
+            },
+            CredentialError::CommandEmpty {
+                account: "work".into(),
+            },
+        ];
+        for e in errors {
+            let msg = in_oauth2_terms("work", e).to_string();
+            assert!(msg.contains("oauth2_token_command"), "{msg}");
+            assert!(!msg.contains("password_command"), "{msg}");
+            assert!(msg.contains("work"), "{msg}");
+        }
+        let other = CredentialError::Keyring {
+            account: "work".into(),
+            reason: "odd".into(),
+        };
+        assert!(matches!(
+            in_oauth2_terms("work", other),
+            OAuth2Error::Credentials(_)
+        ));
+    }
 
     #[test]
     fn refused_refresh_tokens_are_remembered_by_hash_only() {
