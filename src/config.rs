@@ -1087,15 +1087,24 @@ fn check_oauth2(
             ));
         }
     }
-    if let Some(scopes) = &account.oauth2_scopes
-        && scopes
+    if let Some(scopes) = &account.oauth2_scopes {
+        if scopes.is_empty() {
+            // NOTE: an empty list would also replace the preset's scopes (and with them
+            // Microsoft's offline_access, without which no refresh token is issued).
+            return Err(at(
+                "oauth2_scopes",
+                "must not be empty: give at least one scope, or leave the key out".into(),
+            ));
+        }
+        if scopes
             .iter()
             .any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()))
-    {
-        return Err(at(
-            "oauth2_scopes",
-            "invalid value: each scope must be one non-empty word without spaces".into(),
-        ));
+        {
+            return Err(at(
+                "oauth2_scopes",
+                "invalid value: each scope must be one non-empty word without spaces".into(),
+            ));
+        }
     }
     if account.oauth2_token_command.is_some() {
         return Ok(());
@@ -1777,6 +1786,15 @@ mbox_path = "pop.mbox"
             msg.contains("\"google\", \"microsoft\" or \"custom\""),
             "{msg}"
         );
+        let msg = expect_err(
+            &format!(
+                "{IMAP}auth = \"oauth2\"\noauth2_provider = \"microsoft\"\n\
+                 oauth2_client_id = \"x\"\noauth2_scopes = []\n"
+            ),
+            9,
+            "accounts.work.oauth2_scopes",
+        );
+        assert!(msg.contains("at least one scope"), "{msg}");
         let msg = expect_err(
             &format!("{IMAP}oauth2_clientid = \"x\"\n"),
             6,
