@@ -1107,6 +1107,20 @@ fn check_oauth2(
         }
     }
     if account.oauth2_token_command.is_some() {
+        // NOTE: the broker signs in and refreshes; these keys would be silently ignored.
+        let ignored = OAUTH2_ONLY_KEYS
+            .iter()
+            .copied()
+            .filter(|k| !matches!(*k, "oauth2_token_command" | "oauth2_mechanism"))
+            .find(|k| present(k));
+        if let Some(key) = ignored {
+            return Err(at(
+                key,
+                "does not apply with oauth2_token_command (the token broker signs in): remove \
+                 one of them"
+                    .into(),
+            ));
+        }
         return Ok(());
     }
     let Some(provider) = account.oauth2_provider else {
@@ -1777,6 +1791,18 @@ mbox_path = "pop.mbox"
             "accounts.work.password_command",
         );
         assert!(msg.contains("oauth2_token_command"), "{msg}");
+        let msg = expect_err(
+            &format!(
+                "{IMAP}auth = \"oauth2\"\noauth2_token_command = \"x\"\n\
+                 oauth2_mechanism = \"xoauth2\"\noauth2_client_id = \"y\"\n"
+            ),
+            9,
+            "accounts.work.oauth2_client_id",
+        );
+        assert!(
+            msg.contains("does not apply with oauth2_token_command"),
+            "{msg}"
+        );
         let msg = expect_err(
             &format!("{IMAP}auth = \"oauth2\"\noauth2_provider = \"yahoo\"\n"),
             7,
