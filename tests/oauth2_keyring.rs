@@ -90,12 +90,7 @@ impl Profile {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_mailbag"));
-        c.args(args)
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("XDG_DATA_HOME", self.dir.path().join("data"))
-            .env_remove("MAILBAG_CONFIG");
-        c
+        common::oauth_server::mailbag_in(self.dir.path(), args)
     }
 
     fn run(&self, args: &[&str]) -> Output {

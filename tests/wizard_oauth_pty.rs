@@ -20,7 +20,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::oauth_server::{
-    AuthServer, CLIENT_ID, browser_follow, browser_get, finish, parse_form,
+    AuthServer, CLIENT_ID, browser_follow, browser_get, finish, mailbag_in, parse_form,
 };
 use common::pty::Session;
 use common::{ALICE, Dovecot};
@@ -235,16 +235,6 @@ fn child_oauth2_sign_in_in_the_wizard() {
         d.logs()
     );
     println!("{CHILD_OK}");
-}
-
-/// `mailbag ARGS` in the profile `home`.
-fn mailbag_in(home: &std::path::Path, args: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mailbag"));
-    c.args(args)
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env_remove("MAILBAG_CONFIG");
-    c
 }
 
 /// `mailbag setup --non-interactive ARGS` in the profile `home`.

@@ -303,6 +303,17 @@ pub fn write_profile(dir: &Path, d: &super::Dovecot, protocol: &str, extra: &str
     .expect("config");
 }
 
+/// `mailbag ARGS` in the profile `dir` (as [`write_profile`] lays it out: `DIR/config`,
+/// `DIR/data`).
+pub fn mailbag_in(dir: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mailbag"));
+    c.args(args)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env_remove("MAILBAG_CONFIG");
+    c
+}
+
 /// A parsed request.
 struct Request {
     method: String,
