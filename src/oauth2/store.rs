@@ -189,14 +189,23 @@ pub async fn renew_access_token(
 }
 
 async fn run_token_command(account_name: &str, command: &str) -> Result<Secret, OAuth2Error> {
-    let name = account_name.to_string();
     let command = command.to_string();
-    tokio::task::spawn_blocking(move || {
-        credentials::run_password_command(&name, &command, credentials::PASSWORD_COMMAND_TIMEOUT)
+    blocking(account_name, move |name| {
+        credentials::run_password_command(name, &command, credentials::PASSWORD_COMMAND_TIMEOUT)
     })
     .await
-    .map_err(|_| OAuth2Error::Cancelled)?
-    .map_err(|e| in_oauth2_terms(account_name, e))
+}
+
+/// Runs the keyring or command call `f` (given the account name) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    account_name: &str,
+    f: impl FnOnce(&str) -> Result<T, CredentialError> + Send + 'static,
+) -> Result<T, OAuth2Error> {
+    let name = account_name.to_string();
+    tokio::task::spawn_blocking(move || f(&name))
+        .await
+        .map_err(|_| OAuth2Error::Cancelled)?
+        .map_err(|e| in_oauth2_terms(account_name, e))
 }
 
 /// A keyring or `oauth2_token_command` failure with advice for an OAuth2 account: the
@@ -256,11 +265,8 @@ async fn refresh_now(
     // mailbag process may have spent it and stored its rotated successor in the meantime.
     // Each pass either returns or marks one more token refused, so this ends.
     let tokens = loop {
-        let (name, owned) = (account_name.to_string(), account.clone());
-        let stored = tokio::task::spawn_blocking(move || load_refresh_token(&name, &owned))
-            .await
-            .map_err(|_| OAuth2Error::Cancelled)?
-            .map_err(|e| in_oauth2_terms(account_name, e))?;
+        let owned = account.clone();
+        let stored = blocking(account_name, move |name| load_refresh_token(name, &owned)).await?;
         let Some(refresh_token) = stored else {
             return Err(OAuth2Error::NotSignedIn {
                 account: account_name.to_string(),
@@ -278,11 +284,11 @@ async fn refresh_now(
         }
     };
     if let Some(rotated) = tokens.refresh_token {
-        let (name, owned) = (account_name.to_string(), account.clone());
-        tokio::task::spawn_blocking(move || save_refresh_token(&name, &owned, &rotated))
-            .await
-            .map_err(|_| OAuth2Error::Cancelled)?
-            .map_err(|e| in_oauth2_terms(account_name, e))?;
+        let owned = account.clone();
+        blocking(account_name, move |name| {
+            save_refresh_token(name, &owned, &rotated)
+        })
+        .await?;
     }
     remember(account, &tokens.access_token, tokens.expires_in);
     Ok(tokens.access_token)
@@ -305,11 +311,11 @@ pub async fn store_sign_in(
             ),
         });
     };
-    let (name, owned) = (account_name.to_string(), account.clone());
-    tokio::task::spawn_blocking(move || save_refresh_token(&name, &owned, &refresh))
-        .await
-        .map_err(|_| OAuth2Error::Cancelled)?
-        .map_err(|e| in_oauth2_terms(account_name, e))?;
+    let owned = account.clone();
+    blocking(account_name, move |name| {
+        save_refresh_token(name, &owned, &refresh)
+    })
+    .await?;
     remember(account, &tokens.access_token, tokens.expires_in);
     Ok(())
 }
