@@ -52,6 +52,15 @@ fn in_keyring_session(child: &str) {
     );
 }
 
+/// `true` when running as a child; otherwise says why the test does nothing.
+fn is_child() -> bool {
+    let yes = std::env::var_os(CHILD_ENV).is_some();
+    if !yes {
+        println!("skipped: only meaningful inside the private keyring session");
+    }
+    yes
+}
+
 #[test]
 fn oauth2_sign_in_in_the_wizard_then_the_account_syncs() {
     in_keyring_session("child_oauth2_sign_in_in_the_wizard");
@@ -112,8 +121,7 @@ fn wait_url(s: &Session, auth: &AuthServer) -> String {
 #[test]
 #[ignore = "run by oauth2_sign_in_in_the_wizard_then_the_account_syncs in a private keyring"]
 fn child_oauth2_sign_in_in_the_wizard() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        println!("skipped: only meaningful inside the private keyring session");
+    if !is_child() {
         return;
     }
     let auth = AuthServer::start().expect("start the authorization server");
@@ -296,8 +304,7 @@ fn non_interactive_oauth2_signs_in_then_saves() {
 #[ignore = "run by non_interactive_oauth2_signs_in_then_saves in a private keyring"]
 fn child_non_interactive_oauth2() {
     use std::io::{BufRead, BufReader};
-    if std::env::var_os(CHILD_ENV).is_none() {
-        println!("skipped: only meaningful inside the private keyring session");
+    if !is_child() {
         return;
     }
     let auth = AuthServer::start().expect("start the authorization server");
