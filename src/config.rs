@@ -889,7 +889,13 @@ fn type_error(
             } else {
                 "invalid value"
             };
-            format!("{what}: {}, expected {want}", describe(item))
+            // NOTE: a secret is never echoed, even when it has the wrong type.
+            let found = if leaf == "oauth2_client_secret" {
+                "a value (not shown)".to_string()
+            } else {
+                describe(item)
+            };
+            format!("{what}: {found}, expected {want}")
         }
         _ => one_line(inner.message()),
     };
@@ -1821,6 +1827,16 @@ mbox_path = "pop.mbox"
             "accounts.work.oauth2_scopes",
         );
         assert!(msg.contains("at least one scope"), "{msg}");
+        let msg = expect_err(
+            &format!(
+                "{IMAP}auth = \"oauth2\"\noauth2_provider = \"google\"\n\
+                 oauth2_client_id = \"x\"\noauth2_client_secret = 98765432123\n"
+            ),
+            9,
+            "accounts.work.oauth2_client_secret",
+        );
+        assert!(msg.contains("expected a string"), "{msg}");
+        assert!(!msg.contains("98765432123"), "the secret is echoed: {msg}");
         let msg = expect_err(
             &format!("{IMAP}oauth2_clientid = \"x\"\n"),
             6,
