@@ -1754,94 +1754,82 @@ mbox_path = "pop.mbox"
 
     #[test]
     fn oauth2_mistakes_name_their_key() {
-        let msg = expect_err(
-            &format!("{IMAP}oauth2_client_id = \"x\"\n"),
-            6,
-            "accounts.work.oauth2_client_id",
-        );
-        assert!(msg.contains("only applies with auth = \"oauth2\""), "{msg}");
-        let msg = expect_err(
-            &format!("{IMAP}auth = \"oauth2\"\n"),
-            6,
-            "accounts.work.auth",
-        );
-        assert!(msg.contains("needs oauth2_provider"), "{msg}");
-        let msg = expect_err(
-            &format!("{IMAP}auth = \"oauth2\"\noauth2_provider = \"microsoft\"\n"),
-            7,
-            "accounts.work.oauth2_provider",
-        );
-        assert!(msg.contains("needs oauth2_client_id"), "{msg}");
-        let msg = expect_err(
-            &format!(
-                "{IMAP}auth = \"oauth2\"\noauth2_provider = \"custom\"\noauth2_client_id = \"x\"\n"
+        // (keys after the account's first five lines, error line, key, words in the message)
+        let cases = [
+            (
+                "oauth2_client_id = \"x\"\n",
+                6,
+                "oauth2_client_id",
+                "only applies with auth = \"oauth2\"",
             ),
-            7,
-            "accounts.work.oauth2_provider",
-        );
-        assert!(msg.contains("needs oauth2_token_url"), "{msg}");
-        let msg = expect_err(
-            &format!(
-                "{IMAP}auth = \"oauth2\"\noauth2_provider = \"google\"\noauth2_client_id = \"x\"\n\
-                 oauth2_token_url = \"http://id.example/token\"\n"
+            ("auth = \"oauth2\"\n", 6, "auth", "needs oauth2_provider"),
+            (
+                "auth = \"oauth2\"\noauth2_provider = \"microsoft\"\n",
+                7,
+                "oauth2_provider",
+                "needs oauth2_client_id",
             ),
-            9,
-            "accounts.work.oauth2_token_url",
-        );
-        assert!(msg.contains("https://"), "{msg}");
-        let msg = expect_err(
-            &format!(
-                "{IMAP}auth = \"oauth2\"\noauth2_token_command = \"x\"\npassword_command = \"y\"\n"
+            (
+                "auth = \"oauth2\"\noauth2_provider = \"custom\"\noauth2_client_id = \"x\"\n",
+                7,
+                "oauth2_provider",
+                "needs oauth2_token_url",
             ),
-            8,
-            "accounts.work.password_command",
-        );
-        assert!(msg.contains("oauth2_token_command"), "{msg}");
-        let msg = expect_err(
-            &format!(
-                "{IMAP}auth = \"oauth2\"\noauth2_token_command = \"x\"\n\
-                 oauth2_mechanism = \"xoauth2\"\noauth2_client_id = \"y\"\n"
+            (
+                "auth = \"oauth2\"\noauth2_provider = \"google\"\noauth2_client_id = \"x\"\n\
+                 oauth2_token_url = \"http://id.example/token\"\n",
+                9,
+                "oauth2_token_url",
+                "https://",
             ),
-            9,
-            "accounts.work.oauth2_client_id",
-        );
-        assert!(
-            msg.contains("does not apply with oauth2_token_command"),
-            "{msg}"
-        );
-        let msg = expect_err(
-            &format!("{IMAP}auth = \"oauth2\"\noauth2_provider = \"yahoo\"\n"),
-            7,
-            "accounts.work.oauth2_provider",
-        );
-        assert!(
-            msg.contains("\"google\", \"microsoft\" or \"custom\""),
-            "{msg}"
-        );
-        let msg = expect_err(
-            &format!(
-                "{IMAP}auth = \"oauth2\"\noauth2_provider = \"microsoft\"\n\
-                 oauth2_client_id = \"x\"\noauth2_scopes = []\n"
+            (
+                "auth = \"oauth2\"\noauth2_token_command = \"x\"\npassword_command = \"y\"\n",
+                8,
+                "password_command",
+                "oauth2_token_command",
             ),
-            9,
-            "accounts.work.oauth2_scopes",
-        );
-        assert!(msg.contains("at least one scope"), "{msg}");
-        let msg = expect_err(
-            &format!(
-                "{IMAP}auth = \"oauth2\"\noauth2_provider = \"google\"\n\
-                 oauth2_client_id = \"x\"\noauth2_client_secret = 98765432123\n"
+            (
+                "auth = \"oauth2\"\noauth2_token_command = \"x\"\n\
+                 oauth2_mechanism = \"xoauth2\"\noauth2_client_id = \"y\"\n",
+                9,
+                "oauth2_client_id",
+                "does not apply with oauth2_token_command",
             ),
-            9,
-            "accounts.work.oauth2_client_secret",
-        );
-        assert!(msg.contains("expected a string"), "{msg}");
-        assert!(!msg.contains("98765432123"), "the secret is echoed: {msg}");
-        let msg = expect_err(
-            &format!("{IMAP}oauth2_clientid = \"x\"\n"),
-            6,
-            "accounts.work.oauth2_clientid",
-        );
-        assert!(msg.contains("did you mean `oauth2_client_id`"), "{msg}");
+            (
+                "auth = \"oauth2\"\noauth2_provider = \"yahoo\"\n",
+                7,
+                "oauth2_provider",
+                "\"google\", \"microsoft\" or \"custom\"",
+            ),
+            (
+                "auth = \"oauth2\"\noauth2_provider = \"microsoft\"\n\
+                 oauth2_client_id = \"x\"\noauth2_scopes = []\n",
+                9,
+                "oauth2_scopes",
+                "at least one scope",
+            ),
+            (
+                "auth = \"oauth2\"\noauth2_provider = \"google\"\n\
+                 oauth2_client_id = \"x\"\noauth2_client_secret = 98765432123\n",
+                9,
+                "oauth2_client_secret",
+                "expected a string",
+            ),
+            (
+                "oauth2_clientid = \"x\"\n",
+                6,
+                "oauth2_clientid",
+                "did you mean `oauth2_client_id`",
+            ),
+        ];
+        for (keys, line, key, words) in cases {
+            let msg = expect_err(
+                &format!("{IMAP}{keys}"),
+                line,
+                &format!("accounts.work.{key}"),
+            );
+            assert!(msg.contains(words), "{msg}");
+            assert!(!msg.contains("98765432123"), "the secret is echoed: {msg}");
+        }
     }
 }
