@@ -889,7 +889,13 @@ fn type_error(
             } else {
                 "invalid value"
             };
-            format!("{what}: {}, expected {want}", describe(item))
+            // NOTE: a secret is never echoed, even when it has the wrong type.
+            let found = if leaf == "oauth2_client_secret" {
+                "a value (not shown)".to_string()
+            } else {
+                describe(item)
+            };
+            format!("{what}: {found}, expected {want}")
         }
         _ => one_line(inner.message()),
     };
@@ -1087,17 +1093,40 @@ fn check_oauth2(
             ));
         }
     }
-    if let Some(scopes) = &account.oauth2_scopes
-        && scopes
+    if let Some(scopes) = &account.oauth2_scopes {
+        if scopes.is_empty() {
+            // NOTE: an empty list would also replace the preset's scopes (and with them
+            // Microsoft's offline_access, without which no refresh token is issued).
+            return Err(at(
+                "oauth2_scopes",
+                "must not be empty: give at least one scope, or leave the key out".into(),
+            ));
+        }
+        if scopes
             .iter()
             .any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()))
-    {
-        return Err(at(
-            "oauth2_scopes",
-            "invalid value: each scope must be one non-empty word without spaces".into(),
-        ));
+        {
+            return Err(at(
+                "oauth2_scopes",
+                "invalid value: each scope must be one non-empty word without spaces".into(),
+            ));
+        }
     }
     if account.oauth2_token_command.is_some() {
+        // NOTE: the broker signs in and refreshes; these keys would be silently ignored.
+        let ignored = OAUTH2_ONLY_KEYS
+            .iter()
+            .copied()
+            .filter(|k| !matches!(*k, "oauth2_token_command" | "oauth2_mechanism"))
+            .find(|k| present(k));
+        if let Some(key) = ignored {
+            return Err(at(
+                key,
+                "does not apply with oauth2_token_command (the token broker signs in): remove \
+                 one of them"
+                    .into(),
+            ));
+        }
         return Ok(());
     }
     let Some(provider) = account.oauth2_provider else {
@@ -1725,63 +1754,82 @@ mbox_path = "pop.mbox"
 
     #[test]
     fn oauth2_mistakes_name_their_key() {
-        let msg = expect_err(
-            &format!("{IMAP}oauth2_client_id = \"x\"\n"),
-            6,
-            "accounts.work.oauth2_client_id",
-        );
-        assert!(msg.contains("only applies with auth = \"oauth2\""), "{msg}");
-        let msg = expect_err(
-            &format!("{IMAP}auth = \"oauth2\"\n"),
-            6,
-            "accounts.work.auth",
-        );
-        assert!(msg.contains("needs oauth2_provider"), "{msg}");
-        let msg = expect_err(
-            &format!("{IMAP}auth = \"oauth2\"\noauth2_provider = \"microsoft\"\n"),
-            7,
-            "accounts.work.oauth2_provider",
-        );
-        assert!(msg.contains("needs oauth2_client_id"), "{msg}");
-        let msg = expect_err(
-            &format!(
-                "{IMAP}auth = \"oauth2\"\noauth2_provider = \"custom\"\noauth2_client_id = \"x\"\n"
+        // (keys after the account's first five lines, error line, key, words in the message)
+        let cases = [
+            (
+                "oauth2_client_id = \"x\"\n",
+                6,
+                "oauth2_client_id",
+                "only applies with auth = \"oauth2\"",
             ),
-            7,
-            "accounts.work.oauth2_provider",
-        );
-        assert!(msg.contains("needs oauth2_token_url"), "{msg}");
-        let msg = expect_err(
-            &format!(
-                "{IMAP}auth = \"oauth2\"\noauth2_provider = \"google\"\noauth2_client_id = \"x\"\n\
-                 oauth2_token_url = \"http://id.example/token\"\n"
+            ("auth = \"oauth2\"\n", 6, "auth", "needs oauth2_provider"),
+            (
+                "auth = \"oauth2\"\noauth2_provider = \"microsoft\"\n",
+                7,
+                "oauth2_provider",
+                "needs oauth2_client_id",
             ),
-            9,
-            "accounts.work.oauth2_token_url",
-        );
-        assert!(msg.contains("https://"), "{msg}");
-        let msg = expect_err(
-            &format!(
-                "{IMAP}auth = \"oauth2\"\noauth2_token_command = \"x\"\npassword_command = \"y\"\n"
+            (
+                "auth = \"oauth2\"\noauth2_provider = \"custom\"\noauth2_client_id = \"x\"\n",
+                7,
+                "oauth2_provider",
+                "needs oauth2_token_url",
             ),
-            8,
-            "accounts.work.password_command",
-        );
-        assert!(msg.contains("oauth2_token_command"), "{msg}");
-        let msg = expect_err(
-            &format!("{IMAP}auth = \"oauth2\"\noauth2_provider = \"yahoo\"\n"),
-            7,
-            "accounts.work.oauth2_provider",
-        );
-        assert!(
-            msg.contains("\"google\", \"microsoft\" or \"custom\""),
-            "{msg}"
-        );
-        let msg = expect_err(
-            &format!("{IMAP}oauth2_clientid = \"x\"\n"),
-            6,
-            "accounts.work.oauth2_clientid",
-        );
-        assert!(msg.contains("did you mean `oauth2_client_id`"), "{msg}");
+            (
+                "auth = \"oauth2\"\noauth2_provider = \"google\"\noauth2_client_id = \"x\"\n\
+                 oauth2_token_url = \"http://id.example/token\"\n",
+                9,
+                "oauth2_token_url",
+                "https://",
+            ),
+            (
+                "auth = \"oauth2\"\noauth2_token_command = \"x\"\npassword_command = \"y\"\n",
+                8,
+                "password_command",
+                "oauth2_token_command",
+            ),
+            (
+                "auth = \"oauth2\"\noauth2_token_command = \"x\"\n\
+                 oauth2_mechanism = \"xoauth2\"\noauth2_client_id = \"y\"\n",
+                9,
+                "oauth2_client_id",
+                "does not apply with oauth2_token_command",
+            ),
+            (
+                "auth = \"oauth2\"\noauth2_provider = \"yahoo\"\n",
+                7,
+                "oauth2_provider",
+                "\"google\", \"microsoft\" or \"custom\"",
+            ),
+            (
+                "auth = \"oauth2\"\noauth2_provider = \"microsoft\"\n\
+                 oauth2_client_id = \"x\"\noauth2_scopes = []\n",
+                9,
+                "oauth2_scopes",
+                "at least one scope",
+            ),
+            (
+                "auth = \"oauth2\"\noauth2_provider = \"google\"\n\
+                 oauth2_client_id = \"x\"\noauth2_client_secret = 98765432123\n",
+                9,
+                "oauth2_client_secret",
+                "expected a string",
+            ),
+            (
+                "oauth2_clientid = \"x\"\n",
+                6,
+                "oauth2_clientid",
+                "did you mean `oauth2_client_id`",
+            ),
+        ];
+        for (keys, line, key, words) in cases {
+            let msg = expect_err(
+                &format!("{IMAP}{keys}"),
+                line,
+                &format!("accounts.work.{key}"),
+            );
+            assert!(msg.contains(words), "{msg}");
+            assert!(!msg.contains("98765432123"), "the secret is echoed: {msg}");
+        }
     }
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::oauth_server::AuthServer;
 use common::{ALICE, Dovecot};
@@ -51,11 +51,7 @@ impl Profile {
 }
 
 fn run_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mailbag"))
-        .args(args)
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env_remove("MAILBAG_CONFIG")
+    common::oauth_server::mailbag_in(dir, args)
         .output()
         .expect("run mailbag")
 }

@@ -11,17 +11,18 @@
 //! (this test plays the browser) and with a pasted redirect URL; the device flow with
 //! `authorization_pending` and `slow_down`, and a denied device code; mailbag killed with
 //! SIGKILL after the refresh token rotated and before its sync finished still signs in on
-//! the next start.
+//! the next start; a refresh token spent by another process meanwhile is not a "sign in
+//! again" when the keyring already holds its successor.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write as _};
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::oauth_server::{
-    AuthServer, browser_follow as loopback_get, browser_get as https_get, parse_form,
+    AuthServer, browser_follow as loopback_get, browser_get as https_get, finish, parse_form,
 };
 use common::{ALICE, Dovecot};
 use mailbag::backend::MailBackend;
@@ -89,12 +90,7 @@ impl Profile {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_mailbag"));
-        c.args(args)
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("XDG_DATA_HOME", self.dir.path().join("data"))
-            .env_remove("MAILBAG_CONFIG");
-        c
+        common::oauth_server::mailbag_in(self.dir.path(), args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -367,26 +363,6 @@ fn start_login(
     (child, BufReader::new(stdout).lines())
 }
 
-/// Waits for `child` to exit (it is killed after two minutes: a hang is a failure).
-fn finish(mut child: Child) -> (bool, String) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            return (status.success(), err);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("mailbag did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn authorization_code_flow_end_to_end() {
     in_keyring_session("child_authorization_code_flow");
@@ -589,5 +565,52 @@ fn child_killed_after_rotation() {
     );
     assert_eq!(p.message_count(), 3);
     assert_eq!(auth.lock().refreshes, 2);
+    println!("{CHILD_OK}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Another process spent the refresh token and stored its successor while this one refreshed.
+
+#[test]
+fn refresh_token_rotated_by_another_process_is_picked_up() {
+    in_keyring_session("child_rotated_by_another_process");
+}
+
+#[test]
+#[ignore = "run by refresh_token_rotated_by_another_process_is_picked_up in a private keyring"]
+fn child_rotated_by_another_process() {
+    if !is_child() {
+        return;
+    }
+    let (auth, d) = servers();
+    let p = Profile::new(&d, &auth, "imap");
+    let account = p.account();
+    let (_, first) = auth.issue(ALICE.name);
+    p.store_refresh_token(&first);
+    // The other process: it spent `first`, got `second`, and stores `second` in the keyring
+    // just after this process read `first` from it.
+    let (_, second) = auth.issue(ALICE.name);
+    if let Some(v) = auth.lock().refresh.get_mut(&first) {
+        v.1 = false;
+    }
+    let (other, keyring_second) = (account.clone(), second.clone());
+    auth.lock().before_refresh = Some(Box::new(move |_| {
+        mailbag::oauth2::store::save_refresh_token(
+            "work",
+            &other,
+            &mailbag::credentials::Secret::new(keyring_second.clone()),
+        )
+        .expect("the other process stores its token");
+    }));
+    let token = runtime().block_on(mailbag::oauth2::access_token("work", &account));
+    auth.lock().before_refresh = None;
+    let token = token.unwrap_or_else(|e| panic!("{e}\n{:?}", auth.lock().log));
+    assert!(auth.lock().access.contains_key(token.expose()));
+    assert_eq!(auth.lock().refreshes, 1, "one refresh, with the successor");
+    // That refresh rotated `second` in turn; the keyring holds the newest token.
+    let valid = auth.valid_refresh_tokens();
+    assert_eq!(valid.len(), 1, "{valid:?}");
+    assert_ne!(valid[0], second);
+    assert_eq!(p.stored_refresh_token().as_deref(), Some(valid[0].as_str()));
     println!("{CHILD_OK}");
 }

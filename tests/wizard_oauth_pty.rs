@@ -19,7 +19,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::oauth_server::{AuthServer, CLIENT_ID, browser_follow, browser_get, parse_form};
+use common::oauth_server::{
+    AuthServer, CLIENT_ID, browser_follow, browser_get, finish, mailbag_in, parse_form,
+};
 use common::pty::Session;
 use common::{ALICE, Dovecot};
 use mailbag::wizard::dns;
@@ -32,9 +34,9 @@ const CHILD_OK: &str = "MAILBAG-WIZARD-OAUTH-CHILD-OK";
 const ESC: &[u8] = b"\x1b";
 const CTRL_U: &[u8] = b"\x15";
 
-#[test]
-fn oauth2_sign_in_in_the_wizard_then_the_account_syncs() {
-    let child = "child_oauth2_sign_in_in_the_wizard";
+/// Runs the ignored test `child` of this binary in a private D-Bus session with an unlocked
+/// gnome-keyring, and fails if it does not report success.
+fn in_keyring_session(child: &str) {
     if !common::dovecot_installed(child) {
         return;
     }
@@ -48,6 +50,20 @@ fn oauth2_sign_in_in_the_wizard_then_the_account_syncs() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `true` when running as a child; otherwise says why the test does nothing.
+fn is_child() -> bool {
+    let yes = std::env::var_os(CHILD_ENV).is_some();
+    if !yes {
+        println!("skipped: only meaningful inside the private keyring session");
+    }
+    yes
+}
+
+#[test]
+fn oauth2_sign_in_in_the_wizard_then_the_account_syncs() {
+    in_keyring_session("child_oauth2_sign_in_in_the_wizard");
 }
 
 /// The authorization URL the sign-in screen shows: the wrapped lines after "Open this
@@ -105,8 +121,7 @@ fn wait_url(s: &Session, auth: &AuthServer) -> String {
 #[test]
 #[ignore = "run by oauth2_sign_in_in_the_wizard_then_the_account_syncs in a private keyring"]
 fn child_oauth2_sign_in_in_the_wizard() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        println!("skipped: only meaningful inside the private keyring session");
+    if !is_child() {
         return;
     }
     let auth = AuthServer::start().expect("start the authorization server");
@@ -230,15 +245,10 @@ fn child_oauth2_sign_in_in_the_wizard() {
     println!("{CHILD_OK}");
 }
 
-/// `mailbag setup --non-interactive ARGS` in the profile `home`, stdout piped.
+/// `mailbag setup --non-interactive ARGS` in the profile `home`.
 fn setup_command(home: &std::path::Path, args: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mailbag"));
-    c.arg("setup")
-        .arg("--non-interactive")
-        .args(args)
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env_remove("MAILBAG_CONFIG");
+    let mut c = mailbag_in(home, &["setup", "--non-interactive"]);
+    c.args(args);
     c
 }
 
@@ -287,28 +297,14 @@ fn non_interactive_oauth2_needs_a_client_id() {
 
 #[test]
 fn non_interactive_oauth2_signs_in_then_saves() {
-    let child = "child_non_interactive_oauth2";
-    if !common::dovecot_installed(child) {
-        return;
-    }
-    let Some(out) = common::in_keyring_session(child, CHILD_ENV) else {
-        return;
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains(CHILD_OK),
-        "{child} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    in_keyring_session("child_non_interactive_oauth2");
 }
 
 #[test]
 #[ignore = "run by non_interactive_oauth2_signs_in_then_saves in a private keyring"]
 fn child_non_interactive_oauth2() {
-    use std::io::{BufRead, BufReader, Read};
-    if std::env::var_os(CHILD_ENV).is_none() {
-        println!("skipped: only meaningful inside the private keyring session");
+    use std::io::{BufRead, BufReader};
+    if !is_child() {
         return;
     }
     let auth = AuthServer::start().expect("start the authorization server");
@@ -375,22 +371,7 @@ fn child_non_interactive_oauth2() {
         let mut stdin = child.stdin.take().expect("stdin");
         writeln!(stdin, "{}", location.expect("a redirect")).expect("paste");
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let ok = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status.success();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("mailbag setup did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
+    let (ok, err) = finish(child);
     assert!(ok, "setup failed: {err}");
     assert!(err.contains("✓") || err.contains("ok      login"), "{err}");
     assert!(err.contains("signed in with OAuth2"), "{err}");
@@ -408,11 +389,7 @@ fn child_non_interactive_oauth2() {
         vec![stored.expose().to_string()]
     );
     // The saved account syncs.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbag"))
-        .args(["sync"])
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env_remove("MAILBAG_CONFIG")
+    let out = mailbag_in(home.path(), &["sync"])
         .stdin(std::process::Stdio::null())
         .output()
         .expect("sync");
@@ -421,11 +398,7 @@ fn child_non_interactive_oauth2() {
         "sync: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailbag"))
-        .args(["list", "--json"])
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env_remove("MAILBAG_CONFIG")
+    let out = mailbag_in(home.path(), &["list", "--json"])
         .stdin(std::process::Stdio::null())
         .output()
         .expect("list");

@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::{Endpoints, OAuth2Error, base64url, random_bytes, secret, store, token};
+use super::{Endpoints, OAuth2Error, base64url, random_bytes, store, token};
 use crate::config::{Account, OAuth2Provider};
 use crate::credentials::Secret;
 use crate::wizard::http::{percent_decode, percent_encode};
@@ -94,7 +94,7 @@ impl Pkce {
         let verifier = base64url(&random_bytes(32)?);
         let challenge = challenge_for(&verifier);
         Ok(Pkce {
-            verifier: secret(verifier),
+            verifier: Secret::new(verifier),
             challenge,
         })
     }
@@ -311,7 +311,7 @@ async fn authorization_code(
         ));
     }
     let code = match got {
-        Redirected::Code { code, .. } => secret(code),
+        Redirected::Code { code, .. } => Secret::new(code),
         Redirected::Error { error, .. } if error == "access_denied" => {
             return Err(OAuth2Error::Denied);
         }
@@ -579,8 +579,8 @@ mod tests {
         a
     }
 
-    /// Starts a browser sign-in on a runtime thread; returns the authorization URL and the
-    /// listener's port.
+    /// Starts a browser sign-in on a runtime thread; returns the `state` of its authorization
+    /// URL and the listener's port.
     fn start_browser_sign_in(
         rt: &tokio::runtime::Runtime,
     ) -> (
@@ -610,19 +610,19 @@ mod tests {
             .trim_end_matches('/')
             .parse()
             .expect("port");
-        (task, url, port)
+        let state = query
+            .split('&')
+            .find_map(|p| p.strip_prefix("state="))
+            .expect("state")
+            .to_string();
+        (task, state, port)
     }
 
     #[test]
     fn a_denied_consent_ends_the_browser_sign_in() {
         use std::io::{Read, Write};
         let rt = tokio::runtime::Runtime::new().expect("runtime");
-        let (task, url, port) = start_browser_sign_in(&rt);
-        let state = url
-            .split('&')
-            .find_map(|p| p.strip_prefix("state="))
-            .expect("state")
-            .to_string();
+        let (task, state, port) = start_browser_sign_in(&rt);
         let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
         write!(
             tcp,
@@ -640,12 +640,7 @@ mod tests {
     fn a_redirect_with_another_state_does_not_end_the_browser_sign_in() {
         use std::io::{Read, Write};
         let rt = tokio::runtime::Runtime::new().expect("runtime");
-        let (task, url, port) = start_browser_sign_in(&rt);
-        let state = url
-            .split('&')
-            .find_map(|p| p.strip_prefix("state="))
-            .expect("state")
-            .to_string();
+        let (task, state, port) = start_browser_sign_in(&rt);
         for query in [
             "error=access_denied&state=forged".to_string(),
             format!("error=access_denied&state={state}"),

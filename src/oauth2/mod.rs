@@ -12,8 +12,8 @@
 //!   keeps access tokens in memory and refreshes them before they expire. A rotated refresh
 //!   token is saved before anything else happens, so a crash never signs the user out.
 //!
-//! Tokens live in [`Secret`]s: they never reach the config, an error message or `Debug`
-//! output.
+//! Tokens live in [`Secret`](crate::credentials::Secret)s: they never reach the config, an
+//! error message or `Debug` output.
 
 pub mod flow;
 pub mod sasl;
@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::config::{Account, OAuth2Provider};
-use crate::credentials::{CredentialError, Secret};
+use crate::credentials::CredentialError;
 
 pub use flow::{Method, Prompt, sign_in};
 pub use store::{access_token, renew_access_token};
@@ -198,7 +198,11 @@ pub enum OAuth2Error {
     /// The loopback listener failed.
     #[error("cannot listen for the sign-in redirect on 127.0.0.1: {0}")]
     Listen(#[source] std::io::Error),
-    /// The keyring or `oauth2_token_command` failed.
+    /// The keyring cannot keep the refresh token, or `oauth2_token_command` failed; `reason`
+    /// names what to do for an OAuth2 account.
+    #[error("OAuth2 for {account}: {reason}")]
+    Unavailable { account: String, reason: String },
+    /// The keyring failed in another way.
     #[error(transparent)]
     Credentials(#[from] CredentialError),
     /// The sign-in was given up (the prompt was closed, stdin ended).
@@ -246,28 +250,13 @@ pub(crate) fn random_bytes(n: usize) -> Result<Vec<u8>, OAuth2Error> {
     Ok(out)
 }
 
-/// base64url without padding (RFC 4648 §5), as PKCE uses (RFC 7636 Appendix A).
+/// base64url without padding (RFC 4648 §5), as PKCE uses (RFC 7636 Appendix A): the
+/// standard alphabet's `+` and `/` swapped for `-` and `_`, the `=` padding dropped.
 pub(crate) fn base64url(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b0 = chunk.first().copied().unwrap_or(0);
-        let b1 = chunk.get(1).copied().unwrap_or(0);
-        let b2 = chunk.get(2).copied().unwrap_or(0);
-        let n = (u32::from(b0) << 16) | (u32::from(b1) << 8) | u32::from(b2);
-        for i in 0..=chunk.len() {
-            let idx = (n >> (18 - 6 * i)) & 63;
-            out.push(char::from(
-                ALPHABET.get(idx as usize).copied().unwrap_or(b'A'),
-            ));
-        }
-    }
-    out
-}
-
-/// A token as a [`Secret`].
-pub(crate) fn secret(token: String) -> Secret {
-    Secret::new(token)
+    crate::pop3::command::base64_encode(data)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
 }
 
 #[cfg(test)]

@@ -189,14 +189,58 @@ pub async fn renew_access_token(
 }
 
 async fn run_token_command(account_name: &str, command: &str) -> Result<Secret, OAuth2Error> {
-    let name = account_name.to_string();
     let command = command.to_string();
-    tokio::task::spawn_blocking(move || {
-        credentials::run_password_command(&name, &command, credentials::PASSWORD_COMMAND_TIMEOUT)
+    blocking(account_name, move |name| {
+        credentials::run_password_command(name, &command, credentials::PASSWORD_COMMAND_TIMEOUT)
     })
     .await
-    .map_err(|_| OAuth2Error::Cancelled)?
-    .map_err(OAuth2Error::from)
+}
+
+/// Runs the keyring or command call `f` (given the account name) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    account_name: &str,
+    f: impl FnOnce(&str) -> Result<T, CredentialError> + Send + 'static,
+) -> Result<T, OAuth2Error> {
+    let name = account_name.to_string();
+    tokio::task::spawn_blocking(move || f(&name))
+        .await
+        .map_err(|_| OAuth2Error::Cancelled)?
+        .map_err(|e| in_oauth2_terms(account_name, e))
+}
+
+/// A keyring or `oauth2_token_command` failure with advice for an OAuth2 account: the
+/// generic messages point to `password_command`, which is a config error with `auth =
+/// "oauth2"`.
+fn in_oauth2_terms(account_name: &str, e: CredentialError) -> OAuth2Error {
+    let reason = match e {
+        CredentialError::NoService { .. } => "no OS keyring service is reachable (no D-Bus \
+             session / Secret Service) to keep the refresh token: set oauth2_token_command in \
+             config.toml instead"
+            .to_string(),
+        CredentialError::Locked { .. } => "the OS keyring is locked or refused access: unlock \
+             it, or set oauth2_token_command in config.toml"
+            .to_string(),
+        CredentialError::CommandSpawn { source, .. } => {
+            format!("cannot run oauth2_token_command: {source}")
+        }
+        CredentialError::CommandFailed { status, stderr, .. } => {
+            format!("oauth2_token_command failed ({status}): {stderr}")
+        }
+        CredentialError::CommandTimedOut { seconds, .. } => {
+            format!("oauth2_token_command did not finish within {seconds} s and was killed")
+        }
+        CredentialError::CommandEmpty { .. } => {
+            "oauth2_token_command printed no access token on stdout".to_string()
+        }
+        CredentialError::CommandNotUtf8 { .. } => {
+            "oauth2_token_command printed bytes that are not UTF-8".to_string()
+        }
+        other => return OAuth2Error::Credentials(other),
+    };
+    OAuth2Error::Unavailable {
+        account: account_name.to_string(),
+        reason,
+    }
 }
 
 async fn refresh_now(
@@ -213,35 +257,38 @@ async fn refresh_now(
     }
     forget(account);
     let ep = Endpoints::for_account(account_name, account)?;
-    let (name, owned) = (account_name.to_string(), account.clone());
-    let stored = tokio::task::spawn_blocking(move || load_refresh_token(&name, &owned))
-        .await
-        .map_err(|_| OAuth2Error::Cancelled)??;
-    let Some(refresh_token) = stored else {
-        return Err(OAuth2Error::NotSignedIn {
-            account: account_name.to_string(),
-        });
-    };
     let sign_in_again = || OAuth2Error::SignInAgain {
         account: account_name.to_string(),
         reason: "the refresh token was refused".into(),
     };
-    if was_refused(&refresh_token) {
-        return Err(sign_in_again());
-    }
-    let tokens = match token::refresh(&ep, &refresh_token).await {
-        Ok(t) => t,
-        Err(OAuth2Error::Refused { error, .. }) if error == "invalid_grant" => {
-            mark_refused(&refresh_token);
+    // NOTE: a refused token is read from the keyring once more before giving up: another
+    // mailbag process may have spent it and stored its rotated successor in the meantime.
+    // Each pass either returns or marks one more token refused, so this ends.
+    let tokens = loop {
+        let owned = account.clone();
+        let stored = blocking(account_name, move |name| load_refresh_token(name, &owned)).await?;
+        let Some(refresh_token) = stored else {
+            return Err(OAuth2Error::NotSignedIn {
+                account: account_name.to_string(),
+            });
+        };
+        if was_refused(&refresh_token) {
             return Err(sign_in_again());
         }
-        Err(e) => return Err(e),
+        match token::refresh(&ep, &refresh_token).await {
+            Ok(t) => break t,
+            Err(OAuth2Error::Refused { error, .. }) if error == "invalid_grant" => {
+                mark_refused(&refresh_token);
+            }
+            Err(e) => return Err(e),
+        }
     };
     if let Some(rotated) = tokens.refresh_token {
-        let (name, owned) = (account_name.to_string(), account.clone());
-        tokio::task::spawn_blocking(move || save_refresh_token(&name, &owned, &rotated))
-            .await
-            .map_err(|_| OAuth2Error::Cancelled)??;
+        let owned = account.clone();
+        blocking(account_name, move |name| {
+            save_refresh_token(name, &owned, &rotated)
+        })
+        .await?;
     }
     remember(account, &tokens.access_token, tokens.expires_in);
     Ok(tokens.access_token)
@@ -264,10 +311,11 @@ pub async fn store_sign_in(
             ),
         });
     };
-    let (name, owned) = (account_name.to_string(), account.clone());
-    tokio::task::spawn_blocking(move || save_refresh_token(&name, &owned, &refresh))
-        .await
-        .map_err(|_| OAuth2Error::Cancelled)??;
+    let owned = account.clone();
+    blocking(account_name, move |name| {
+        save_refresh_token(name, &owned, &refresh)
+    })
+    .await?;
     remember(account, &tokens.access_token, tokens.expires_in);
     Ok(())
 }
@@ -275,6 +323,41 @@ pub async fn store_sign_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_failures_point_to_oauth2_token_command() {
+        let errors = [
+            CredentialError::NoService {
+                source: "no bus".into(),
+            },
+            CredentialError::Locked {
+                account: "work".into(),
+                source: "locked".into(),
+            },
+            CredentialError::CommandFailed {
+                account: "work".into(),
+                status: "exit status: 1".into(),
+                stderr: "broker says no".into(),
+            },
+            CredentialError::CommandEmpty {
+                account: "work".into(),
+            },
+        ];
+        for e in errors {
+            let msg = in_oauth2_terms("work", e).to_string();
+            assert!(msg.contains("oauth2_token_command"), "{msg}");
+            assert!(!msg.contains("password_command"), "{msg}");
+            assert!(msg.contains("work"), "{msg}");
+        }
+        let other = CredentialError::Keyring {
+            account: "work".into(),
+            reason: "odd".into(),
+        };
+        assert!(matches!(
+            in_oauth2_terms("work", other),
+            OAuth2Error::Credentials(_)
+        ));
+    }
 
     #[test]
     fn refused_refresh_tokens_are_remembered_by_hash_only() {

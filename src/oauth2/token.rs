@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{Endpoints, OAuth2Error, secret};
+use super::{Endpoints, OAuth2Error};
 use crate::credentials::Secret;
 use crate::sanitize;
 
@@ -110,7 +110,7 @@ pub async fn start_device(ep: &Endpoints) -> Result<DeviceAuthorization, OAuth2E
         reason: format!("the device authorization reply has no {what}"),
     };
     Ok(DeviceAuthorization {
-        device_code: secret(text("device_code").ok_or_else(|| bad("device_code"))?),
+        device_code: Secret::new(text("device_code").ok_or_else(|| bad("device_code"))?),
         user_code: sanitize::line(&text("user_code").ok_or_else(|| bad("user_code"))?).into_owned(),
         // NOTE: Google spells it `verification_url`.
         verification_uri: sanitize::line(
@@ -182,12 +182,12 @@ fn tokens(
         });
     };
     Ok(Tokens {
-        access_token: secret(access.to_string()),
+        access_token: Secret::new(access.to_string()),
         refresh_token: json
             .get("refresh_token")
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty())
-            .map(|s| secret(s.to_string())),
+            .map(|s| Secret::new(s.to_string())),
         expires_in: number(json, "expires_in"),
     })
 }

@@ -28,6 +28,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The client id the server accepts.
 pub const CLIENT_ID: &str = "mailbag-test-client";
 
+/// See [`State::before_refresh`].
+pub type RefreshHook = Box<dyn FnMut(&str) + Send>;
+
 /// What the server knows; shared between its tasks and the test.
 #[derive(Default)]
 pub struct State {
@@ -64,6 +67,9 @@ pub struct State {
     pub held: u32,
     /// Tell Dovecot every token is inactive (a mailbox whose IMAP/POP access was withdrawn).
     pub reject_all: bool,
+    /// Called with the refresh token of each refresh request before it is judged (for a test
+    /// that acts as a second mailbag process in that moment).
+    pub before_refresh: Option<RefreshHook>,
 }
 
 struct Device {
@@ -295,6 +301,17 @@ pub fn write_profile(dir: &Path, d: &super::Dovecot, protocol: &str, extra: &str
         ),
     )
     .expect("config");
+}
+
+/// `mailbag ARGS` in the profile `dir` (as [`write_profile`] lays it out: `DIR/config`,
+/// `DIR/data`).
+pub fn mailbag_in(dir: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mailbag"));
+    c.args(args)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env_remove("MAILBAG_CONFIG");
+    c
 }
 
 /// A parsed request.
@@ -604,6 +621,9 @@ fn token(s: &mut State, req: &Request) -> Reply {
         }
         Some("refresh_token") => {
             let old = f.get("refresh_token").cloned().unwrap_or_default();
+            if let Some(hook) = s.before_refresh.as_mut() {
+                hook(&old);
+            }
             let user = match s.refresh.get(&old) {
                 Some((user, true)) => user.clone(),
                 _ => {
@@ -672,6 +692,28 @@ fn token(s: &mut State, req: &Request) -> Reply {
             }
         }
         _ => oauth_error("unsupported_grant_type"),
+    }
+}
+
+/// Waits for a `mailbag` child to exit (it is killed after two minutes: a hang is a failure);
+/// returns whether it succeeded and its stderr.
+pub fn finish(mut child: std::process::Child) -> (bool, String) {
+    use std::io::Read as _;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return (status.success(), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mailbag did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
