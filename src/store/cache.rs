@@ -1637,8 +1637,9 @@ impl Cache {
             .map_err(|e| self.err(e))
     }
 
-    /// How many messages wait for their words to be indexed for search.
-    pub fn pending_index(&self) -> Result<u64, CacheError> {
+    /// How many messages wait for their words to be indexed (for tests).
+    #[cfg(test)]
+    fn pending_index(&self) -> Result<u64, CacheError> {
         self.conn
             .query_row("SELECT count(*) FROM search_pending", [], |r| {
                 r.get::<_, i64>(0)
@@ -1647,9 +1648,26 @@ impl Cache {
             .map_err(|e| self.err(e))
     }
 
+    /// Whether any message waits for its words to be indexed. A read-only cache written by
+    /// an older mailbag (before schema 4) has no queue: nothing waits.
+    fn has_pending_index(&self) -> Result<bool, CacheError> {
+        if self.schema_version()? < 4 {
+            return Ok(false);
+        }
+        self.conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM search_pending)", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.err(e))
+    }
+
     /// Index the words of every message downloaded since the last call (see schema 4), a
     /// chunk per transaction so that other writers are not held up; returns how many.
     pub fn index_pending(&self) -> Result<u64, CacheError> {
+        if !self.has_pending_index()? {
+            // NOTE: no write transaction (and no write lock) when nothing waits.
+            return Ok(0);
+        }
         let mut done = 0;
         loop {
             // NOTE: IMMEDIATE takes the write lock now, not at the first write: a deferred
@@ -1683,7 +1701,7 @@ impl Cache {
         if fts.is_empty() {
             return Ok(Vec::new());
         }
-        let pending = self.pending_index()? > 0;
+        let pending = self.has_pending_index()?;
         if pending && (self.read_only || self.index_pending().is_err()) {
             return self.search_with_pending(folder, &fts.join(" "), &words, limit);
         }
