@@ -535,6 +535,16 @@ fn oauth2_settings(args: &SetupArgs) -> Result<Option<OAuth2Settings>> {
     https("--oauth2-auth-url", &args.oauth2_auth_url)?;
     https("--oauth2-token-url", &args.oauth2_token_url)?;
     https("--oauth2-device-url", &args.oauth2_device_url)?;
+    // NOTE: checked before the sign-in, not only when the config is saved after it.
+    if args
+        .oauth2_scopes
+        .as_deref()
+        .is_some_and(|s| s.split_whitespace().next().is_none())
+    {
+        return Err(Error::Usage(
+            "--oauth2-scopes needs at least one scope".into(),
+        ));
+    }
     if provider == Some(OAuth2Provider::Custom) {
         if args.oauth2_token_url.is_none() {
             return Err(Error::Usage(
@@ -665,4 +675,30 @@ fn prompt_hidden(prompt: &str) -> Result<String> {
     let _ = writeln!(err);
     result?;
     String::from_utf8(bytes).map_err(|_| Error::Usage("the password is not valid UTF-8".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_oauth2_scopes_are_refused_before_the_sign_in() {
+        let mut args = SetupArgs {
+            auth: Some("oauth2".into()),
+            oauth2_client_id: Some("client".into()),
+            oauth2_scopes: Some("  ".into()),
+            ..SetupArgs::default()
+        };
+        match oauth2_settings(&args) {
+            Err(Error::Usage(m)) => assert!(m.contains("--oauth2-scopes"), "{m}"),
+            Err(e) => panic!("expected a usage error, got {e}"),
+            Ok(_) => panic!("empty scopes were accepted"),
+        }
+        args.oauth2_scopes = Some("mail offline_access".into());
+        let settings = oauth2_settings(&args).unwrap().unwrap();
+        assert_eq!(
+            settings.scopes,
+            Some(vec!["mail".to_string(), "offline_access".to_string()])
+        );
+    }
 }
