@@ -122,7 +122,10 @@ pub struct Parsed {
 pub fn parse_once(raw: &[u8]) -> Parsed {
     let Some(msg) = MessageParser::default().parse(raw) else {
         return Parsed {
-            envelope: envelope_of(raw),
+            envelope: Envelope {
+                size: raw.len() as u64,
+                ..Envelope::default()
+            },
             ..Parsed::default()
         };
     };

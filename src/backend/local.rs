@@ -6,9 +6,7 @@
 
 use std::path::PathBuf;
 
-use super::{
-    BackendError, Capabilities, Envelope, FolderInfo, MailBackend, Progress, RemoteId, SyncReport,
-};
+use super::{BackendError, Capabilities, FolderInfo, MailBackend, Progress, RemoteId, SyncReport};
 use crate::render;
 use crate::store::cache::{BodyLocation, Cache, NewMessage};
 use crate::store::mbox;
@@ -101,13 +99,13 @@ impl MailBackend for LocalBackend {
             if known.contains(&found.span.offset) {
                 return Ok(());
             }
-            let mut envelope = Envelope::from_raw(&found.raw);
-            envelope.size = found.raw.len() as u64;
+            // NOTE: one parse for the envelope and the search words.
+            let parsed = render::parse_once(&found.raw);
             batch.push(NewMessage {
                 remote: RemoteId::Local(found.span.offset),
                 flags: render::mbox_flags(&found.raw),
-                body_text: Some(render::search_text(&found.raw)),
-                envelope,
+                body_text: Some(parsed.search_text),
+                envelope: parsed.envelope,
                 modseq: None,
                 mbox: Some(found.span),
             });
