@@ -5,9 +5,9 @@
 //! machine, on every connection. This module builds one context per process and trust setting,
 //! and finds the system CAs through OpenSSL's hashed certificate directory, which loads only the
 //! certificates a handshake actually needs. The bundle file is loaded as well (once per
-//! process) unless it lies in a hashed directory that covers it. The checks are those of `openssl::ssl::SslConnector`:
-//! peer verification, host name (or IP address) verification without partial wildcards, SNI,
-//! TLS 1.2 or newer, and the same cipher list.
+//! process) unless it lies in a hashed directory that covers it. The checks are those of
+//! `openssl::ssl::SslConnector`: peer verification, host name (or IP address) verification
+//! without partial wildcards, SNI, TLS 1.2 or newer, and the same cipher list.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
