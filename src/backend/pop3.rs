@@ -606,6 +606,8 @@ enum Sink<'c> {
     Thread {
         jobs: std::sync::mpsc::SyncSender<Job>,
         worker: std::thread::JoinHandle<Result<u64, BackendError>>,
+        /// Jobs sent and not yet taken by the committer.
+        waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     },
     Inline(Box<Committer<'c>>),
 }
@@ -624,8 +626,8 @@ const SINK_DEPTH: usize = 32;
 /// queue and in the download loop's hands, before the loop waits for it.
 const HOLD_MESSAGES: usize = 4096;
 const HOLD_BYTES: usize = 16 * 1024 * 1024;
-/// A job's worth of whole messages (and bytes): what the download loop keeps while the
-/// committer's queue is full.
+/// A job's worth of whole messages (and bytes): what the download loop gathers while the
+/// committer has work queued.
 ///
 /// NOTE: the queue is bounded in jobs, not bytes; were a held batch of up to [`HOLD_BYTES`]
 /// sent as one job, a slow disk would let [`SINK_DEPTH`] of them pile up (512 MiB). With
@@ -643,9 +645,12 @@ impl<'c> Sink<'c> {
         match cache.open_another() {
             Ok(mut other) => {
                 let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(SINK_DEPTH);
+                let waiting = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let taken = waiting.clone();
                 let worker = std::thread::spawn(move || {
                     let mut committer = Committer::new(&mut other, account, folder, mbox);
                     for job in queue {
+                        taken.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                         if matches!(job, Job::Abandon) {
                             return committer.abandon();
                         }
@@ -655,7 +660,11 @@ impl<'c> Sink<'c> {
                     }
                     committer.finish()
                 });
-                Sink::Thread { jobs, worker }
+                Sink::Thread {
+                    jobs,
+                    worker,
+                    waiting,
+                }
             }
             Err(_) => Sink::Inline(Box::new(Committer::new(cache, account, folder, mbox))),
         }
@@ -664,24 +673,38 @@ impl<'c> Sink<'c> {
     /// Hand `job` on; `false` once the committer has stopped (its error comes from `finish`).
     fn send(&mut self, job: Job) -> bool {
         match self {
-            Sink::Thread { jobs, .. } => jobs.send(job).is_ok(),
+            Sink::Thread { jobs, waiting, .. } => {
+                waiting.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                jobs.send(job).is_ok()
+            }
             Sink::Inline(committer) => committer.take(job),
         }
     }
 
-    /// Hand over whole messages; while the committer is busy (its queue full) they stay in
-    /// `pending` instead, up to [`JOB_MESSAGES`] / [`JOB_BYTES`], and go with a later offer.
-    /// `false` once the committer has stopped.
+    /// Hand over whole messages: at once to an idle committer; while it has work queued
+    /// they stay in `pending` until they make a job's worth ([`JOB_MESSAGES`] /
+    /// [`JOB_BYTES`]), which then waits for room in the queue. `false` once the committer
+    /// has stopped.
     fn offer(&mut self, pending: &mut Vec<Received>) -> bool {
         if pending.is_empty() {
             return true;
         }
         let bytes: usize = pending.iter().map(|m| m.raw.len()).sum();
         match self {
-            Sink::Thread { jobs, .. } if pending.len() < JOB_MESSAGES && bytes < JOB_BYTES => {
+            Sink::Thread { jobs, waiting, .. }
+                if pending.len() < JOB_MESSAGES && bytes < JOB_BYTES =>
+            {
+                // NOTE: while the committer has work queued, gather a whole job's worth:
+                // a queue of many small jobs would make the loop wait long before the hold
+                // is reached. An idle committer gets what there is at once.
+                if waiting.load(std::sync::atomic::Ordering::Acquire) > 0 {
+                    return true;
+                }
+                waiting.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 match jobs.try_send(Job::Messages(std::mem::take(pending))) {
                     Ok(()) => true,
                     Err(std::sync::mpsc::TrySendError::Full(Job::Messages(back))) => {
+                        waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                         *pending = back;
                         true
                     }
@@ -696,7 +719,7 @@ impl<'c> Sink<'c> {
     /// (the download failed). How many messages were recorded.
     fn finish(self, complete: bool) -> Result<u64, BackendError> {
         match self {
-            Sink::Thread { jobs, worker } => {
+            Sink::Thread { jobs, worker, .. } => {
                 if !complete {
                     // A closed queue means the committer already stopped; join tells why.
                     let _ = jobs.send(Job::Abandon);
@@ -1497,10 +1520,43 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_committer_gets_messages_at_once_and_a_busy_one_whole_jobs() {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(4);
+        let worker = std::thread::spawn(|| Ok(0));
+        let waiting = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut sink = Sink::Thread {
+            jobs,
+            worker,
+            waiting: waiting.clone(),
+        };
+        // Nothing queued: even one message goes at once.
+        let mut pending = vec![received(0)];
+        assert!(sink.offer(&mut pending));
+        assert!(pending.is_empty());
+        assert_eq!(waiting.load(std::sync::atomic::Ordering::Acquire), 1);
+        // The committer has not taken it yet: the next ones are gathered, though the queue
+        // has room.
+        let mut pending: Vec<Received> = (1..4).map(received).collect();
+        assert!(sink.offer(&mut pending));
+        assert_eq!(pending.len(), 3);
+        // Taken: the gathered ones go.
+        assert!(matches!(queue.recv(), Ok(Job::Messages(list)) if list.len() == 1));
+        waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        assert!(sink.offer(&mut pending));
+        assert!(pending.is_empty());
+        assert!(matches!(queue.recv(), Ok(Job::Messages(list)) if list.len() == 3));
+    }
+
+    #[test]
     fn a_busy_committer_is_handed_jobs_of_bounded_size() {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(1);
         let worker = std::thread::spawn(|| Ok(0));
-        let mut sink = Sink::Thread { jobs, worker };
+        let waiting = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut sink = Sink::Thread {
+            jobs,
+            worker,
+            waiting,
+        };
         // The committer's queue is full: whole messages stay in the loop's hands ...
         assert!(sink.send(Job::Abandon));
         let mut pending: Vec<Received> = (0..JOB_MESSAGES - 1).map(received).collect();
