@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             modseq: None,
             mbox: None,
-            body_text: None,
+            body_text: mailbag::store::cache::BodyText::Unknown,
         })
         .collect();
     for chunk in batch.chunks(5_000) {

@@ -76,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 },
                 modseq: None,
                 mbox: None,
-                body_text: None,
+                body_text: mailbag::store::cache::BodyText::Unknown,
             }
         })
         .collect();

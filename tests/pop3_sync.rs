@@ -72,6 +72,15 @@ impl Profile {
         self.dir.path().join("data/mailbag/mail/pop.mbox")
     }
 
+    /// The profile's cache, with every downloaded body indexed as a session would.
+    fn indexed_cache(&self) -> (mailbag::store::cache::Cache, i64) {
+        let cache = mailbag::store::cache::Cache::open(&self.dir.path().join("data/mailbag"))
+            .expect("cache");
+        cache.index_pending().expect("index");
+        let folder = cache.folders(1).expect("folders")[0].id;
+        (cache, folder)
+    }
+
     fn list(&self) -> Vec<serde_json::Value> {
         let out = self.run(&["list", "--json", "--limit", "100000"]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -169,6 +178,24 @@ fn leave_on_server_downloads_once_and_bytes_are_identical() {
             raw.stdout == expected[mid],
             "read --raw of {mid} is not the server's bytes"
         );
+    }
+
+    // The bodies' words are read back from the mbox when indexed, and with them what the
+    // header could only guess: every fifth seeded message has an attachment.
+    let (cache, folder) = p.indexed_cache();
+    assert_eq!(
+        cache.search(folder, "seeded", 100).expect("search").len(),
+        25
+    );
+    for row in &rows {
+        let id = row["id"].as_i64().expect("id");
+        let n: u64 = row["message_id"].as_str().expect("message id")["seed-".len()..]
+            .split('.')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("seed number");
+        let envelope = cache.message(id).expect("read").expect("row").envelope;
+        assert_eq!(envelope.has_attachments, n.is_multiple_of(5), "message {n}");
     }
 }
 
@@ -312,6 +339,11 @@ Subject: kept from before\nMessage-ID: <old@example.com>\n\n>From the archive\n\
     assert_eq!(found.len(), 3);
     assert_eq!(found["old@example.com"][0], b"From: old@example.com\nSubject: kept from before\nMessage-ID: <old@example.com>\n\nFrom the archive\n".to_vec());
     assert_eq!(p.list().len(), 3);
+    let (cache, folder) = p.indexed_cache();
+    assert_eq!(
+        cache.search(folder, "archive", 10).expect("search").len(),
+        1
+    );
 }
 
 #[test]

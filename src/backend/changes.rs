@@ -16,7 +16,9 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::{BackendError, Flags, FolderRole, RemoteId};
-use crate::store::cache::{AccountRow, Cache, CacheError, FolderRow, MessageRow, NewMessage};
+use crate::store::cache::{
+    AccountRow, BodyText, Cache, CacheError, FolderRow, MessageRow, NewMessage,
+};
 
 /// One change waiting for an IMAP server, as stored in the queue.
 ///
@@ -223,7 +225,7 @@ pub fn undo_locally(
                 flags: row.flags,
                 modseq: row.modseq,
                 mbox: None,
-                body_text: None,
+                body_text: BodyText::Unknown,
             }],
         )?;
         let op = QueuedOp::Restore {
@@ -372,7 +374,7 @@ mod tests {
                     flags: Flags::DELETED,
                     modseq: None,
                     mbox: None,
-                    body_text: None,
+                    body_text: BodyText::Unknown,
                 }],
             )
             .unwrap();

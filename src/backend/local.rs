@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::{BackendError, Capabilities, FolderInfo, MailBackend, Progress, RemoteId, SyncReport};
 use crate::render;
-use crate::store::cache::{BodyLocation, Cache, NewMessage};
+use crate::store::cache::{BodyLocation, BodyText, Cache, NewMessage};
 use crate::store::mbox;
 
 /// The one folder a local account has.
@@ -99,13 +99,13 @@ impl MailBackend for LocalBackend {
             if known.contains(&found.span.offset) {
                 return Ok(());
             }
-            // NOTE: one parse for the envelope and the search words.
-            let parsed = render::parse_once(&found.raw);
+            // NOTE: the header only; the body's words are read when the cache indexes them.
+            let head = render::parse_head(&found.raw);
             batch.push(NewMessage {
                 remote: RemoteId::Local(found.span.offset),
                 flags: render::mbox_flags(&found.raw),
-                body_text: Some(parsed.search_text),
-                envelope: parsed.envelope,
+                body_text: BodyText::InMbox,
+                envelope: head.envelope,
                 modseq: None,
                 mbox: Some(found.span),
             });

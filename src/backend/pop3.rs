@@ -42,7 +42,7 @@ use crate::config::{Account, Security};
 use crate::pop3::{Capability, Client, Command, CommandKind, Event, ResponseCode};
 use crate::render;
 use crate::sanitize;
-use crate::store::cache::{Cache, NewMessage};
+use crate::store::cache::{BodyText, Cache, NewMessage};
 use crate::store::mbox::{self, Appender, Mbox, Span};
 use crate::tls::{self, TlsTrust, Transport};
 
@@ -481,9 +481,11 @@ impl<'c> Committer<'c> {
             Job::Messages(list) => {
                 for m in list {
                     self.before_append()?;
-                    let parsed = render::parse_once(&m.raw);
-                    let span = self.mbox.append(&m.raw, &parsed.sender, now_unix())?;
-                    self.add(m.uidl, parsed.envelope, span, Some(parsed.search_text))?;
+                    // NOTE: the header only: the body's words are read back from the mbox
+                    // when the cache indexes them, off the download's critical path.
+                    let head = render::parse_head(&m.raw);
+                    let span = self.mbox.append(&m.raw, &head.sender, now_unix())?;
+                    self.add(m.uidl, head.envelope, span)?;
                 }
             }
             Job::LargeStart { uidl, mut head } => {
@@ -514,7 +516,7 @@ impl<'c> Committer<'c> {
                 if let Some(large) = self.large.take() {
                     let span = large.appender.finish(&mut self.mbox)?;
                     let envelope = render::envelope_of_head(&large.head, large.bytes);
-                    self.add(large.uidl, envelope, span, None)?;
+                    self.add(large.uidl, envelope, span)?;
                 }
             }
             Job::Abandon => {}
@@ -535,13 +537,7 @@ impl<'c> Committer<'c> {
         Ok(())
     }
 
-    fn add(
-        &mut self,
-        uidl: String,
-        envelope: Envelope,
-        span: Span,
-        body_text: Option<String>,
-    ) -> Result<(), BackendError> {
+    fn add(&mut self, uidl: String, envelope: Envelope, span: Span) -> Result<(), BackendError> {
         self.batch_bytes += envelope.size;
         self.batch.push(NewMessage {
             remote: RemoteId::Uidl(uidl),
@@ -549,7 +545,7 @@ impl<'c> Committer<'c> {
             flags: Flags::default(),
             modseq: None,
             mbox: Some(span),
-            body_text,
+            body_text: BodyText::InMbox,
         });
         if self.batch.len() >= BATCH_MESSAGES
             || self.batch_bytes >= BATCH_BYTES
@@ -1396,12 +1392,12 @@ impl Session {
 fn import_mbox(cache: &mut Cache, folder: i64, path: &Path, from: u64) -> Result<(), BackendError> {
     let mut found = Vec::new();
     mbox::scan_from(path, from, |m| {
-        let parsed = render::parse_once(&m.raw);
+        let head = render::parse_head(&m.raw);
         found.push(NewMessage {
             remote: RemoteId::Local(m.span.offset),
             flags: render::mbox_flags(&m.raw),
-            body_text: Some(parsed.search_text),
-            envelope: parsed.envelope,
+            body_text: BodyText::InMbox,
+            envelope: head.envelope,
             modseq: None,
             mbox: Some(m.span),
         });

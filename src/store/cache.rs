@@ -319,8 +319,21 @@ pub struct NewMessage {
     pub flags: Flags,
     pub modseq: Option<u64>,
     pub mbox: Option<Span>,
-    /// Plain text to index for search, when the body is at hand.
-    pub body_text: Option<String>,
+    /// What the search index gets beside the envelope.
+    pub body_text: BodyText,
+}
+
+/// The words of a message's body for the search index (see [`NewMessage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyText {
+    /// Not known (an IMAP message before its body is fetched); for a message the folder holds
+    /// already, its indexed words stay as they are.
+    Unknown,
+    /// The body's plain text.
+    Text(String),
+    /// The body is in the folder's mbox at the message's span: [`Cache::index_pending`] reads
+    /// it there (and corrects `has_attachments`, which a header alone can only guess).
+    InMbox,
 }
 
 /// A message as the list and the reader see it.
@@ -458,13 +471,12 @@ fn insert_in(
          WHERE folder_id = ?1 AND (uid = ?2 OR uidl = ?3 OR mbox_offset = ?4)
          RETURNING id",
     )?;
-    // NOTE: the words go to `search_pending`, not to FTS5: indexing is left to
-    // `Cache::index_pending`, off the path of a download (schema 4). An id found there already
-    // belonged to a deleted message whose words were never indexed; it is replaced.
-    let mut index = tx.prepare_cached(
-        "INSERT OR REPLACE INTO search_pending(id, subject, sender, recipients, body)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
+    // NOTE: the message goes to `search_pending`, not to FTS5: indexing is left to
+    // `Cache::index_pending`, off the path of a download (schema 4). Only the body's words
+    // are written there (NULL: read them from the mbox); the envelope's are in the row. An
+    // id found there already belonged to a deleted message never indexed; it is replaced.
+    let mut index =
+        tx.prepare_cached("INSERT OR REPLACE INTO search_pending(id, body) VALUES (?1, ?2)")?;
     let mut unindex = tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?;
     let mut add_to_conversation = tx.prepare_cached(ADD_TO_CONVERSATION)?;
     for m in messages {
@@ -527,7 +539,7 @@ fn insert_in(
                     ],
                     |r| r.get(0),
                 )?;
-                if m.body_text.is_none() {
+                if m.body_text == BodyText::Unknown {
                     // Only flags or the body's place changed: the indexed words are the same.
                     ids.push(id);
                     continue;
@@ -536,42 +548,145 @@ fn insert_in(
                 id
             }
         };
-        let recipients = format!("{} {}", e.to, e.cc);
-        index.execute(params![
-            id,
-            e.subject,
-            e.from,
-            recipients,
-            m.body_text.as_deref().unwrap_or("")
-        ])?;
+        let body = match &m.body_text {
+            BodyText::Unknown => Some(""),
+            BodyText::Text(t) => Some(t.as_str()),
+            BodyText::InMbox if m.mbox.is_some() => None,
+            BodyText::InMbox => Some(""),
+        };
+        index.execute(params![id, body])?;
         ids.push(id);
     }
     Ok(ids)
 }
 
-/// Index up to [`INDEX_CHUNK`] pending messages; returns how many rows left the queue.
-///
-/// Words of messages deleted before their turn are dropped, not indexed. One statement puts
-/// the whole chunk into FTS5, which then writes one segment for it.
-fn index_chunk(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<usize> {
-    let bound: i64 = tx
+/// The words of a message whose body waits in an mbox ([`BodyText::InMbox`]), read before
+/// the write lock is taken.
+struct MboxWords {
+    id: i64,
+    body: String,
+    has_attachments: bool,
+}
+
+/// At most this much of a message is read from an mbox to index its body: the start of a
+/// very large one holds its text; the rest is attachments.
+const INDEX_READ_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// The first id past the next [`INDEX_CHUNK`] pending messages (`i64::MAX` if fewer wait).
+fn index_bound(conn: &Connection) -> rusqlite::Result<i64> {
+    Ok(conn
         .query_row(
             "SELECT id FROM search_pending ORDER BY id LIMIT 1 OFFSET ?1",
             params![INDEX_CHUNK - 1],
             |r| r.get(0),
         )
         .optional()?
-        .unwrap_or(i64::MAX);
+        .unwrap_or(i64::MAX))
+}
+
+/// Read and parse the bodies that pending messages up to `bound` keep in their mbox.
+///
+/// A body that can't be read (the file gone, a span that is no longer a message) gives no
+/// words: the message is still found by its envelope.
+fn read_mbox_words(conn: &Connection, bound: i64) -> rusqlite::Result<Vec<MboxWords>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.id, f.mbox_path, m.mbox_offset, m.mbox_length, m.message_id
+         FROM search_pending p JOIN messages m ON m.id = p.id JOIN folders f ON f.id = m.folder_id
+         WHERE p.id <= ?1 AND p.body IS NULL
+         ORDER BY m.folder_id, m.mbox_offset",
+    )?;
+    let rows = stmt
+        .query_map(params![bound], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut open: Option<(String, File)> = None;
+    let mut words = Vec::with_capacity(rows.len());
+    for (id, path, offset, length, message_id) in rows {
+        let raw = match (path, offset, length) {
+            (Some(path), Some(offset), Some(length)) if offset >= 0 && length >= 0 => {
+                if open.as_ref().is_none_or(|(p, _)| *p != path) {
+                    open = File::open(&path).ok().map(|f| (path.clone(), f));
+                }
+                let span = Span {
+                    offset: offset as u64,
+                    length: (length as u64).min(INDEX_READ_LIMIT),
+                };
+                open.as_mut().and_then(|(p, file)| {
+                    crate::store::mbox::read_span(file, Path::new(p), span).ok()
+                })
+            }
+            _ => None,
+        };
+        let found = raw.map(|raw| crate::render::index_words(&raw));
+        // NOTE: the file is read outside the cache's transactions; should another process
+        // have rewritten it in between (an expunge), the span may hold another message. Its
+        // words are not taken for this one's.
+        let found = found.filter(|w| w.message_id == message_id);
+        let (body, has_attachments) = found
+            .map(|w| (w.body, w.has_attachments))
+            .unwrap_or_default();
+        words.push(MboxWords {
+            id,
+            body,
+            has_attachments,
+        });
+    }
+    Ok(words)
+}
+
+/// Index the pending messages up to `bound`, with the bodies `from_mbox` read for those that
+/// wait for theirs; returns how many rows left the queue.
+///
+/// Words of messages deleted before their turn are dropped, not indexed. A message queued
+/// with its body from an mbox after `from_mbox` was read stays for the next round.
+fn index_chunk(
+    tx: &rusqlite::Transaction<'_>,
+    bound: i64,
+    from_mbox: &[MboxWords],
+) -> rusqlite::Result<usize> {
     // NOTE: a contentless FTS5 table does not refuse a rowid it holds already; the cache keeps
     // an id either indexed or waiting, never both (see `insert_in` and `store_body`).
+    let mut one = tx.prepare_cached(
+        "INSERT INTO search(rowid, subject, sender, recipients, body)
+         SELECT m.id, m.subject, m.from_addr, m.to_addrs || ' ' || m.cc_addrs, ?2
+         FROM search_pending p JOIN messages m ON m.id = p.id
+         WHERE p.id = ?1 AND p.body IS NULL",
+    )?;
+    let mut attachments = tx.prepare_cached(
+        "UPDATE messages SET has_attachments = ?2 WHERE id = ?1 AND has_attachments IS NOT ?2",
+    )?;
+    let mut done =
+        tx.prepare_cached("DELETE FROM search_pending WHERE id = ?1 AND body IS NULL")?;
+    let mut n = 0;
+    for w in from_mbox {
+        if one.execute(params![w.id, w.body])? == 1 {
+            attachments.execute(params![w.id, w.has_attachments])?;
+        }
+        n += done.execute(params![w.id])?;
+    }
+    // NOTE: one statement puts the rest of the chunk into FTS5. Rows of schema 4 carry the
+    // envelope's words themselves; newer ones leave them to the message row.
     tx.execute(
         "INSERT INTO search(rowid, subject, sender, recipients, body)
-         SELECT p.id, p.subject, p.sender, p.recipients, p.body
+         SELECT p.id, coalesce(p.subject, m.subject), coalesce(p.sender, m.from_addr),
+                coalesce(p.recipients, m.to_addrs || ' ' || m.cc_addrs), p.body
          FROM search_pending p JOIN messages m ON m.id = p.id
-         WHERE p.id <= ?1",
+         WHERE p.id <= ?1 AND p.body IS NOT NULL",
         params![bound],
     )?;
-    tx.execute("DELETE FROM search_pending WHERE id <= ?1", params![bound])
+    n += tx.execute(
+        "DELETE FROM search_pending WHERE id <= ?1
+         AND (body IS NOT NULL OR id NOT IN (SELECT id FROM messages))",
+        params![bound],
+    )?;
+    Ok(n)
 }
 
 /// Put message `id` into a thread, JWZ style, incrementally.
@@ -1593,8 +1708,7 @@ impl Cache {
 
     /// Keep a message's raw bytes in the cache (fetched on demand) and index its text.
     pub fn store_body(&mut self, id: i64, raw: &[u8], text: &str) -> Result<(), CacheError> {
-        let row = self.message(id)?.ok_or(CacheError::NoSuchMessage(id))?;
-        let e = &row.envelope;
+        self.message(id)?.ok_or(CacheError::NoSuchMessage(id))?;
         self.transaction(|tx| {
             tx.execute(
                 "INSERT OR REPLACE INTO bodies(message_id, raw) VALUES (?1, ?2)",
@@ -1604,9 +1718,8 @@ impl Cache {
             // wait already; an id is either indexed or pending, never both.
             tx.execute("DELETE FROM search WHERE rowid = ?1", params![id])?;
             tx.execute(
-                "INSERT OR REPLACE INTO search_pending(id, subject, sender, recipients, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, e.subject, e.from, format!("{} {}", e.to, e.cc), text],
+                "INSERT OR REPLACE INTO search_pending(id, body) VALUES (?1, ?2)",
+                params![id, text],
             )?;
             Ok(())
         })
@@ -1663,6 +1776,9 @@ impl Cache {
 
     /// Index the words of every message downloaded since the last call (see schema 4), a
     /// chunk per transaction so that other writers are not held up; returns how many.
+    ///
+    /// Bodies kept in an mbox are read and parsed before each chunk's write transaction, so
+    /// the write lock is held only for the index's own writes.
     pub fn index_pending(&self) -> Result<u64, CacheError> {
         if !self.has_pending_index()? {
             // NOTE: no write transaction (and no write lock) when nothing waits.
@@ -1670,6 +1786,8 @@ impl Cache {
         }
         let mut done = 0;
         loop {
+            let bound = index_bound(&self.conn).map_err(|e| self.err(e))?;
+            let from_mbox = read_mbox_words(&self.conn, bound).map_err(|e| self.err(e))?;
             // NOTE: IMMEDIATE takes the write lock now, not at the first write: a deferred
             // transaction that read first could not upgrade if another connection wrote.
             let tx = rusqlite::Transaction::new_unchecked(
@@ -1677,10 +1795,10 @@ impl Cache {
                 rusqlite::TransactionBehavior::Immediate,
             )
             .map_err(|e| self.err(e))?;
-            let n = index_chunk(&tx).map_err(|e| self.err(e))?;
+            let n = index_chunk(&tx, bound, &from_mbox).map_err(|e| self.err(e))?;
             tx.commit().map_err(|e| self.err(e))?;
             done += n as u64;
-            if n < INDEX_CHUNK as usize {
+            if bound == i64::MAX || !self.has_pending_index()? {
                 return Ok(done);
             }
         }
@@ -1730,7 +1848,7 @@ impl Cache {
         let mut sql = String::from(
             "SELECT m.id FROM messages m WHERE m.folder_id = ?2 AND (
                  m.id IN (SELECT rowid FROM search WHERE search MATCH ?1)
-                 OR m.id IN (SELECT p.id FROM search_pending p WHERE 1",
+                 OR EXISTS (SELECT 1 FROM search_pending p WHERE p.id = m.id",
         );
         let mut patterns: Vec<String> = Vec::with_capacity(words.len());
         for w in words {
@@ -1742,9 +1860,9 @@ impl Cache {
             ));
             let n = patterns.len() + 3;
             sql.push_str(&format!(
-                " AND (coalesce(p.subject, '') || ' ' || coalesce(p.sender, '') || ' ' ||
-                       coalesce(p.recipients, '') || ' ' || coalesce(p.body, ''))
-                      LIKE ?{n} ESCAPE '\\'"
+                " AND (coalesce(p.subject, m.subject) || ' ' || coalesce(p.sender, m.from_addr)
+                       || ' ' || coalesce(p.recipients, m.to_addrs || ' ' || m.cc_addrs)
+                       || ' ' || coalesce(p.body, '')) LIKE ?{n} ESCAPE '\\'"
             ));
         }
         sql.push_str(")) ORDER BY m.date DESC, m.id DESC LIMIT ?3");
@@ -1911,7 +2029,7 @@ mod tests {
             flags: Flags::default(),
             modseq: None,
             mbox: None,
-            body_text: None,
+            body_text: BodyText::Unknown,
         }
     }
 
@@ -2017,6 +2135,61 @@ mod tests {
 
         assert!(reader.search(f, "gone", 10).unwrap().is_empty());
         assert_eq!(cache.pending_index().unwrap(), 0);
+    }
+
+    #[test]
+    fn words_kept_in_an_mbox_are_read_from_it_when_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = Cache::open(dir.path()).unwrap();
+        let f = inbox(&mut cache);
+        let path = dir.path().join("mbox");
+        cache.set_folder_mbox(f, &path).unwrap();
+        let mut mbox = crate::store::mbox::Mbox::open(&path).unwrap();
+        let plain = b"Message-ID: <p@x>\nSubject: Plain\nContent-Type: multipart/mixed; \
+boundary=b\n\n--b\nContent-Type: text/plain\n\nzebras at noon\n--b--\n";
+        let attached = b"Message-ID: <a@x>\nSubject: Attached\nContent-Type: multipart/report; \
+boundary=b\n\n--b\nContent-Type: text/plain\n\nsee the giraffe\n--b\n\
+Content-Type: application/pdf; name=a.pdf\n\nPDF\n--b--\n";
+        let moved = b"Message-ID: <other@x>\nSubject: Other\n\nlions\n";
+        let mut batch = Vec::new();
+        for (uid, raw) in [(1, &plain[..]), (2, &attached[..]), (3, &moved[..])] {
+            let span = mbox.append(raw, "a@x", 0).unwrap();
+            let mut envelope = crate::render::parse_head(raw).envelope;
+            if uid == 3 {
+                // The span holds another message than the row (a file rewritten meanwhile).
+                envelope.message_id = Some("m3@x".into());
+            }
+            batch.push(NewMessage {
+                remote: RemoteId::Local(span.offset),
+                envelope,
+                flags: Flags::default(),
+                modseq: None,
+                mbox: Some(span),
+                body_text: BodyText::InMbox,
+            });
+        }
+        mbox.sync().unwrap();
+        let ids = cache.insert_messages(f, &batch).unwrap();
+        // The header's guesses, until the bodies are read.
+        let attachments = |cache: &Cache| {
+            ids.iter()
+                .map(|&id| cache.message(id).unwrap().unwrap().envelope.has_attachments)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(attachments(&cache), [true, false, false]);
+
+        // Not yet read: a reader finds the envelope's words only.
+        let reader = Cache::open_read_only(dir.path()).unwrap();
+        assert_eq!(reader.search(f, "plain", 10).unwrap(), vec![ids[0]]);
+        assert!(reader.search(f, "zebras", 10).unwrap().is_empty());
+
+        assert_eq!(cache.index_pending().unwrap(), 3);
+        assert_eq!(cache.pending_index().unwrap(), 0);
+        assert_eq!(cache.search(f, "zebra", 10).unwrap(), vec![ids[0]]);
+        assert_eq!(cache.search(f, "giraffe", 10).unwrap(), vec![ids[1]]);
+        assert!(cache.search(f, "lions", 10).unwrap().is_empty());
+        assert_eq!(cache.search(f, "other", 10).unwrap(), vec![ids[2]]);
+        assert_eq!(attachments(&cache), [false, true, false]);
     }
 
     #[test]

@@ -362,7 +362,9 @@ pub fn read_message(path: &Path, span: Span) -> Result<Vec<u8>, MboxError> {
     read_span(&mut file, path, span)
 }
 
-fn read_span(file: &mut File, path: &Path, span: Span) -> Result<Vec<u8>, MboxError> {
+/// Read the message at `span` of `file` (whose name is `path`, for errors), unquoted; a span
+/// cut short gives the start of the message.
+pub fn read_span(file: &mut File, path: &Path, span: Span) -> Result<Vec<u8>, MboxError> {
     let io = |source| MboxError::Io {
         path: path.display().to_string(),
         source,

@@ -39,7 +39,7 @@ use super::{
 use crate::config::Account;
 use crate::render;
 use crate::sanitize;
-use crate::store::cache::{BodyLocation, Cache, CacheError, NewMessage, SyncState};
+use crate::store::cache::{BodyLocation, BodyText, Cache, CacheError, NewMessage, SyncState};
 pub use session::Timeouts;
 use session::{Imap, quote};
 
@@ -845,7 +845,7 @@ impl Fetched {
             flags: self.flags,
             modseq: self.modseq,
             mbox: None,
-            body_text: None,
+            body_text: BodyText::Unknown,
         }
     }
 }
