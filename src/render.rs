@@ -14,19 +14,32 @@ use crate::sanitize;
 
 /// Format an address header as `Name <addr>, Other <addr2>` (raw, not yet sanitised).
 fn addresses(addr: Option<&Address<'_>>) -> String {
+    let mut out = String::new();
     let Some(addr) = addr else {
-        return String::new();
+        return out;
     };
-    addr.iter()
-        .map(|a| match (a.name(), a.address()) {
-            (Some(n), Some(e)) if !n.is_empty() => format!("{n} <{e}>"),
-            (_, Some(e)) => e.to_string(),
-            (Some(n), None) => n.to_string(),
-            (None, None) => String::new(),
-        })
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(", ")
+    // NOTE: written into one string: this runs for every downloaded message.
+    for a in addr.iter() {
+        let (name, email) = (a.name().filter(|n| !n.is_empty()), a.address());
+        if name.is_none() && email.is_none_or(str::is_empty) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        match (name, email) {
+            (Some(n), Some(e)) => {
+                out.push_str(n);
+                out.push_str(" <");
+                out.push_str(e);
+                out.push('>');
+            }
+            (Some(n), None) => out.push_str(n),
+            (None, Some(e)) => out.push_str(e),
+            (None, None) => {}
+        }
+    }
+    out
 }
 
 fn id_list(value: &HeaderValue<'_>) -> Vec<String> {

@@ -299,11 +299,21 @@ impl Pop3Backend {
 
         // Which server copies go now.
         let now = now_unix();
-        let history: HashMap<String, i64> = cache.uidl_history(account)?.into_iter().collect();
-        let kept_locally: HashSet<String> = cache.live_uidls(folder)?.into_iter().collect();
         let leave = self.account.leave_on_server();
         let days = self.account.delete_after_days;
         let when_deleted = self.account.delete_on_server_when_deleted_locally();
+        // NOTE: when nothing is deleted, the history read before the download serves: what
+        // it adds is all listed, so it changes none of the UIDLs to forget below.
+        let history = if leave && days.is_none() && !when_deleted {
+            history
+        } else {
+            cache.uidl_history(account)?.into_iter().collect()
+        };
+        let kept_locally: HashSet<String> = if when_deleted {
+            cache.live_uidls(folder)?.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
         // NOTE: a UIDL the server lists twice (against RFC 1939 §7) names two messages of
         // which at most one was downloaded; neither is deleted, or the other would be lost.
         let mut listed_times: HashMap<&str, usize> = HashMap::new();

@@ -517,7 +517,9 @@ impl BodyDecoder {
                         self.state = BodyState::Mid;
                     }
                 }
-                BodyState::Mid => match rest.iter().position(|&b| b == b'\n') {
+                // NOTE: only a line that starts with a dot needs a look; everything up to the
+                // next one is body as it stands, copied at once.
+                BodyState::Mid => match memchr::memmem::find(rest, b"\n.") {
                     Some(lf) => {
                         out.extend_from_slice(&rest[..=lf]);
                         pos += lf + 1;
@@ -526,6 +528,9 @@ impl BodyDecoder {
                     None => {
                         out.extend_from_slice(rest);
                         pos = input.len();
+                        if rest.ends_with(b"\n") {
+                            self.state = BodyState::LineStart;
+                        }
                     }
                 },
             }

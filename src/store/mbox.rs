@@ -70,6 +70,9 @@ pub struct Mbox {
     dirty: bool,
     /// Whether the file is known to end with an empty line (true after our own appends).
     ends_clean: bool,
+    /// The date of the last `From ` line written, and the time it is of: a download stamps
+    /// thousands of messages with the same second.
+    stamp: (i64, String),
 }
 
 impl Mbox {
@@ -105,6 +108,7 @@ impl Mbox {
             pending: Vec::new(),
             dirty: false,
             ends_clean: false,
+            stamp: (0, asctime(0)),
         })
     }
 
@@ -158,7 +162,18 @@ impl Mbox {
             at_line_start: true,
             last: None,
         };
-        appender.push(self, from_line(sender, time).as_bytes());
+        if self.stamp.0 != time {
+            self.stamp = (time, asctime(time));
+        }
+        let before = self.pending.len();
+        let stamp = std::mem::take(&mut self.stamp.1);
+        push_from_line(&mut self.pending, sender, &stamp);
+        self.stamp.1 = stamp;
+        let line = (self.pending.len() - before) as u64;
+        self.len += line;
+        self.ends_clean = false;
+        appender.length += line;
+        appender.last = Some(b'\n');
         Ok(appender)
     }
 
@@ -297,12 +312,16 @@ impl Appender {
                 }
                 continue;
             }
-            let (line, rest) = match chunk.iter().position(|&c| c == b'\n') {
+            // NOTE: mid-line, everything up to the next line that could need a `>` (one that
+            // starts with `>` or `F`) is copied as it is, in one piece.
+            let cut = memchr::memchr_iter(b'\n', chunk)
+                .find(|&i| matches!(chunk.get(i + 1), None | Some(b'>' | b'F')));
+            let (run, rest) = match cut {
                 Some(i) => chunk.split_at(i + 1),
                 None => (chunk, &chunk[..0]),
             };
-            self.push(mbox, line);
-            self.at_line_start = line.ends_with(b"\n");
+            self.push(mbox, run);
+            self.at_line_start = run.ends_with(b"\n");
             chunk = rest;
         }
         if mbox.pending.len() >= WRITE_CHUNK {
@@ -472,22 +491,29 @@ pub fn scan_from(
 
 /// The `From ` separator line: `From SENDER DAY MON DD HH:MM:SS YYYY\n` (asctime, UTC).
 pub fn from_line(sender: &str, time: i64) -> String {
-    let sender: String = sender
-        .chars()
-        .map(|c| {
-            if c.is_whitespace() || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    let sender = if sender.is_empty() {
-        "MAILER-DAEMON".to_string()
-    } else {
-        sender
-    };
-    format!("From {sender} {}\n", asctime(time))
+    let mut line = Vec::with_capacity(64);
+    push_from_line(&mut line, sender, &asctime(time));
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// Append the `From ` line of [`from_line`] to `out`, its date already formatted.
+fn push_from_line(out: &mut Vec<u8>, sender: &str, date: &str) {
+    out.extend_from_slice(b"From ");
+    if sender.is_empty() {
+        out.extend_from_slice(b"MAILER-DAEMON");
+    }
+    for c in sender.chars() {
+        let c = if c.is_whitespace() || c.is_control() {
+            '_'
+        } else {
+            c
+        };
+        let mut utf8 = [0u8; 4];
+        out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+    }
+    out.push(b' ');
+    out.extend_from_slice(date.as_bytes());
+    out.push(b'\n');
 }
 
 /// Format a Unix time as asctime(3) in UTC, e.g. `Thu Nov 26 06:20:41 2026`.
@@ -735,7 +761,16 @@ mod tests {
             let b = appender.finish(&mut pieces).unwrap();
             prop_assert_eq!(a, b);
             drop((whole, pieces));
-            prop_assert_eq!(std::fs::read(&whole_path).unwrap(), std::fs::read(&pieces_path).unwrap());
+            let written = std::fs::read(&whole_path).unwrap();
+            prop_assert_eq!(&written, &std::fs::read(&pieces_path).unwrap());
+            // And it is mboxrd: the From line, the message quoted, an empty line.
+            let mut expected = from_line("p", 0).into_bytes();
+            quote_into(&msg, &mut expected);
+            if !expected.ends_with(b"\n") {
+                expected.push(b'\n');
+            }
+            expected.push(b'\n');
+            prop_assert_eq!(written, expected);
         }
 
         /// Messages that end with a newline (as all RFC 5322 mail does) survive a plain scan.
