@@ -291,13 +291,19 @@ fn sync(paths: &Paths, only: &[String]) -> Result<i32> {
             paths.config_file.display()
         )));
     }
-    let mut cache = Cache::open(&paths.data_dir)?;
+    // NOTE: the profile is claimed first (so that a second mailbag fails before it touches
+    // the network), and its cache opened on another thread while the first account
+    // connects: creating a new cache takes a dozen fsyncs.
+    let claimed = Cache::claim(&paths.data_dir)?;
+    let opening = std::thread::spawn(move || claimed.open());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the async runtime", e))?;
     let tty = std::io::stderr().is_terminal();
     let mut failed = 0;
+    let mut opening = Some(opening);
+    let mut cache_slot: Option<Cache> = None;
     for (name, account) in config
         .accounts
         .iter()
@@ -325,15 +331,36 @@ fn sync(paths: &Paths, only: &[String]) -> Result<i32> {
                 );
             }
         };
+        let connected = match opening.take() {
+            Some(opening) => {
+                let connected = runtime.block_on(backend.connect());
+                let opened = opening.join().map_err(|_| {
+                    Error::io(
+                        "cannot open the cache",
+                        std::io::Error::other("its thread stopped unexpectedly"),
+                    )
+                })??;
+                cache_slot = Some(opened);
+                connected
+            }
+            None => Ok(()),
+        };
+        let Some(cache) = cache_slot.as_mut() else {
+            return Err(Error::io(
+                "cannot open the cache",
+                std::io::Error::other("it was not opened"),
+            ));
+        };
         let result = runtime.block_on(async {
-            backend.apply_pending(&mut cache).await?;
+            connected?;
+            backend.apply_pending(cache).await?;
             match &mut backend {
                 Backend::Imap(imap) => {
-                    let r = imap.sync_all(&mut cache, &mut |_, p| show(p)).await;
+                    let r = imap.sync_all(cache, &mut |_, p| show(p)).await;
                     imap.logout().await;
                     r
                 }
-                other => other.sync_folder(&mut cache, "INBOX", &mut show).await,
+                other => other.sync_folder(cache, "INBOX", &mut show).await,
             }
         });
         if tty {

@@ -353,6 +353,23 @@ fn special_use_folders_are_recognised() {
 }
 
 #[test]
+fn empty_folders_recorded_from_their_status_still_get_new_mail() {
+    let Some(d) = Dovecot::start() else { return };
+    let p = Profile::new(&d);
+    p.sync();
+    // The empty folders' states came from LIST-STATUS; mail delivered to one of them later
+    // changes its status, so the next sync selects it and fetches the message.
+    d.seed(ALICE.name, "Archive", 2).expect("seed");
+    let second = p.run(&["sync"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(stderr(&second).contains("2 new"), "{}", stderr(&second));
+    let out = p.run(&["list", "--folder", "Archive", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let third = p.run(&["sync"]);
+    assert!(stderr(&third).contains("0 new"), "{}", stderr(&third));
+}
+
+#[test]
 fn folders_deleted_or_renamed_on_the_server_follow() {
     let Some(d) = Dovecot::start() else { return };
     d.seed(ALICE.name, "Projects", 3).expect("seed");

@@ -828,9 +828,42 @@ pub const CACHE_FILE: &str = "cache.sqlite3";
 /// The profile lock's name inside the data directory.
 pub const LOCK_FILE: &str = "lock";
 
+/// A profile whose lock is taken and whose cache is not opened yet (see [`Cache::claim`]).
+#[derive(Debug)]
+pub struct Claimed {
+    lock: File,
+    path: PathBuf,
+}
+
+impl Claimed {
+    /// Open (creating or upgrading) the cache of the claimed profile.
+    pub fn open(self) -> Result<Cache, CacheError> {
+        let conn = Connection::open(&self.path).map_err(|source| CacheError::Sqlite {
+            path: self.path.display().to_string(),
+            source,
+        })?;
+        let mut cache = Cache {
+            conn,
+            path: self.path,
+            _lock: Some(self.lock),
+            read_only: false,
+        };
+        cache.configure(true)?;
+        cache.migrate()?;
+        Ok(cache)
+    }
+}
+
 impl Cache {
     /// Open the profile in `data_dir` for writing: take the profile lock, create or upgrade.
     pub fn open(data_dir: &Path) -> Result<Cache, CacheError> {
+        Cache::claim(data_dir)?.open()
+    }
+
+    /// Take the profile lock of `data_dir` (creating the directory), so that the cache can be
+    /// opened later or on another thread: a new cache's creation takes a dozen fsyncs, which
+    /// `mailbag sync` overlaps with connecting.
+    pub fn claim(data_dir: &Path) -> Result<Claimed, CacheError> {
         let io = |source| CacheError::Io {
             path: data_dir.display().to_string(),
             source,
@@ -852,20 +885,10 @@ impl Cache {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
-        let path = data_dir.join(CACHE_FILE);
-        let conn = Connection::open(&path).map_err(|source| CacheError::Sqlite {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let mut cache = Cache {
-            conn,
-            path,
-            _lock: Some(lock),
-            read_only: false,
-        };
-        cache.configure(true)?;
-        cache.migrate()?;
-        Ok(cache)
+        Ok(Claimed {
+            lock,
+            path: data_dir.join(CACHE_FILE),
+        })
     }
 
     /// Open the profile in `data_dir` for reading only, alongside a running writer.
@@ -1189,19 +1212,29 @@ impl Cache {
 
     /// Save a folder's IMAP sync state.
     pub fn set_sync_state(&mut self, folder: i64, state: SyncState) -> Result<(), CacheError> {
-        self.conn
-            .execute(
+        self.set_sync_states(&[(folder, state)])
+    }
+
+    /// Save the IMAP sync state of several folders in one transaction.
+    pub fn set_sync_states(&mut self, states: &[(i64, SyncState)]) -> Result<(), CacheError> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        self.transaction(|tx| {
+            let mut update = tx.prepare_cached(
                 "UPDATE folders SET uidvalidity = ?2, uidnext = ?3, highestmodseq = ?4
                  WHERE id = ?1",
-                params![
+            )?;
+            for (folder, state) in states {
+                update.execute(params![
                     folder,
                     state.uidvalidity,
                     state.uidnext,
                     state.highestmodseq.map(|m| m as i64)
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+                ])?;
+            }
+            Ok(())
+        })
     }
 
     /// Drop every cached message of a folder (its UIDVALIDITY changed) and reset its state.

@@ -145,14 +145,28 @@ impl ImapBackend {
         let account = cache.ensure_account(&self.name, "imap")?;
         self.reconcile_folders(cache, account, &folders).await?;
         let mut total = SyncReport::default();
-        let cached: std::collections::HashMap<String, (SyncState, u64)> = cache
+        let cached: std::collections::HashMap<String, (i64, SyncState, u64)> = cache
             .folders(account)?
             .into_iter()
-            .map(|f| (f.name, (f.sync, f.total)))
+            .map(|f| (f.name, (f.id, f.sync, f.total)))
             .collect();
+        // NOTE: an empty folder that the cache holds nothing of needs no SELECT: LIST-STATUS
+        // gave everything its sync state is made of. Their states are saved in one go.
+        let mut empty = Vec::new();
         for f in folders.iter().filter(|f| f.selectable) {
-            if let (Some(status), Some((state, count))) = (&f.status, cached.get(&f.info.name))
-                && status.unchanged(state, *count)
+            let Some((id, state, count)) = cached.get(&f.info.name) else {
+                continue;
+            };
+            if let Some(status) = &f.status
+                && let Some(state) = status.empty_state(state, *count)
+            {
+                empty.push((*id, state));
+            }
+        }
+        cache.set_sync_states(&empty)?;
+        for f in folders.iter().filter(|f| f.selectable) {
+            if let (Some(status), Some((id, state, count))) = (&f.status, cached.get(&f.info.name))
+                && (status.unchanged(state, *count) || empty.iter().any(|(e, _)| e == id))
             {
                 continue;
             }
@@ -379,35 +393,39 @@ impl ImapBackend {
             "UID FETCH {from}:* (UID FLAGS RFC822.SIZE{modseq} BODYSTRUCTURE \
              BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])"
         );
-        // NOTE: the headers are parsed and written to the cache on another thread, with its
-        // own cache connection, while this one keeps reading the server: the two overlap
-        // instead of taking turns. A bounded channel keeps memory flat if the disk is slower.
-        // An in-memory cache (tests) can't be opened twice and is written here instead.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Fetched>>(4);
+        // NOTE: the rows are written to the cache on another thread, with its own cache
+        // connection, while this one keeps reading the server and parses the headers: the
+        // cache's writes are the longest part, and the three overlap instead of taking turns.
+        // A bounded channel keeps memory flat if the disk is slower. An in-memory cache
+        // (tests) can't be opened twice and is written here instead.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<NewMessage>>(4);
         let writer = cache.open_another().ok().map(|mut other| {
             std::thread::spawn(move || -> Result<u64, CacheError> {
                 let mut n = 0;
-                for batch in rx {
-                    let rows: Vec<NewMessage> = batch.into_iter().map(Fetched::into_new).collect();
+                while let Ok(mut rows) = rx.recv() {
+                    // NOTE: batches that queued up while the last one was written go into
+                    // one transaction: one commit (and fsync) instead of one each.
+                    while let Ok(more) = rx.try_recv() {
+                        rows.extend(more);
+                    }
                     n += other.insert_messages(folder_id, &rows)?.len() as u64;
                 }
                 Ok(n)
             })
         });
         let threaded = writer.is_some();
-        let mut batch: Vec<Fetched> = Vec::with_capacity(INSERT_BATCH);
+        let mut batch: Vec<NewMessage> = Vec::with_capacity(INSERT_BATCH);
         let mut state = Progress {
             total: expected,
             ..Progress::default()
         };
         let mut count = 0u64;
         let mut failure: Option<CacheError> = None;
-        let mut write = |batch: Vec<Fetched>, cache: &mut Cache| -> Result<(), CacheError> {
+        let mut write = |rows: Vec<NewMessage>, cache: &mut Cache| -> Result<(), CacheError> {
             if threaded {
                 // A closed channel means the writer failed; its error comes from join below.
-                let _ = tx.send(batch);
+                let _ = tx.send(rows);
             } else {
-                let rows: Vec<NewMessage> = batch.into_iter().map(Fetched::into_new).collect();
                 count += cache.insert_messages(folder_id, &rows)?.len() as u64;
             }
             Ok(())
@@ -426,7 +444,7 @@ impl ImapBackend {
                 }
                 state.done += 1;
                 state.bytes += m.size;
-                batch.push(m);
+                batch.push(m.into_new());
                 if batch.len() >= INSERT_BATCH && failure.is_none() {
                     if let Err(e) = write(std::mem::take(&mut batch), cache) {
                         failure = Some(e);
@@ -800,6 +818,23 @@ impl ListedStatus {
             && self.uidnext.is_some()
             && self.uidnext == cached.uidnext
             && self.messages.map(u64::from) == Some(total)
+    }
+
+    /// The sync state of a folder that is empty on the server and of which the cache (with
+    /// state `cached` and `total` messages) holds nothing either, if the status tells all of
+    /// it: then the folder needs no SELECT. A changed UIDVALIDITY is left to a full sync.
+    fn empty_state(&self, cached: &SyncState, total: u64) -> Option<SyncState> {
+        let fresh = total == 0
+            && self.messages == Some(0)
+            && self.highestmodseq.is_some()
+            && self.uidnext.is_some()
+            && self.uidvalidity.is_some()
+            && (cached.uidvalidity.is_none() || cached.uidvalidity == self.uidvalidity);
+        fresh.then_some(SyncState {
+            uidvalidity: self.uidvalidity,
+            uidnext: self.uidnext,
+            highestmodseq: self.highestmodseq,
+        })
     }
 }
 
@@ -1411,6 +1446,42 @@ async fn idle_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_fresh_empty_folder_is_recorded_from_its_status() {
+        let status = ListedStatus {
+            messages: Some(0),
+            uidnext: Some(7),
+            uidvalidity: Some(42),
+            highestmodseq: Some(9),
+        };
+        let new = SyncState::default();
+        let expected = SyncState {
+            uidvalidity: Some(42),
+            uidnext: Some(7),
+            highestmodseq: Some(9),
+        };
+        assert_eq!(status.empty_state(&new, 0), Some(expected));
+        assert_eq!(status.empty_state(&expected, 0), Some(expected));
+        // Messages in the cache (their expunges must be found), or on the server.
+        assert_eq!(status.empty_state(&new, 3), None);
+        let full = ListedStatus {
+            messages: Some(1),
+            ..status
+        };
+        assert_eq!(full.empty_state(&new, 0), None);
+        // A new UIDVALIDITY, or a status that does not tell everything: a full sync.
+        let old = SyncState {
+            uidvalidity: Some(41),
+            ..expected
+        };
+        assert_eq!(status.empty_state(&old, 0), None);
+        let partial = ListedStatus {
+            highestmodseq: None,
+            ..status
+        };
+        assert_eq!(partial.empty_state(&new, 0), None);
+    }
 
     #[test]
     fn only_a_matching_highestmodseq_proves_a_folder_unchanged() {
