@@ -14,10 +14,10 @@ use crate::sanitize;
 
 /// Format an address header as `Name <addr>, Other <addr2>` (raw, not yet sanitised).
 fn addresses(addr: Option<&Address<'_>>) -> String {
-    let mut out = String::new();
     let Some(addr) = addr else {
-        return out;
+        return String::new();
     };
+    let mut out = String::with_capacity(64);
     // NOTE: written into one string: this runs for every downloaded message.
     for a in addr.iter() {
         let (name, email) = (a.name().filter(|n| !n.is_empty()), a.address());
@@ -65,6 +65,12 @@ pub fn envelope_of(raw: &[u8]) -> Envelope {
 /// streamed to disk): headers only, `size` given, attachments guessed from the content type.
 pub fn envelope_of_head(head: &[u8], size: u64) -> Envelope {
     parse_head_of(head, size).envelope
+}
+
+/// [`envelope_of_head`] of a header that holds only the fields an envelope is made of (an
+/// IMAP server's `BODY[HEADER.FIELDS (...)]`): nothing to pick out first.
+pub fn envelope_of_fields(fields: &[u8], size: u64) -> Envelope {
+    parse_fields(fields, size).envelope
 }
 
 /// What recording a message needs before its body is looked at.
@@ -134,8 +140,12 @@ pub fn parse_head(raw: &[u8]) -> Head {
 }
 
 fn parse_head_of(raw: &[u8], size: u64) -> Head {
-    let header = envelope_header(raw);
-    let Some(msg) = MessageParser::default().parse_headers(&header) else {
+    parse_fields(&envelope_header(raw), size)
+}
+
+/// [`Head`] of a header block that holds the wanted fields (and maybe others).
+fn parse_fields(header: &[u8], size: u64) -> Head {
+    let Some(msg) = MessageParser::default().parse_headers(header) else {
         return Head {
             envelope: Envelope {
                 size,

@@ -999,7 +999,20 @@ impl Cache {
         } else {
             "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
         };
-        self.conn.execute_batch(sql).map_err(|e| self.err(e))
+        self.conn.execute_batch(sql).map_err(|e| self.err(e))?;
+        if writer {
+            // NOTE: the last connection to close would copy the whole WAL into the database
+            // and fsync it, on the way out of every `mailbag sync` (10 ms after a large
+            // download). The WAL is durable as it is; the next writer's automatic checkpoint
+            // (every 1,000 pages) copies it instead, and the next open reads it back.
+            self.conn
+                .set_db_config(
+                    rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                    true,
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     fn schema_version(&self) -> Result<i64, CacheError> {

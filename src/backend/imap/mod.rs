@@ -870,7 +870,7 @@ struct Fetched {
 
 impl Fetched {
     fn into_new(self) -> NewMessage {
-        let mut envelope = render::envelope_of_head(&self.header, self.size);
+        let mut envelope = render::envelope_of_fields(&self.header, self.size);
         if let Some(a) = self.attachments {
             envelope.has_attachments = a;
         }
