@@ -158,6 +158,7 @@ impl ImapBackend {
                 continue;
             };
             if let Some(status) = &f.status
+                && !status.unchanged(state, *count)
                 && let Some(state) = status.empty_state(state, *count)
             {
                 empty.push((*id, state));
@@ -395,7 +396,7 @@ impl ImapBackend {
         );
         // NOTE: the rows are written to the cache on another thread, with its own cache
         // connection, while this one keeps reading the server and parses the headers: the
-        // cache's writes are the longest part, and the three overlap instead of taking turns.
+        // two halves cost about the same and overlap instead of taking turns.
         // A bounded channel keeps memory flat if the disk is slower. An in-memory cache
         // (tests) can't be opened twice and is written here instead.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<NewMessage>>(4);
