@@ -110,6 +110,8 @@ struct Server {
 struct Sample {
     wall: Duration,
     rss_kb: u64,
+    /// User plus system CPU time of the client and the children it waited for.
+    cpu: Duration,
     /// mailbag only: how long building the search index took afterwards.
     indexed: Option<Duration>,
 }
@@ -239,8 +241,9 @@ fn orchestrate() -> Result<(), String> {
             match run_once(*client, &server, &mailbag) {
                 Ok(s) => {
                     println!(
-                        "{:>7.2} s  {:>7} kB peak RSS",
+                        "{:>7.2} s  {:>5.2} s CPU  {:>7} kB peak RSS",
                         s.wall.as_secs_f64(),
+                        s.cpu.as_secs_f64(),
                         s.rss_kb
                     );
                     samples.push(s);
@@ -340,7 +343,10 @@ fn run_once(client: Client, server: &Server, mailbag: &Path) -> Result<Sample, S
     let ca = server.ca.display().to_string();
 
     let mut cmd = Command::new("/usr/bin/time");
-    cmd.arg("-f").arg("%M").arg("-o").arg(root.join("time.txt"));
+    cmd.arg("-f")
+        .arg("%M %U %S")
+        .arg("-o")
+        .arg(root.join("time.txt"));
     match client {
         Client::Floor => {
             let me = std::env::current_exe().map_err(io("current exe"))?;
@@ -502,10 +508,17 @@ fn run_once(client: Client, server: &Server, mailbag: &Path) -> Result<Sample, S
         ));
     }
     let time_text = fs::read_to_string(root.join("time.txt")).map_err(io("time output"))?;
-    let rss_kb = time_text
+    // NOTE: the last line is ours ("%M %U %S"); a line before it may say the exit status.
+    let (rss_kb, cpu) = time_text
         .lines()
         .rev()
-        .find_map(|l| l.trim().parse().ok())
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            let rss: u64 = f.next()?.parse().ok()?;
+            let user: f64 = f.next()?.parse().ok()?;
+            let sys: f64 = f.next()?.parse().ok()?;
+            Some((rss, Duration::from_secs_f64(user + sys)))
+        })
         .ok_or_else(|| format!("unexpected /usr/bin/time output {time_text:?}"))?;
     verify(&mbox, &server.expected)
         .map_err(|e| format!("{e}; client output: {}", tail(&log_text)))?;
@@ -516,6 +529,7 @@ fn run_once(client: Client, server: &Server, mailbag: &Path) -> Result<Sample, S
     Ok(Sample {
         wall,
         rss_kb,
+        cpu,
         indexed,
     })
 }
@@ -596,14 +610,17 @@ fn bare_id(id: &str) -> String {
         .to_string()
 }
 
-/// Min and median of a client's samples.
-fn summary(samples: &[Sample]) -> Option<(Duration, Duration, u64)> {
+/// Min and median wall time, median CPU time and peak RSS of a client's samples.
+fn summary(samples: &[Sample]) -> Option<(Duration, Duration, Duration, u64)> {
     let mut walls: Vec<Duration> = samples.iter().map(|s| s.wall).collect();
     walls.sort();
     let min = *walls.first()?;
     let median = *walls.get(walls.len() / 2)?;
+    let mut cpus: Vec<Duration> = samples.iter().map(|s| s.cpu).collect();
+    cpus.sort();
+    let cpu = *cpus.get(cpus.len() / 2)?;
     let rss = samples.iter().map(|s| s.rss_kb).max()?;
-    Some((min, median, rss))
+    Some((min, median, cpu, rss))
 }
 
 /// The result table and the ratios, as Markdown.
@@ -616,35 +633,36 @@ fn table(outcomes: &[(Client, Outcome)], server: &Server) -> String {
     );
     let _ = writeln!(
         out,
-        "| client | min | median | messages/s (median) | MB/s (median) | peak RSS |"
+        "| client | min | median | CPU (median) | messages/s (median) | MB/s (median) | peak RSS |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
     let mut medians = Vec::new();
     for (client, outcome) in outcomes {
         match outcome {
             Outcome::Skipped(e) => {
-                let _ = writeln!(out, "| {} | SKIPPED: {e} | | | | |", client.name());
+                let _ = writeln!(out, "| {} | SKIPPED: {e} | | | | | |", client.name());
             }
             Outcome::Failed(e) => {
-                let _ = writeln!(out, "| {} | FAILED: {e} | | | | |", client.name());
+                let _ = writeln!(out, "| {} | FAILED: {e} | | | | | |", client.name());
             }
             Outcome::Done(samples) => match summary(samples) {
                 None => {
-                    let _ = writeln!(out, "| {} | no samples | | | | |", client.name());
+                    let _ = writeln!(out, "| {} | no samples | | | | | |", client.name());
                 }
-                Some((min, median, rss)) => {
+                Some((min, median, cpu, rss)) => {
                     let secs = median.as_secs_f64();
                     let _ = writeln!(
                         out,
-                        "| {} | {:.2} s | {:.2} s | {:.0} | {:.2} | {:.1} MB |",
+                        "| {} | {:.2} s | {:.2} s | {:.2} s | {:.0} | {:.2} | {:.1} MB |",
                         client.name(),
                         min.as_secs_f64(),
                         secs,
+                        cpu.as_secs_f64(),
                         MESSAGES as f64 / secs,
                         mb / secs,
                         rss as f64 / 1024.0
                     );
-                    medians.push((*client, secs));
+                    medians.push((*client, secs, cpu.as_secs_f64()));
                 }
             },
         }
@@ -664,7 +682,8 @@ fn table(outcomes: &[(Client, Outcome)], server: &Server) -> String {
             }
         }
     }
-    let median = |c: Client| medians.iter().find(|(m, _)| *m == c).map(|(_, s)| *s);
+    let median = |c: Client| medians.iter().find(|(m, ..)| *m == c).map(|(_, s, _)| *s);
+    let cpu = |c: Client| medians.iter().find(|(m, ..)| *m == c).map(|(.., s)| *s);
     let _ = writeln!(out, "\nRatios of median wall times:\n");
     for (label, a, b, goal) in [
         (
@@ -697,6 +716,17 @@ fn table(outcomes: &[(Client, Outcome)], server: &Server) -> String {
                 );
             }
         }
+    }
+    // NOTE: the two cores are shared with Dovecot (its TLS and POP3 processes), so the CPU a
+    // client spends itself shows up in every client's wall time.
+    if let (Some(m), Some(f)) = (cpu(Client::Mailbag), cpu(Client::Floor))
+        && f > 0.0
+    {
+        let _ = writeln!(
+            out,
+            "- CPU of the client itself (not the server's), mailbag / floor: {:.2}x",
+            m / f
+        );
     }
     out
 }
