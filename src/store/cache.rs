@@ -565,7 +565,8 @@ fn insert_in(
 struct MboxWords {
     id: i64,
     body: String,
-    has_attachments: bool,
+    /// `None` when the body could not be read: the header's guess stays.
+    has_attachments: Option<bool>,
 }
 
 /// At most this much of a message is read from an mbox to index its body: the start of a
@@ -630,7 +631,7 @@ fn read_mbox_words(conn: &Connection, bound: i64) -> rusqlite::Result<Vec<MboxWo
         // words are not taken for this one's.
         let found = found.filter(|w| w.message_id == message_id);
         let (body, has_attachments) = found
-            .map(|w| (w.body, w.has_attachments))
+            .map(|w| (w.body, Some(w.has_attachments)))
             .unwrap_or_default();
         words.push(MboxWords {
             id,
@@ -666,8 +667,10 @@ fn index_chunk(
         tx.prepare_cached("DELETE FROM search_pending WHERE id = ?1 AND body IS NULL")?;
     let mut n = 0;
     for w in from_mbox {
-        if one.execute(params![w.id, w.body])? == 1 {
-            attachments.execute(params![w.id, w.has_attachments])?;
+        if one.execute(params![w.id, w.body])? == 1
+            && let Some(has) = w.has_attachments
+        {
+            attachments.execute(params![w.id, has])?;
         }
         n += done.execute(params![w.id])?;
     }
@@ -2196,7 +2199,8 @@ boundary=b\n\n--b\nContent-Type: text/plain\n\nzebras at noon\n--b--\n";
         let attached = b"Message-ID: <a@x>\nSubject: Attached\nContent-Type: multipart/report; \
 boundary=b\n\n--b\nContent-Type: text/plain\n\nsee the giraffe\n--b\n\
 Content-Type: application/pdf; name=a.pdf\n\nPDF\n--b--\n";
-        let moved = b"Message-ID: <other@x>\nSubject: Other\n\nlions\n";
+        let moved = b"Message-ID: <other@x>\nSubject: Other\nContent-Type: multipart/mixed; \
+boundary=b\n\n--b\n\nlions\n--b--\n";
         let mut batch = Vec::new();
         for (uid, raw) in [(1, &plain[..]), (2, &attached[..]), (3, &moved[..])] {
             let span = mbox.append(raw, "a@x", 0).unwrap();
@@ -2222,7 +2226,7 @@ Content-Type: application/pdf; name=a.pdf\n\nPDF\n--b--\n";
                 .map(|&id| cache.message(id).unwrap().unwrap().envelope.has_attachments)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(attachments(&cache), [true, false, false]);
+        assert_eq!(attachments(&cache), [true, false, true]);
 
         // Not yet read: a reader finds the envelope's words only.
         let reader = Cache::open_read_only(dir.path()).unwrap();
@@ -2235,7 +2239,8 @@ Content-Type: application/pdf; name=a.pdf\n\nPDF\n--b--\n";
         assert_eq!(cache.search(f, "giraffe", 10).unwrap(), vec![ids[1]]);
         assert!(cache.search(f, "lions", 10).unwrap().is_empty());
         assert_eq!(cache.search(f, "other", 10).unwrap(), vec![ids[2]]);
-        assert_eq!(attachments(&cache), [false, true, false]);
+        // The third could not be read: its guess stays.
+        assert_eq!(attachments(&cache), [false, true, true]);
     }
 
     #[test]
