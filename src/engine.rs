@@ -417,8 +417,8 @@ impl AccountTask {
             Job::Fetch(id, message) => {
                 match self.backend.fetch_raw(&mut self.cache, message).await {
                     Ok(_) => {
+                        self.emit(EngineEvent::BodyFetched { id: message });
                         self.index_for_search();
-                        self.emit(EngineEvent::BodyFetched { id: message })
                     }
                     Err(e) => self.emit(EngineEvent::CommandFailed {
                         id,
@@ -457,25 +457,51 @@ impl AccountTask {
             .await;
         match result {
             Ok(_) => {
-                self.index_for_search();
-                if let Ok(Some(account)) = self.cache.account(&self.name)
-                    && let Ok(Some(f)) = self.cache.folder_by_name(account.id, folder)
-                {
+                let changed = self
+                    .cache
+                    .account(&self.name)
+                    .ok()
+                    .flatten()
+                    .and_then(|a| self.cache.folder_by_name(a.id, folder).ok().flatten());
+                if let Some(f) = &changed {
                     self.emit(EngineEvent::FolderChanged { folder_id: f.id });
                 }
                 self.state(AccountState::Online);
+                // NOTE: after the list has the new mail: indexing reads and parses bodies.
+                // It may correct attachment marks, so the list is told once more.
+                if self.index_for_search()
+                    && let Some(f) = changed
+                {
+                    self.emit(EngineEvent::FolderChanged { folder_id: f.id });
+                }
             }
             Err(e) => self.went_offline(e),
         }
     }
 
-    /// Index what the last sync brought in for search, now rather than at the first search.
-    fn index_for_search(&self) {
-        if let Err(e) = self.cache.index_pending() {
-            self.emit(EngineEvent::Warning(format!(
-                "{}: search index not updated (searching still finds new mail): {e}",
-                self.name
-            )));
+    /// Index what the last sync brought in for search, now rather than at the first search;
+    /// whether anything was indexed.
+    fn index_for_search(&self) -> bool {
+        match self.cache.index_pending() {
+            Ok(n) => n > 0,
+            Err(e) => {
+                self.emit(EngineEvent::Warning(format!(
+                    "{}: search index not updated (searching still finds new mail): {e}",
+                    self.name
+                )));
+                false
+            }
+        }
+    }
+
+    /// Tell the UI that every folder of this account may have changed.
+    fn all_folders_changed(&self) {
+        if let Ok(Some(account)) = self.cache.account(&self.name)
+            && let Ok(folders) = self.cache.folders(account.id)
+        {
+            for f in folders {
+                self.emit(EngineEvent::FolderChanged { folder_id: f.id });
+            }
         }
     }
 
@@ -532,14 +558,11 @@ impl AccountTask {
                 }
             }
         }
-        self.index_for_search();
-        // Whatever happened, counts may have moved.
-        if let Ok(Some(account)) = self.cache.account(&self.name)
-            && let Ok(folders) = self.cache.folders(account.id)
-        {
-            for f in folders {
-                self.emit(EngineEvent::FolderChanged { folder_id: f.id });
-            }
+        // Whatever happened, counts may have moved. The list first, the search index after
+        // (it reads and parses bodies, and may correct attachment marks).
+        self.all_folders_changed();
+        if self.index_for_search() {
+            self.all_folders_changed();
         }
     }
 
@@ -627,13 +650,18 @@ mod tests {
             )
         })
         .await;
-        // The sync announces its folder once after going online; take that first.
+        // The sync announces its folder once after going online, with the messages listed,
+        // and once more after indexing them for search (attachment marks may change).
         next(&mut events, |e| {
             matches!(e, EngineEvent::FolderChanged { .. })
         })
         .await;
         let folder = cache.folders(1).unwrap()[0].clone();
         assert_eq!(folder.total, 40);
+        next(&mut events, |e| {
+            matches!(e, EngineEvent::FolderChanged { .. })
+        })
+        .await;
         let first = cache.window(folder.id, 0, 1).unwrap().remove(0);
         let add = if first.flags.contains(Flags::FLAGGED) {
             Flags::default()
