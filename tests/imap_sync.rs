@@ -648,10 +648,7 @@ fn idle_loop(
 ) -> std::thread::JoinHandle<Vec<String>> {
     let data = data.to_path_buf();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = runtime();
         let mut errors = Vec::new();
         rt.block_on(async {
             let mut cache = Cache::open(&data).expect("cache");
@@ -700,6 +697,14 @@ fn idle_loop(
         });
         errors
     })
+}
+
+/// A runtime for driving the library directly from a test.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn account_for(p: &Profile) -> mailbag::config::Account {
@@ -850,10 +855,7 @@ fn undo_brings_back_a_delete_or_move_whether_or_not_the_server_saw_it() {
             .expect("on the server");
         uids[i]
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let mut cache = Cache::open(&p.data()).expect("cache");
         let mut backend = ImapBackend::new("work", account_for(&p));
@@ -1008,10 +1010,7 @@ fn undoing_a_move_the_server_refused_keeps_the_message() {
     let p = Profile::new(&d);
     p.sync();
     let mid = message_ids(&d, "INBOX")[0].clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let mut cache = Cache::open(&p.data()).expect("cache");
         let mut backend = ImapBackend::new("work", account_for(&p));
