@@ -275,10 +275,7 @@ pub fn index_words(raw: &[u8]) -> IndexWords {
 
 /// Plain text of a message for the search index (not sanitised: never displayed).
 pub fn search_text(raw: &[u8]) -> String {
-    MessageParser::default()
-        .parse(raw)
-        .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
-        .unwrap_or_default()
+    index_words(raw).body
 }
 
 /// Render a raw message for reading: text/plain preferred, else HTML turned into text.

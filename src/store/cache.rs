@@ -585,16 +585,26 @@ fn index_bound(conn: &Connection) -> rusqlite::Result<i64> {
         .unwrap_or(i64::MAX))
 }
 
-/// Read and parse the bodies that pending messages up to `bound` keep in their mbox.
+/// At most about this much body text is held for one chunk of [`Cache::index_pending`]: a
+/// chunk of very large plain-text messages is cut short and the rest left for the next.
+const INDEX_TEXT_BUDGET: usize = 64 * 1024 * 1024;
+
+/// Read and parse the bodies that pending messages up to `bound` keep in their mbox, in id
+/// order; with them the bound they cover, lower than `bound` when `budget` bytes of text cut
+/// the reading short.
 ///
 /// A body that can't be read (the file gone, a span that is no longer a message) gives no
 /// words: the message is still found by its envelope.
-fn read_mbox_words(conn: &Connection, bound: i64) -> rusqlite::Result<Vec<MboxWords>> {
+fn read_mbox_words(
+    conn: &Connection,
+    bound: i64,
+    budget: usize,
+) -> rusqlite::Result<(Vec<MboxWords>, i64)> {
     let mut stmt = conn.prepare_cached(
         "SELECT p.id, f.mbox_path, m.mbox_offset, m.mbox_length, m.message_id
          FROM search_pending p JOIN messages m ON m.id = p.id JOIN folders f ON f.id = m.folder_id
          WHERE p.id <= ?1 AND p.body IS NULL
-         ORDER BY m.folder_id, m.mbox_offset",
+         ORDER BY p.id",
     )?;
     let rows = stmt
         .query_map(params![bound], |r| {
@@ -609,7 +619,13 @@ fn read_mbox_words(conn: &Connection, bound: i64) -> rusqlite::Result<Vec<MboxWo
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut open: Option<(String, File)> = None;
     let mut words = Vec::with_capacity(rows.len());
+    let mut held = 0;
     for (id, path, offset, length, message_id) in rows {
+        if held >= budget {
+            // NOTE: every row up to the last one read is covered; the rest waits.
+            let covered = words.last().map_or(bound, |w: &MboxWords| w.id);
+            return Ok((words, covered));
+        }
         let raw = match (path, offset, length) {
             (Some(path), Some(offset), Some(length)) if offset >= 0 && length >= 0 => {
                 if open.as_ref().is_none_or(|(p, _)| *p != path) {
@@ -633,13 +649,14 @@ fn read_mbox_words(conn: &Connection, bound: i64) -> rusqlite::Result<Vec<MboxWo
         let (body, has_attachments) = found
             .map(|w| (w.body, Some(w.has_attachments)))
             .unwrap_or_default();
+        held += body.len();
         words.push(MboxWords {
             id,
             body,
             has_attachments,
         });
     }
-    Ok(words)
+    Ok((words, bound))
 }
 
 /// Index the pending messages up to `bound`, with the bodies `from_mbox` read for those that
@@ -1829,6 +1846,11 @@ impl Cache {
     /// Bodies kept in an mbox are read and parsed before each chunk's write transaction, so
     /// the write lock is held only for the index's own writes.
     pub fn index_pending(&self) -> Result<u64, CacheError> {
+        self.index_pending_within(INDEX_TEXT_BUDGET)
+    }
+
+    /// [`Cache::index_pending`], holding about `budget` bytes of body text at a time.
+    fn index_pending_within(&self, budget: usize) -> Result<u64, CacheError> {
         if !self.has_pending_index()? {
             // NOTE: no write transaction (and no write lock) when nothing waits.
             return Ok(0);
@@ -1836,7 +1858,8 @@ impl Cache {
         let mut done = 0;
         loop {
             let bound = index_bound(&self.conn).map_err(|e| self.err(e))?;
-            let from_mbox = read_mbox_words(&self.conn, bound).map_err(|e| self.err(e))?;
+            let (from_mbox, covered) =
+                read_mbox_words(&self.conn, bound, budget).map_err(|e| self.err(e))?;
             // NOTE: IMMEDIATE takes the write lock now, not at the first write: a deferred
             // transaction that read first could not upgrade if another connection wrote.
             let tx = rusqlite::Transaction::new_unchecked(
@@ -1844,10 +1867,10 @@ impl Cache {
                 rusqlite::TransactionBehavior::Immediate,
             )
             .map_err(|e| self.err(e))?;
-            let n = index_chunk(&tx, bound, &from_mbox).map_err(|e| self.err(e))?;
+            let n = index_chunk(&tx, covered, &from_mbox).map_err(|e| self.err(e))?;
             tx.commit().map_err(|e| self.err(e))?;
             done += n as u64;
-            if bound == i64::MAX || !self.has_pending_index()? {
+            if covered == i64::MAX || !self.has_pending_index()? {
                 return Ok(done);
             }
         }
@@ -2233,7 +2256,8 @@ boundary=b\n\n--b\n\nlions\n--b--\n";
         assert_eq!(reader.search(f, "plain", 10).unwrap(), vec![ids[0]]);
         assert!(reader.search(f, "zebras", 10).unwrap().is_empty());
 
-        assert_eq!(cache.index_pending().unwrap(), 3);
+        // A budget of one byte of text holds one body at a time: three rounds, all indexed.
+        assert_eq!(cache.index_pending_within(1).unwrap(), 3);
         assert_eq!(cache.pending_index().unwrap(), 0);
         assert_eq!(cache.search(f, "zebra", 10).unwrap(), vec![ids[0]]);
         assert_eq!(cache.search(f, "giraffe", 10).unwrap(), vec![ids[1]]);
