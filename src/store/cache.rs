@@ -237,6 +237,16 @@ pub const MIGRATIONS: &[&str] = &[
         body       TEXT
     );
     "#,
+    // 5: the newest-first indexes run oldest first; queries walk them backwards, as fast.
+    // Mail arrives roughly in date order, so a new message's entry now goes at the end of the
+    // index, where SQLite appends it to the last page, instead of at the front, where every
+    // full page had to be split and rebalanced (4 % of a download's cache work).
+    r#"
+    DROP INDEX messages_newest_first;
+    CREATE INDEX messages_newest_first ON messages(folder_id, date, id);
+    DROP INDEX folder_threads_newest_first;
+    CREATE INDEX folder_threads_newest_first ON folder_threads(folder_id, newest_date, newest_id);
+    "#,
 ];
 
 /// How many pending messages `Cache::index_pending` indexes per transaction.
@@ -479,6 +489,7 @@ fn insert_in(
         tx.prepare_cached("INSERT OR REPLACE INTO search_pending(id, body) VALUES (?1, ?2)")?;
     let mut unindex = tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?;
     let mut add_to_conversation = tx.prepare_cached(ADD_TO_CONVERSATION)?;
+    let mut threading = Threading::new(tx)?;
     for m in messages {
         let (uid, uidl) = match &m.remote {
             RemoteId::Uid(u) => (Some(u.0), None),
@@ -487,7 +498,7 @@ fn insert_in(
         };
         let e = &m.envelope;
         let refs = (!e.references.is_empty()).then(|| e.references.join(" "));
-        let thread = find_thread(tx, e)?;
+        let thread = threading.find(e)?;
         // NOTE: no RETURNING: the id is ours already, and RETURNING makes SQLite open a
         // temporary table for every row (a third of the cost of an insert).
         let inserted = insert.execute(params![
@@ -515,7 +526,7 @@ fn insert_in(
             1 => {
                 let id = next_id;
                 next_id += 1;
-                record_thread(tx, &thread, id)?;
+                record_thread(tx, &mut threading, &thread, id)?;
                 add_to_conversation.execute(params![
                     folder,
                     thread.joined.unwrap_or(id),
@@ -718,10 +729,11 @@ fn index_chunk(
 /// Ids of messages not (yet) held are recorded too: they are JWZ's empty containers, and let
 /// two replies to a missing parent share a thread. Each step is an indexed lookup.
 fn assign_thread(tx: &rusqlite::Transaction<'_>, id: i64, e: &Envelope) -> rusqlite::Result<()> {
-    let thread = find_thread(tx, e)?;
+    let mut threading = Threading::new(tx)?;
+    let thread = threading.find(e)?;
     tx.prepare_cached("UPDATE messages SET thread_id = ?1 WHERE id = ?2")?
         .execute(params![thread.joined.unwrap_or(id), id])?;
-    record_thread(tx, &thread, id)
+    record_thread(tx, &mut threading, &thread, id)
 }
 
 /// Thread every message of a cache from before threading (schema 1), oldest first.
@@ -746,51 +758,69 @@ fn thread_existing(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
 }
 
 /// The conversations a message's ids (its own, References, In-Reply-To) already belong to.
-struct ThreadLookup {
-    names: Vec<String>,
+struct ThreadLookup<'e> {
+    names: Vec<&'e str>,
     /// The conversation it joins: the oldest of those found.
     joined: Option<i64>,
     /// Other conversations it links to the joined one (they merge).
     merged: Vec<i64>,
 }
 
-fn find_thread(tx: &rusqlite::Transaction<'_>, e: &Envelope) -> rusqlite::Result<ThreadLookup> {
-    let mut names: Vec<String> = Vec::with_capacity(e.references.len() + 2);
-    for n in e
-        .message_id
-        .iter()
-        .chain(e.references.iter())
-        .chain(e.in_reply_to.iter())
-    {
-        let n = n.trim();
-        if !n.is_empty() && !names.iter().any(|m| m == n) {
-            names.push(n.to_string());
-        }
+/// The statements threading runs for every message, prepared once per transaction rather
+/// than looked up in the statement cache for each message.
+struct Threading<'c> {
+    lookup: rusqlite::CachedStatement<'c>,
+    record: rusqlite::CachedStatement<'c>,
+}
+
+impl<'c> Threading<'c> {
+    fn new(tx: &'c rusqlite::Transaction<'_>) -> rusqlite::Result<Self> {
+        Ok(Threading {
+            lookup: tx.prepare_cached("SELECT thread_id FROM thread_refs WHERE message_id = ?1")?,
+            record: tx.prepare_cached(
+                "INSERT INTO thread_refs(message_id, thread_id) VALUES (?1, ?2)
+                 ON CONFLICT(message_id) DO UPDATE SET thread_id = excluded.thread_id",
+            )?,
+        })
     }
-    let mut lookup =
-        tx.prepare_cached("SELECT thread_id FROM thread_refs WHERE message_id = ?1")?;
-    let mut threads: Vec<i64> = Vec::new();
-    for n in &names {
-        if let Some(t) = lookup.query_row(params![n], |r| r.get(0)).optional()?
-            && !threads.contains(&t)
+
+    fn find<'e>(&mut self, e: &'e Envelope) -> rusqlite::Result<ThreadLookup<'e>> {
+        let mut names: Vec<&'e str> = Vec::with_capacity(e.references.len() + 2);
+        for n in e
+            .message_id
+            .iter()
+            .chain(e.references.iter())
+            .chain(e.in_reply_to.iter())
         {
-            threads.push(t);
+            let n = n.trim();
+            if !n.is_empty() && !names.contains(&n) {
+                names.push(n);
+            }
         }
+        let mut threads: Vec<i64> = Vec::new();
+        for n in &names {
+            if let Some(t) = self.lookup.query_row(params![n], |r| r.get(0)).optional()?
+                && !threads.contains(&t)
+            {
+                threads.push(t);
+            }
+        }
+        let joined = threads.iter().copied().min();
+        let merged = threads.into_iter().filter(|t| Some(*t) != joined).collect();
+        Ok(ThreadLookup {
+            names,
+            joined,
+            merged,
+        })
     }
-    let joined = threads.iter().copied().min();
-    let merged = threads.into_iter().filter(|t| Some(*t) != joined).collect();
-    Ok(ThreadLookup {
-        names,
-        joined,
-        merged,
-    })
 }
 
 /// Record message `id`'s place in its conversation: merge the conversations it links and map
 /// its ids to the conversation.
 fn record_thread(
     tx: &rusqlite::Transaction<'_>,
-    found: &ThreadLookup,
+    threading: &mut Threading<'_>,
+    found: &ThreadLookup<'_>,
     id: i64,
 ) -> rusqlite::Result<()> {
     let thread = found.joined.unwrap_or(id);
@@ -804,12 +834,8 @@ fn record_thread(
         tx.prepare_cached("UPDATE thread_refs SET thread_id = ?1 WHERE thread_id = ?2")?
             .execute(params![thread, other])?;
     }
-    let mut record = tx.prepare_cached(
-        "INSERT INTO thread_refs(message_id, thread_id) VALUES (?1, ?2)
-         ON CONFLICT(message_id) DO UPDATE SET thread_id = excluded.thread_id",
-    )?;
     for n in &found.names {
-        record.execute(params![n, thread])?;
+        threading.record.execute(params![n, thread])?;
     }
     Ok(())
 }
@@ -2525,6 +2551,54 @@ boundary=b\n\n--b\n\nlions\n--b--\n";
         )
         .unwrap();
         conn.execute_batch(rows).unwrap();
+    }
+
+    #[test]
+    fn a_version_4_cache_keeps_its_order_with_the_oldest_first_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        old_cache(
+            dir.path(),
+            4,
+            "INSERT INTO messages(id, folder_id, thread_id, date, flags)
+                 VALUES (1, 1, 1, 10, 1), (2, 1, 2, 30, 0), (3, 1, 3, 20, 0), (4, 1, 4, 30, 0);
+             INSERT INTO folder_threads(folder_id, thread_id, newest_id, newest_date, count,
+                                        unread)
+                 VALUES (1, 1, 1, 10, 1, 0), (1, 2, 2, 30, 1, 1), (1, 3, 3, 20, 1, 1),
+                        (1, 4, 4, 30, 1, 1);",
+        );
+        let cache = Cache::open(dir.path()).unwrap();
+        assert_eq!(cache.window_ids(1, 0, 10).unwrap(), vec![4, 2, 3, 1]);
+        let ids: Vec<i64> = cache
+            .window(1, 1, 2)
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(ids, vec![2, 3]);
+        let threads: Vec<i64> = cache
+            .thread_window(1, 0, 10)
+            .unwrap()
+            .iter()
+            .map(|t| t.newest)
+            .collect();
+        assert_eq!(threads, vec![4, 2, 3, 1]);
+        // Both windows walk their index backwards: no sort of the whole folder.
+        for sql in [
+            "SELECT id FROM messages WHERE folder_id = 1 ORDER BY date DESC, id DESC LIMIT 5",
+            "SELECT thread_id FROM folder_threads WHERE folder_id = 1
+             ORDER BY newest_date DESC, newest_id DESC LIMIT 5",
+        ] {
+            let plan: Vec<String> = cache
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(plan.iter().any(|p| p.contains("newest_first")), "{plan:?}");
+            assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
+        }
     }
 
     #[test]
