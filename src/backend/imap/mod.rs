@@ -63,6 +63,10 @@ const HEADER_FIELDS: &str =
 
 /// New messages are written to the cache in transactions of this many.
 const INSERT_BATCH: usize = 500;
+/// The first transaction is this small, and each next one twice as large up to
+/// [`INSERT_BATCH`]: the cache writer, the slower half of a large download, starts after the
+/// first few responses instead of the first 500.
+const FIRST_BATCH: usize = 32;
 
 /// Bodies are fetched in parts of this size (under the guard's literal cap).
 const BODY_PART: u64 = 16 * 1024 * 1024;
@@ -416,6 +420,7 @@ impl ImapBackend {
         });
         let threaded = writer.is_some();
         let mut batch: Vec<NewMessage> = Vec::with_capacity(INSERT_BATCH);
+        let mut batch_size = FIRST_BATCH;
         let mut state = Progress {
             total: expected,
             ..Progress::default()
@@ -446,7 +451,8 @@ impl ImapBackend {
                 state.done += 1;
                 state.bytes += m.size;
                 batch.push(m.into_new());
-                if batch.len() >= INSERT_BATCH && failure.is_none() {
+                if batch.len() >= batch_size && failure.is_none() {
+                    batch_size = (batch_size * 2).min(INSERT_BATCH);
                     if let Err(e) = write(std::mem::take(&mut batch), cache) {
                         failure = Some(e);
                     }
