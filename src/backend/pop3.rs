@@ -62,6 +62,9 @@ const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 /// ... or this long after it began, whichever comes first, so that a slow link that keeps
 /// dropping still makes progress.
 const BATCH_TIME: Duration = Duration::from_secs(1);
+/// Near the end of a download each batch is at most as large as what is still to come, but
+/// not smaller than this: the last transaction, the one nothing overlaps with, stays small.
+const TAIL_BATCH: u64 = 64;
 
 /// Messages larger than this are streamed to the mbox instead of being held in memory.
 pub const STREAM_THRESHOLD: usize = 4 * 1024 * 1024;
@@ -449,6 +452,8 @@ struct Committer<'c> {
     account: i64,
     folder: i64,
     mbox: Mbox,
+    /// How many messages the download announced (see [`TAIL_BATCH`]).
+    expected: u64,
     batch: Vec<NewMessage>,
     batch_bytes: u64,
     batch_started: std::time::Instant,
@@ -460,12 +465,13 @@ struct Committer<'c> {
 }
 
 impl<'c> Committer<'c> {
-    fn new(cache: &'c mut Cache, account: i64, folder: i64, mbox: Mbox) -> Self {
+    fn new(cache: &'c mut Cache, account: i64, folder: i64, mbox: Mbox, expected: u64) -> Self {
         Committer {
             cache,
             account,
             folder,
             mbox,
+            expected,
             batch: Vec::new(),
             batch_bytes: 0,
             batch_started: std::time::Instant::now(),
@@ -557,7 +563,9 @@ impl<'c> Committer<'c> {
             mbox: Some(span),
             body_text: BodyText::InMbox,
         });
-        if self.batch.len() >= BATCH_MESSAGES
+        let held = self.batch.len() as u64;
+        let to_come = self.expected.saturating_sub(self.committed + held);
+        if held >= (BATCH_MESSAGES as u64).min(to_come.max(TAIL_BATCH))
             || self.batch_bytes >= BATCH_BYTES
             || self.batch_started.elapsed() >= BATCH_TIME
         {
@@ -644,7 +652,7 @@ const JOB_MESSAGES: usize = HOLD_MESSAGES / SINK_DEPTH;
 const JOB_BYTES: usize = HOLD_BYTES / SINK_DEPTH;
 
 impl<'c> Sink<'c> {
-    fn start(cache: &'c mut Cache, account: i64, folder: i64, mbox: Mbox) -> Self {
+    fn start(cache: &'c mut Cache, account: i64, folder: i64, mbox: Mbox, expected: u64) -> Self {
         // NOTE: the fsync and the cache transaction of one batch take as long as receiving
         // the next; on a thread of their own they overlap with it instead of stalling the
         // pipeline. The bounded queue keeps memory flat if the disk is the slower side.
@@ -654,7 +662,7 @@ impl<'c> Sink<'c> {
                 let waiting = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
                 let taken = waiting.clone();
                 let worker = std::thread::spawn(move || {
-                    let mut committer = Committer::new(&mut other, account, folder, mbox);
+                    let mut committer = Committer::new(&mut other, account, folder, mbox, expected);
                     for job in queue {
                         taken.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                         if matches!(job, Job::Abandon) {
@@ -672,7 +680,9 @@ impl<'c> Sink<'c> {
                     waiting,
                 }
             }
-            Err(_) => Sink::Inline(Box::new(Committer::new(cache, account, folder, mbox))),
+            Err(_) => Sink::Inline(Box::new(Committer::new(
+                cache, account, folder, mbox, expected,
+            ))),
         }
     }
 
@@ -1056,7 +1066,7 @@ impl Session {
         wanted: &[Listed],
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Downloaded, BackendError> {
-        let mut sink = Sink::start(cache, account, folder, mbox);
+        let mut sink = Sink::start(cache, account, folder, mbox, wanted.len() as u64);
         let mut done = Downloaded {
             count: 0,
             bytes: 0,
@@ -1590,7 +1600,7 @@ mod tests {
     fn a_finished_download_is_committed_and_the_mark_cleared() {
         let dir = tempfile::tempdir().unwrap();
         let (mut cache, account, folder, mbox) = setup(dir.path());
-        let mut committer = Committer::new(&mut cache, account, folder, mbox);
+        let mut committer = Committer::new(&mut cache, account, folder, mbox, u64::MAX);
         // More than one batch, then a message that arrives in pieces.
         let whole: Vec<Received> = (0..BATCH_MESSAGES + 3).map(received).collect();
         assert!(committer.take(Job::Messages(whole)));
@@ -1612,10 +1622,43 @@ mod tests {
     }
 
     #[test]
+    fn batches_shrink_towards_the_end_of_a_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut cache, account, folder, mbox) = setup(dir.path());
+        let total = BATCH_MESSAGES as u64 * 3 + 100;
+        let mut recorded = Vec::new();
+        {
+            let mut committer = Committer::new(&mut cache, account, folder, mbox, total);
+            for i in 0..total as usize {
+                assert!(committer.take(Job::Messages(vec![received(i)])));
+                if committer.committed != recorded.last().copied().unwrap_or(0) {
+                    recorded.push(committer.committed);
+                }
+            }
+            assert_eq!(committer.finish().unwrap(), total);
+        }
+        assert_eq!(cache.uidls(folder).unwrap().len() as u64, total);
+        let mut batches: Vec<u64> = recorded
+            .iter()
+            .zip(std::iter::once(&0).chain(&recorded))
+            .map(|(now, before)| now - before)
+            .collect();
+        batches.push(total - recorded.last().copied().unwrap_or(0));
+        assert!(
+            batches.iter().all(|b| *b <= BATCH_MESSAGES as u64),
+            "{batches:?}"
+        );
+        assert_eq!(batches[0], BATCH_MESSAGES as u64, "{batches:?}");
+        // What is left when the last message arrives is small.
+        assert!(*batches.last().unwrap() <= TAIL_BATCH, "{batches:?}");
+        assert!(batches.len() <= 10, "{batches:?}");
+    }
+
+    #[test]
     fn an_abandoned_download_leaves_its_open_batch_to_the_repair() {
         let dir = tempfile::tempdir().unwrap();
         let (mut cache, account, folder, mbox) = setup(dir.path());
-        let mut committer = Committer::new(&mut cache, account, folder, mbox);
+        let mut committer = Committer::new(&mut cache, account, folder, mbox, u64::MAX);
         let whole: Vec<Received> = (0..BATCH_MESSAGES + 3).map(received).collect();
         assert!(committer.take(Job::Messages(whole)));
         assert_eq!(committer.abandon().unwrap(), BATCH_MESSAGES as u64);
@@ -1637,7 +1680,7 @@ mod tests {
     fn messages_before_a_large_one_are_recorded_before_it_streams() {
         let dir = tempfile::tempdir().unwrap();
         let (mut cache, account, folder, mbox) = setup(dir.path());
-        let mut committer = Committer::new(&mut cache, account, folder, mbox);
+        let mut committer = Committer::new(&mut cache, account, folder, mbox, u64::MAX);
         assert!(committer.take(Job::Messages((0..3).map(received).collect())));
         let large = received(9999);
         start_in_pieces(&mut committer, &large);
