@@ -1022,6 +1022,18 @@ impl Cache {
         Ok(cache)
     }
 
+    /// Stop fsyncing at each commit on this connection (`synchronous = NORMAL`), for a
+    /// connection that writes only copies of what a server holds (the IMAP initial sync's
+    /// headers). Commits stay atomic and the cache consistent; a power loss may undo the
+    /// last of them, and the next sync fetches those again. The first commit with full
+    /// durability on any connection (the folder's sync state, written after the download)
+    /// syncs the write-ahead log, and with it everything written here before.
+    pub fn relax_durability(&self) -> Result<(), CacheError> {
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL;")
+            .map_err(|e| self.err(e))
+    }
+
     /// Where the cache lives.
     pub fn path(&self) -> &Path {
         &self.path
@@ -2551,6 +2563,23 @@ boundary=b\n\n--b\n\nlions\n--b--\n";
         )
         .unwrap();
         conn.execute_batch(rows).unwrap();
+    }
+
+    #[test]
+    fn relaxed_durability_stays_on_its_own_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let other = cache.open_another().unwrap();
+        other.relax_durability().unwrap();
+        let level = |c: &Cache| -> i64 {
+            c.conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        // 1 = NORMAL on the relaxed connection; 2 = FULL everywhere else, new ones included.
+        assert_eq!(level(&other), 1);
+        assert_eq!(level(&cache), 2);
+        assert_eq!(level(&cache.open_another().unwrap()), 2);
     }
 
     #[test]
