@@ -490,6 +490,16 @@ fn insert_in(
     let mut unindex = tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?;
     let mut add_to_conversation = tx.prepare_cached(ADD_TO_CONVERSATION)?;
     let mut threading = Threading::new(tx)?;
+    // NOTE: new rows take the ids from `first_new` up; when they all wait with the same body
+    // words (none yet, or "read them from the mbox": every IMAP and POP3 download), one
+    // statement queues the whole range after the loop instead of one per message.
+    let first_new = next_id;
+    let uniform_body: Option<Option<&str>> = match messages.first().map(|m| queued_body(m)) {
+        Some(first @ (Some("") | None)) if messages.iter().all(|m| queued_body(m) == first) => {
+            Some(first)
+        }
+        _ => None,
+    };
     for m in messages {
         let (uid, uidl) = match &m.remote {
             RemoteId::Uid(u) => (Some(u.0), None),
@@ -534,6 +544,10 @@ fn insert_in(
                     e.date,
                     !m.flags.contains(Flags::SEEN),
                 ])?;
+                if uniform_body.is_some() {
+                    ids.push(id);
+                    continue;
+                }
                 id
             }
             _ => {
@@ -559,16 +573,30 @@ fn insert_in(
                 id
             }
         };
-        let body = match &m.body_text {
-            BodyText::Unknown => Some(""),
-            BodyText::Text(t) => Some(t.as_str()),
-            BodyText::InMbox if m.mbox.is_some() => None,
-            BodyText::InMbox => Some(""),
-        };
-        index.execute(params![id, body])?;
+        index.execute(params![id, queued_body(m)])?;
         ids.push(id);
     }
+    if let Some(body) = uniform_body
+        && next_id > first_new
+    {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO search_pending(id, body)
+             SELECT id, ?3 FROM messages WHERE id >= ?1 AND id < ?2",
+        )?
+        .execute(params![first_new, next_id, body])?;
+    }
     Ok(ids)
+}
+
+/// What `search_pending` holds for a message until it is indexed: its body's words, `""`
+/// when there are none to add, or NULL when they are read back from its mbox.
+fn queued_body(m: &NewMessage) -> Option<&str> {
+    match &m.body_text {
+        BodyText::Unknown => Some(""),
+        BodyText::Text(t) => Some(t.as_str()),
+        BodyText::InMbox if m.mbox.is_some() => None,
+        BodyText::InMbox => Some(""),
+    }
 }
 
 /// The words of a message whose body waits in an mbox ([`BodyText::InMbox`]), read before
@@ -2141,6 +2169,49 @@ mod tests {
             mbox: None,
             body_text: BodyText::Unknown,
         }
+    }
+
+    /// The `search_pending` queue: (id, body) in id order.
+    fn queued(cache: &Cache) -> Vec<(i64, Option<String>)> {
+        cache
+            .conn
+            .prepare("SELECT id, body FROM search_pending ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn new_messages_are_queued_for_indexing_alike_in_uniform_and_mixed_batches() {
+        let mut cache = Cache::open_in_memory().unwrap();
+        let f = inbox(&mut cache);
+        let span = |offset| Some(Span { offset, length: 10 });
+        // All alike: queued in one statement after the loop.
+        let uniform: Vec<NewMessage> = (1..=3).map(|u| msg(u, 10, "alpha")).collect();
+        let first = cache.insert_messages(f, &uniform).unwrap();
+        // Mixed (no words yet, and words in an mbox span): queued one by one.
+        let mut mixed: Vec<NewMessage> = (4..=6).map(|u| msg(u, 10, "bravo")).collect();
+        mixed[1].mbox = span(0);
+        mixed[1].body_text = BodyText::InMbox;
+        let second = cache.insert_messages(f, &mixed).unwrap();
+        let expected: Vec<(i64, Option<String>)> = first
+            .iter()
+            .chain(&second)
+            .enumerate()
+            .map(|(i, id)| (*id, (i != 4).then(String::new)))
+            .collect();
+        assert_eq!(queued(&cache), expected);
+        // A message already held is not queued again.
+        cache.insert_messages(f, &uniform).unwrap();
+        assert_eq!(queued(&cache).len(), 6);
+        assert_eq!(cache.index_pending().unwrap(), 6);
+        assert_eq!(cache.search(f, "alpha", 10).unwrap(), {
+            let mut newest_first = first.clone();
+            newest_first.reverse();
+            newest_first
+        });
     }
 
     fn inbox(cache: &mut Cache) -> i64 {
