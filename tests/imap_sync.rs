@@ -1002,6 +1002,54 @@ fn changes_in_every_folder_are_seen_on_resync() {
 /// its target folder is gone, leaves the message where it was; undoing it must keep it there,
 /// in the cache too, and not go looking for it elsewhere.
 #[test]
+fn a_move_or_delete_the_server_refuses_brings_the_message_back_at_the_next_sync() {
+    use mailbag::backend::changes::{Change, change_locally};
+    let Some(d) = Dovecot::start() else { return };
+    d.seed(ALICE.name, "INBOX", 3).expect("seed");
+    d.seed(ALICE.name, "Projects", 1).expect("seed");
+    let p = Profile::new(&d);
+    p.sync();
+    let mid = message_ids(&d, "INBOX")[0].clone();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut cache = Cache::open(&p.data()).expect("cache");
+        let mut backend = ImapBackend::new("work", account_for(&p));
+        let id = cached_row(&cache, "INBOX", &mid).expect("cached").id;
+        let to = Change::Move {
+            to: "Projects".into(),
+        };
+        change_locally(&mut cache, &[id], &to, 0).expect("move");
+        assert!(cached_row(&cache, "INBOX", &mid).is_none(), "moved here");
+        // The server cannot carry it out: the folder is gone there.
+        d.doveadm(&["mailbox", "delete", "-u", ALICE.name, "Projects"])
+            .expect("delete Projects");
+        backend.apply_pending(&mut cache).await.expect("push");
+        let warnings = backend.take_warnings();
+        assert!(
+            warnings.iter().any(|w| w.contains("refused")),
+            "{warnings:?}"
+        );
+        let account = cache.account("work").expect("cache").expect("account");
+        assert!(cache.pending(account.id).expect("queue").is_empty());
+        // The message never left INBOX on the server; the next sync shows it there again,
+        // once, beside the others.
+        backend
+            .sync_folder(&mut cache, "INBOX", &mut |_| {})
+            .await
+            .expect("sync");
+        assert!(
+            cached_row(&cache, "INBOX", &mid).is_some(),
+            "back in the cache"
+        );
+        let inbox = cache
+            .folder_by_name(account.id, "INBOX")
+            .expect("cache")
+            .expect("INBOX");
+        assert_eq!(inbox.total, 3, "each message once");
+    });
+}
+
+#[test]
 fn undoing_a_move_the_server_refused_keeps_the_message() {
     use mailbag::backend::changes::{Change, change_locally, snapshot, undo_locally};
     let Some(d) = Dovecot::start() else { return };

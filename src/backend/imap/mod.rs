@@ -642,7 +642,26 @@ impl ImapBackend {
             },
             QueuedOp::Restore { .. } => {}
         }
-        self.run_queued(folder, commands).await
+        let outcome = self.run_queued(folder, commands).await?;
+        if outcome.is_some() && matches!(op, QueuedOp::Move { .. } | QueuedOp::Delete { .. }) {
+            // NOTE: the row left the cache when the change was made here, and the server
+            // kept the message. Fetching the folder again from its UID brings the row back
+            // at the next sync (the messages after it are held already: only their flags are
+            // refreshed).
+            if let Some(f) = cache.folder_by_name(account, folder)?
+                && f.sync.uidvalidity == sel.uidvalidity
+                && f.sync.uidnext.is_some_and(|next| next > uid)
+            {
+                cache.set_sync_state(
+                    f.id,
+                    SyncState {
+                        uidnext: Some(uid),
+                        ..f.sync
+                    },
+                )?;
+            }
+        }
+        Ok(outcome)
     }
 
     /// Run the commands of one queued operation; a refusal drops the operation with a warning.
