@@ -21,6 +21,7 @@
 //!   with NOOP when the server lacks IDLE; every read has a timeout, so a dead link is noticed.
 
 pub mod guard;
+mod quick;
 pub mod session;
 
 use std::collections::HashSet;
@@ -41,7 +42,7 @@ use crate::render;
 use crate::sanitize;
 use crate::store::cache::{BodyLocation, BodyText, Cache, CacheError, NewMessage, SyncState};
 pub use session::Timeouts;
-use session::{Imap, quote};
+use session::{Imap, Seen, quote};
 
 /// Log in as `account` with `password`, reporting each step, then LIST the folders and log
 /// out: the setup wizard's login test. Returns the folder names; changes nothing.
@@ -443,12 +444,16 @@ impl ImapBackend {
             }
             Ok(())
         };
+        // NOTE: each response goes to the fast reader first (`quick`); imap-proto parses what
+        // it leaves.
         let result = imap
-            .run(&cmd, |r| {
-                let Response::Fetch(_, attrs) = r else {
-                    return Ok(());
+            .run_quick(&cmd, quick::fetch, |seen| {
+                let m = match seen {
+                    Seen::Quick(m) => m,
+                    Seen::Parsed(Response::Fetch(_, attrs)) => new_message(attrs),
+                    Seen::Parsed(_) => None,
                 };
-                let Some(m) = new_message(attrs) else {
+                let Some(m) = m else {
                     return Ok(());
                 };
                 // NOTE: `n:*` always matches the last message, even when its UID is below n.
@@ -892,6 +897,7 @@ struct FlagUpdate {
 }
 
 /// A new message from FETCH.
+#[derive(Debug, PartialEq, Eq)]
 struct Fetched {
     uid: u32,
     flags: Flags,

@@ -119,6 +119,29 @@ impl Incoming {
     }
 }
 
+/// What a fast reader made of the bytes at the front of the buffer (see [`Imap::run_quick`]).
+pub(crate) enum Quick<T> {
+    /// One whole response of this many bytes, and what came of it.
+    Done(usize, T),
+    /// The start of a response it would read, not all of it yet.
+    Incomplete,
+    /// Not a response it reads: the full parser takes it.
+    Other,
+}
+
+/// A response as [`Imap::run_quick`] hands it on: read by the fast reader, or parsed.
+pub(crate) enum Seen<'r, Q> {
+    Quick(Q),
+    Parsed(&'r Response<'r>),
+}
+
+/// What [`Imap::read_within_quick`] got: `f`'s answer on a parsed response, or the fast
+/// reader's.
+enum Got<T, Q> {
+    Parsed(T),
+    Quick(Q),
+}
+
 /// Quote a string for an IMAP command (RFC 3501 §4.3 quoted); refuses CR, LF and NUL.
 pub(crate) fn quote(s: &str) -> Result<String, BackendError> {
     if s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -437,12 +460,40 @@ impl Imap {
         limit: Duration,
         f: impl FnOnce(&Response<'_>) -> T,
     ) -> Result<Option<T>, BackendError> {
+        let got = self
+            .read_within_quick(limit, &mut |_| Quick::<()>::Other, f)
+            .await?;
+        Ok(got.and_then(|g| match g {
+            Got::Parsed(t) => Some(t),
+            Got::Quick(()) => None,
+        }))
+    }
+
+    /// [`Self::read_within`], offering each response to `quick` first: what it reads whole
+    /// is not parsed again; what it leaves ([`Quick::Other`]) goes to imap-proto and `f`.
+    async fn read_within_quick<T, Q>(
+        &mut self,
+        limit: Duration,
+        quick: &mut impl FnMut(&[u8]) -> Quick<Q>,
+        f: impl FnOnce(&Response<'_>) -> T,
+    ) -> Result<Option<Got<T, Q>>, BackendError> {
         use tokio::io::AsyncReadExt;
         let deadline = tokio::time::Instant::now() + limit;
         let mut f = Some(f);
         loop {
             let pending = self.incoming.pending();
+            let mut incomplete = false;
             if !pending.is_empty() {
+                match quick(pending) {
+                    Quick::Done(used, out) => {
+                        self.incoming.consume(used);
+                        return Ok(Some(Got::Quick(out)));
+                    }
+                    Quick::Incomplete => incomplete = true,
+                    Quick::Other => {}
+                }
+            }
+            if !pending.is_empty() && !incomplete {
                 let parsed = match async_imap::imap_proto::parser::parse_response(pending) {
                     Ok((rest, response)) => {
                         Some((pending.len() - rest.len(), f.take().map(|f| f(&response))))
@@ -461,7 +512,7 @@ impl Imap {
                 };
                 if let Some((used, out)) = parsed {
                     self.incoming.consume(used);
-                    return Ok(out);
+                    return Ok(out.map(Got::Parsed));
                 }
             }
             // NOTE: cancel-safe (IDLE drops this future): nothing counts as read until `read`
@@ -514,12 +565,32 @@ impl Imap {
         command: &str,
         mut on: impl FnMut(&Response<'_>) -> Result<(), BackendError>,
     ) -> Result<(), BackendError> {
+        self.run_quick(
+            command,
+            |_| Quick::<()>::Other,
+            |seen| match seen {
+                Seen::Parsed(r) => on(r),
+                Seen::Quick(()) => Ok(()),
+            },
+        )
+        .await
+    }
+
+    /// [`Self::run`], offering each response to the fast reader `quick` first (see
+    /// [`Quick`]); `on` gets what it read, or the parsed response it left.
+    pub async fn run_quick<Q>(
+        &mut self,
+        command: &str,
+        mut quick: impl FnMut(&[u8]) -> Quick<Q>,
+        mut on: impl FnMut(Seen<'_, Q>) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
         let tag = self.start(command).await?;
         let host = self.host.clone();
         let what = command_name(command);
         loop {
-            let step = self
-                .read(|r| match r {
+            let limit = self.timeouts.read;
+            let got = self
+                .read_within_quick(limit, &mut quick, |r| match r {
                     Response::Done {
                         tag: t,
                         status,
@@ -546,12 +617,17 @@ impl Imap {
                             sanitize::line(information.as_deref().unwrap_or(""))
                         ),
                     })),
-                    other => match on(other) {
+                    other => match on(Seen::Parsed(other)) {
                         Ok(()) => None,
                         Err(e) => Some(Err(e)),
                     },
                 })
-                .await?;
+                .await?
+                .ok_or_else(|| self.timed_out())?;
+            let step = match got {
+                Got::Parsed(step) => step,
+                Got::Quick(q) => on(Seen::Quick(q)).err().map(Err),
+            };
             if let Some(done) = step {
                 return done;
             }
