@@ -530,6 +530,16 @@ fn reading_fetches_exact_bytes_without_marking_read() {
     p.sync();
     // prefetch = 5 kept every body; reading is offline and exact.
     let rows = p.list("INBOX");
+    {
+        let cache = Cache::open_read_only(&p.data()).expect("cache");
+        for r in &rows {
+            let id = r["id"].as_i64().expect("id");
+            assert!(
+                cache.cached_body(id).expect("cache").is_some(),
+                "body of {id} prefetched"
+            );
+        }
+    }
     let dir = d.maildir(ALICE.name, "INBOX").join("cur");
     let files: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .expect("maildir")

@@ -1857,6 +1857,31 @@ impl Cache {
         })
     }
 
+    /// [`Cache::store_body`] for several messages in one transaction: `(id, raw bytes,
+    /// search text)`. A message no longer in the cache is passed over.
+    pub fn store_bodies(&mut self, bodies: &[(i64, Vec<u8>, String)]) -> Result<(), CacheError> {
+        if bodies.is_empty() {
+            return Ok(());
+        }
+        self.transaction(|tx| {
+            let mut body = tx.prepare_cached(
+                "INSERT OR REPLACE INTO bodies(message_id, raw)
+                 SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?1)",
+            )?;
+            let mut unindex = tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?;
+            let mut queue = tx.prepare_cached(
+                "INSERT OR REPLACE INTO search_pending(id, body) VALUES (?1, ?2)",
+            )?;
+            for (id, raw, text) in bodies {
+                if body.execute(params![id, raw])? == 1 {
+                    unindex.execute(params![id])?;
+                    queue.execute(params![id, text])?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// A message's raw bytes if the cache holds them (not the mbox: see `store::mbox`).
     pub fn cached_body(&self, id: i64) -> Result<Option<Vec<u8>>, CacheError> {
         self.conn

@@ -72,6 +72,12 @@ const FIRST_BATCH: usize = 32;
 /// Bodies are fetched in parts of this size (under the guard's literal cap).
 const BODY_PART: u64 = 16 * 1024 * 1024;
 
+/// Prefetched messages up to this size (as the server claims it) come in one FETCH together;
+/// larger ones one by one, in parts.
+const PREFETCH_TOGETHER: u64 = 1024 * 1024;
+/// Prefetched bodies are written to the cache whenever this much is held.
+const PREFETCH_HELD: usize = 8 * 1024 * 1024;
+
 /// An IMAP account.
 pub struct ImapBackend {
     name: String,
@@ -553,14 +559,69 @@ impl ImapBackend {
         let Some(inbox) = cache.folder_by_name(account, "INBOX")? else {
             return Ok(());
         };
-        let missing: Vec<i64> = cache
+        let missing: Vec<_> = cache
             .window(inbox.id, 0, want)?
             .into_iter()
             .filter(|m| m.body == BodyLocation::None)
-            .map(|m| m.id)
             .collect();
-        for id in missing {
-            self.fetch_raw(cache, id).await?;
+        // NOTE: small messages come in one FETCH and are written together: one round trip
+        // and one transaction instead of one each (100 bodies: 330 ms on loopback before).
+        let (small, large): (Vec<_>, Vec<_>) = missing
+            .into_iter()
+            .partition(|m| m.uid.is_some() && m.envelope.size <= PREFETCH_TOGETHER);
+        if !small.is_empty() {
+            if self.imap.as_ref().and_then(|i| i.selected.as_deref()) != Some("INBOX") {
+                self.select("INBOX", state_without_qresync(inbox.sync))
+                    .await?;
+            }
+            let wanted: std::collections::HashMap<u32, i64> = small
+                .iter()
+                .filter_map(|m| Some((m.uid?.0, m.id)))
+                .collect();
+            let mut uids: Vec<u32> = wanted.keys().copied().collect();
+            uids.sort_unstable();
+            let mut held: Vec<(i64, Vec<u8>, String)> = Vec::new();
+            let mut held_bytes = 0;
+            // NOTE: in sets of at most 500 ranges, so that a large `prefetch` never makes a
+            // command longer than servers take (Dovecot: 64 KiB).
+            for ranges in uid_ranges(&uids).chunks(500) {
+                let cmd = format!("UID FETCH {} (UID BODY.PEEK[])", ranges.join(","));
+                let imap = self.imap().await?;
+                let result = imap
+                    .run(&cmd, |r| {
+                        let Response::Fetch(_, attrs) = r else {
+                            return Ok(());
+                        };
+                        let mut uid = None;
+                        let mut body = None;
+                        for a in attrs {
+                            match a {
+                                AttributeValue::Uid(u) => uid = Some(*u),
+                                AttributeValue::BodySection { data, .. } => {
+                                    body = Some(data.as_deref().unwrap_or_default());
+                                }
+                                _ => {}
+                            }
+                        }
+                        // NOTE: a message expunged meanwhile simply does not come.
+                        if let (Some(id), Some(raw)) = (uid.and_then(|u| wanted.get(&u)), body) {
+                            held_bytes += raw.len();
+                            held.push((*id, raw.to_vec(), render::search_text(raw)));
+                            // The server's sizes are only claims: what is held stays bounded.
+                            if held_bytes >= PREFETCH_HELD {
+                                cache.store_bodies(&std::mem::take(&mut held))?;
+                                held_bytes = 0;
+                            }
+                        }
+                        Ok(())
+                    })
+                    .await;
+                self.guarded(result).await?;
+            }
+            cache.store_bodies(&held)?;
+        }
+        for m in large {
+            self.fetch_raw(cache, m.id).await?;
         }
         Ok(())
     }
@@ -894,6 +955,28 @@ struct FlagUpdate {
     uid: u32,
     flags: Flags,
     modseq: Option<u64>,
+}
+
+/// Sorted UIDs as IMAP sequence-set ranges (`5`, `7:9`, ...).
+fn uid_ranges(uids: &[u32]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(&first) = uids.get(i) {
+        let mut last = first;
+        i += 1;
+        while let (Some(&next), Some(after)) = (uids.get(i), last.checked_add(1))
+            && next == after
+        {
+            last = next;
+            i += 1;
+        }
+        out.push(if first == last {
+            first.to_string()
+        } else {
+            format!("{first}:{last}")
+        });
+    }
+    out
 }
 
 /// A new message from FETCH.
@@ -1485,6 +1568,17 @@ async fn idle_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uids_become_ranges() {
+        assert_eq!(uid_ranges(&[]), Vec::<String>::new());
+        assert_eq!(uid_ranges(&[5]), ["5"]);
+        assert_eq!(uid_ranges(&[1, 2, 3, 7, 9, 10]), ["1:3", "7", "9:10"]);
+        assert_eq!(
+            uid_ranges(&[u32::MAX - 1, u32::MAX]),
+            [format!("{}:{}", u32::MAX - 1, u32::MAX)]
+        );
+    }
 
     #[test]
     fn only_a_fresh_empty_folder_is_recorded_from_its_status() {
