@@ -575,8 +575,20 @@ fn wrong_password_is_a_clear_error() {
 fn an_untrusted_certificate_is_refused() {
     let Some(d) = Dovecot::start() else { return };
     let p = Profile::with(&d, d.imap_tls_port(), "tls", ALICE.password, false);
+    // The password command leaves a mark when it runs.
+    let config = p.dir.path().join("config/mailbag/config.toml");
+    let marker = p.dir.path().join("password-command-ran");
+    let text = std::fs::read_to_string(&config).expect("config").replace(
+        "password_command = \"cat ",
+        &format!("password_command = \"touch {}; cat ", marker.display()),
+    );
+    std::fs::write(&config, text).expect("config");
     let out = p.run(&["sync"]);
     assert!(!out.status.success());
+    assert!(
+        !marker.exists(),
+        "the password command ran for a refused certificate"
+    );
     let err = stderr(&out);
     assert!(err.contains("tls with localhost failed"), "{err}");
     assert!(

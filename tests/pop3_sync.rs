@@ -249,17 +249,29 @@ fn wrong_password_is_a_clear_error_and_loses_nothing() {
 fn an_untrusted_certificate_is_refused() {
     let Some(d) = Dovecot::start() else { return };
     let p = Profile::new(&d, "");
-    // Drop the tls_ca_file line: the harness CA is then unknown.
+    // Drop the tls_ca_file line: the harness CA is then unknown. The password command leaves
+    // a mark when it runs.
     let config = p.dir.path().join("config/mailbag/config.toml");
+    let marker = p.dir.path().join("password-command-ran");
     let text = std::fs::read_to_string(&config).expect("config");
     let text: String = text
         .lines()
         .filter(|l| !l.starts_with("tls_ca_file"))
-        .map(|l| format!("{l}\n"))
+        .map(|l| {
+            let l = l.replace(
+                "password_command = \"cat ",
+                &format!("password_command = \"touch {}; cat ", marker.display()),
+            );
+            format!("{l}\n")
+        })
         .collect();
     std::fs::write(&config, text).expect("config");
     let out = p.sync();
     assert!(!out.status.success());
+    assert!(
+        !marker.exists(),
+        "the password command ran for a refused certificate"
+    );
     let err = stderr(&out);
     assert!(err.contains("tls with localhost failed"), "{err}");
     assert!(

@@ -54,6 +54,20 @@ pub enum PasswordSource<'a> {
 }
 
 impl PasswordSource<'_> {
+    /// [`Self::resolve`] once `secured` fires: the password command or keyring runs only
+    /// when the connection is encrypted (or, with `security = "none"`, connected), never for
+    /// a server whose certificate was refused. `None` when `secured` was dropped unfired (the
+    /// connection failed first; its error is the one to report).
+    pub async fn resolve_when(
+        self,
+        secured: tokio::sync::oneshot::Receiver<()>,
+        name: &str,
+        account: &crate::config::Account,
+    ) -> Option<Result<crate::credentials::Secret, BackendError>> {
+        secured.await.ok()?;
+        Some(self.resolve(name, account).await)
+    }
+
     /// The password: the one given, or the configured one looked up off the async threads
     /// (a `password_command` or the keyring may block).
     pub async fn resolve(

@@ -783,16 +783,30 @@ impl Session {
         };
         let tcp = tls::connect_tcp(&host, port).await?;
         step(ConnectStep::Connected);
-        // NOTE: as for IMAP, the password command or keyring runs while TLS, the greeting and
-        // CAPA go on, once the server has answered (never for an unreachable one).
+        // NOTE: as for IMAP, the password command or keyring runs while the greeting and CAPA
+        // go on, once the connection is secured (never for an unreachable server or a refused
+        // certificate).
+        let (secured, when_secured) = tokio::sync::oneshot::channel();
         let secure = async {
+            // NOTE: dropped unfired if securing fails, which ends the wait for the password.
+            let mut secured = Some(secured);
+            let mut fire = || {
+                if let Some(s) = secured.take() {
+                    let _ = s.send(());
+                }
+            };
             let io = match account.security {
                 Security::Tls => {
                     let tls = tls::handshake(tcp, &host, &trust).await?;
                     step(ConnectStep::Secured);
+                    fire();
                     Transport::Tls(Box::new(tls))
                 }
-                Security::Starttls | Security::None => Transport::Plain(tcp),
+                Security::None => {
+                    fire();
+                    Transport::Plain(tcp)
+                }
+                Security::Starttls => Transport::Plain(tcp),
             };
             let mut session = Session {
                 io,
@@ -832,6 +846,7 @@ impl Session {
                 };
                 session.io = Transport::Tls(Box::new(tls::handshake(tcp, &host, &trust).await?));
                 step(ConnectStep::Secured);
+                fire();
                 // RFC 2595 §4: capabilities may differ after TLS; ask again.
                 session.caps = session.capa().await?;
             }
@@ -846,9 +861,13 @@ impl Session {
             step(ConnectStep::LoggedIn);
             return Ok(session);
         }
-        let (secured, password) = tokio::join!(secure, password.resolve(name, account));
+        let (secured, password) =
+            tokio::join!(secure, password.resolve_when(when_secured, name, account));
         let (mut session, apop_timestamp) = secured?;
-        let password = &password?;
+        let password = &password.ok_or_else(|| BackendError::Protocol {
+            host: host.clone(),
+            reason: "the connection was never secured".into(),
+        })??;
         if account.auth == Some(crate::config::Auth::Apop) {
             let Some(timestamp) = apop_timestamp else {
                 return Err(BackendError::Auth {

@@ -237,17 +237,30 @@ impl Imap {
         };
         let tcp = tls::connect_tcp(&host, port).await?;
         step(ConnectStep::Connected);
-        // NOTE: the server answers, so the password is worth getting now: the password command
-        // or keyring runs while TLS, the greeting and CAPABILITY go on, not after them. Not
-        // before the connection, so an offline retry never asks a password manager for nothing.
+        // NOTE: the password command or keyring runs once the connection is secured, while
+        // the greeting and CAPABILITY go on, not after them. Not before: an offline retry or a
+        // refused certificate never asks a password manager for nothing.
+        let (secured, when_secured) = tokio::sync::oneshot::channel();
         let secure = async {
+            // NOTE: dropped unfired if securing fails, which ends the wait for the password.
+            let mut secured = Some(secured);
+            let mut fire = || {
+                if let Some(s) = secured.take() {
+                    let _ = s.send(());
+                }
+            };
             let transport = match account.security {
                 Security::Tls => {
                     let tls = tls::handshake(tcp, &host, &trust).await?;
                     step(ConnectStep::Secured);
+                    fire();
                     Transport::Tls(Box::new(tls))
                 }
-                Security::Starttls | Security::None => Transport::Plain(tcp),
+                Security::None => {
+                    fire();
+                    Transport::Plain(tcp)
+                }
+                Security::Starttls => Transport::Plain(tcp),
             };
             let mut client = async_imap::Client::new(Guarded::new(transport));
             let greeting = tokio::time::timeout(timeouts.read, client.read_response())
@@ -307,6 +320,7 @@ impl Imap {
                 };
                 let tls = tls::handshake(tcp, &host, &trust).await?;
                 step(ConnectStep::Secured);
+                fire();
                 client = async_imap::Client::new(Guarded::new(Transport::Tls(Box::new(tls))));
             }
 
@@ -334,9 +348,13 @@ impl Imap {
             step(ConnectStep::LoggedIn);
             return Imap::finish(session, host, port, timeouts).await;
         }
-        let (secured, password) = tokio::join!(secure, password.resolve(name, account));
+        let (secured, password) =
+            tokio::join!(secure, password.resolve_when(when_secured, name, account));
         let (client, caps) = secured?;
-        let password = &password?;
+        let password = &password.ok_or_else(|| BackendError::Protocol {
+            host: host.clone(),
+            reason: "the connection was never secured".into(),
+        })??;
         let login = async {
             if caps.contains("AUTH=PLAIN") {
                 client
