@@ -980,7 +980,7 @@ fn uid_ranges(uids: &[u32]) -> Vec<String> {
 }
 
 /// A new message from FETCH.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Fetched {
     uid: u32,
     flags: Flags,
@@ -1044,17 +1044,24 @@ fn state_without_qresync(mut s: SyncState) -> SyncState {
 /// Parse IMAP system flags; keywords are ignored.
 fn parse_flags(list: &[std::borrow::Cow<'_, str>]) -> Flags {
     let mut flags = Flags::default();
-    for f in list {
-        match f.to_ascii_lowercase().as_str() {
-            "\\seen" => flags.insert(Flags::SEEN),
-            "\\flagged" => flags.insert(Flags::FLAGGED),
-            "\\answered" => flags.insert(Flags::ANSWERED),
-            "\\deleted" => flags.insert(Flags::DELETED),
-            "\\draft" => flags.insert(Flags::DRAFT),
-            _ => {}
-        }
+    for f in list.iter().filter_map(|f| system_flag(f.as_bytes())) {
+        flags.insert(f);
     }
     flags
+}
+
+/// The flag a system flag's name (`\Seen`, in any case) stands for, if mailbag keeps it.
+fn system_flag(name: &[u8]) -> Option<Flags> {
+    [
+        (&b"\\seen"[..], Flags::SEEN),
+        (b"\\flagged", Flags::FLAGGED),
+        (b"\\answered", Flags::ANSWERED),
+        (b"\\deleted", Flags::DELETED),
+        (b"\\draft", Flags::DRAFT),
+    ]
+    .into_iter()
+    .find(|(known, _)| name.eq_ignore_ascii_case(known))
+    .map(|(_, flag)| flag)
 }
 
 /// The IMAP names of `flags`, space-separated, or `None` if empty.
@@ -1116,14 +1123,7 @@ fn fetched(attrs: &[AttributeValue<'_>]) -> Option<FlagUpdate> {
 }
 
 fn new_message(attrs: &[AttributeValue<'_>]) -> Option<Fetched> {
-    let mut m = Fetched {
-        uid: 0,
-        flags: Flags::default(),
-        size: 0,
-        modseq: None,
-        header: Vec::new(),
-        attachments: None,
-    };
+    let mut m = Fetched::default();
     let mut has_uid = false;
     for a in attrs {
         match a {

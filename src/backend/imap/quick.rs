@@ -164,14 +164,7 @@ impl<'a> Cursor<'a> {
         self.tag(b"* ")?;
         self.number()?;
         self.tag(b" FETCH (")?;
-        let mut m = Fetched {
-            uid: 0,
-            flags: Flags::default(),
-            size: 0,
-            modseq: None,
-            header: Vec::new(),
-            attachments: None,
-        };
+        let mut m = Fetched::default();
         let mut has_uid = false;
         loop {
             let name = self.atom()?;
@@ -229,23 +222,13 @@ impl<'a> Cursor<'a> {
             return Ok(flags);
         }
         loop {
-            let backslash = self.peek()? == b'\\';
-            if backslash {
+            let start = self.i;
+            if self.peek()? == b'\\' {
                 self.i += 1;
             }
-            let name = self.atom()?;
-            if backslash {
-                for (known, flag) in [
-                    (&b"seen"[..], Flags::SEEN),
-                    (b"flagged", Flags::FLAGGED),
-                    (b"answered", Flags::ANSWERED),
-                    (b"deleted", Flags::DELETED),
-                    (b"draft", Flags::DRAFT),
-                ] {
-                    if name.eq_ignore_ascii_case(known) {
-                        flags.insert(flag);
-                    }
-                }
+            self.atom()?;
+            if let Some(flag) = super::system_flag(&self.b[start..self.i]) {
+                flags.insert(flag);
             }
             match self.peek()? {
                 b' ' => self.i += 1,
