@@ -155,32 +155,30 @@ impl<T> Guarded<T> {
 
     /// Count `n` more bytes of the current response.
     fn count_response(&mut self, n: u64) -> std::io::Result<()> {
-        self.response = self.response.saturating_add(n);
-        if self.response > MAX_RESPONSE {
-            return Err(too_big(format!(
-                "the server sent a response larger than {} MiB",
-                MAX_RESPONSE >> 20
-            )));
-        }
-        Ok(())
+        count(&mut self.response, n, MAX_RESPONSE, "a response larger")
     }
 
     /// Count `n` more bytes of the current line.
     fn count_line(&mut self, n: u64) -> std::io::Result<()> {
-        self.line = self.line.saturating_add(n);
-        if self.line > MAX_LINE {
-            return Err(too_big(format!(
-                "the server sent a line longer than {} MiB",
-                MAX_LINE >> 20
-            )));
-        }
-        Ok(())
+        count(&mut self.line, n, MAX_LINE, "a line longer")
     }
 
     fn start_literal(&mut self, n: u64) -> Lex {
         self.line = 0;
         if n == 0 { Lex::Line } else { Lex::Literal(n) }
     }
+}
+
+/// Add `n` to `total`; past `max`, the error says the server sent `what` than the cap.
+fn count(total: &mut u64, n: u64, max: u64, what: &str) -> std::io::Result<()> {
+    *total = total.saturating_add(n);
+    if *total > max {
+        return Err(too_big(format!(
+            "the server sent {what} than {} MiB",
+            max >> 20
+        )));
+    }
+    Ok(())
 }
 
 fn too_big(what: String) -> std::io::Error {
