@@ -1020,18 +1020,26 @@ fn changes_in_every_folder_are_seen_on_resync() {
     );
 }
 
-/// A move that was tried once (so it may have reached the server) and is then refused, because
-/// its target folder is gone, leaves the message where it was; undoing it must keep it there,
-/// in the cache too, and not go looking for it elsewhere.
-#[test]
-fn a_move_or_delete_the_server_refuses_brings_the_message_back_at_the_next_sync() {
-    use mailbag::backend::changes::{Change, change_locally};
-    let Some(d) = Dovecot::start() else { return };
-    d.seed(ALICE.name, "INBOX", 3).expect("seed");
+/// A Dovecot with `inbox` messages in INBOX and one in Projects, a profile synced with it, and
+/// the Message-ID of INBOX's first message.
+fn synced_with_projects(inbox: usize) -> Option<(Dovecot, Profile, String)> {
+    let d = Dovecot::start()?;
+    d.seed(ALICE.name, "INBOX", inbox).expect("seed");
     d.seed(ALICE.name, "Projects", 1).expect("seed");
     let p = Profile::new(&d);
     p.sync();
     let mid = message_ids(&d, "INBOX")[0].clone();
+    Some((d, p, mid))
+}
+
+/// A move the server refuses (its target folder is gone there) leaves the message where it
+/// was: the cache shows it there again at once, and once after the next sync.
+#[test]
+fn a_move_the_server_refuses_brings_the_message_back() {
+    use mailbag::backend::changes::{Change, change_locally};
+    let Some((d, p, mid)) = synced_with_projects(3) else {
+        return;
+    };
     let rt = runtime();
     rt.block_on(async {
         let mut cache = Cache::open(&p.data()).expect("cache");
@@ -1053,8 +1061,12 @@ fn a_move_or_delete_the_server_refuses_brings_the_message_back_at_the_next_sync(
         );
         let account = cache.account("work").expect("cache").expect("account");
         assert!(cache.pending(account.id).expect("queue").is_empty());
-        // The message never left INBOX on the server; the next sync shows it there again,
-        // once, beside the others.
+        assert!(
+            cached_row(&cache, "INBOX", &mid).is_some(),
+            "back in the cache at once"
+        );
+        // The message never left INBOX on the server; the next sync keeps it there, once,
+        // beside the others.
         backend
             .sync_folder(&mut cache, "INBOX", &mut |_| {})
             .await
@@ -1071,15 +1083,15 @@ fn a_move_or_delete_the_server_refuses_brings_the_message_back_at_the_next_sync(
     });
 }
 
+/// A move that was tried once (so it may have reached the server) and is then refused, because
+/// its target folder is gone, leaves the message where it was; undoing it must keep it there,
+/// in the cache too, and not go looking for it elsewhere.
 #[test]
 fn undoing_a_move_the_server_refused_keeps_the_message() {
     use mailbag::backend::changes::{Change, change_locally, snapshot, undo_locally};
-    let Some(d) = Dovecot::start() else { return };
-    d.seed(ALICE.name, "INBOX", 2).expect("seed");
-    d.seed(ALICE.name, "Projects", 1).expect("seed");
-    let p = Profile::new(&d);
-    p.sync();
-    let mid = message_ids(&d, "INBOX")[0].clone();
+    let Some((d, p, mid)) = synced_with_projects(2) else {
+        return;
+    };
     let rt = runtime();
     rt.block_on(async {
         let mut cache = Cache::open(&p.data()).expect("cache");

@@ -390,19 +390,22 @@ impl ImapBackend {
         Ok(sel)
     }
 
-    /// Fetch headers, flags, size and structure of every message from `from` on.
+    /// Fetch headers, flags, size and structure of every message from `from` on (up to
+    /// `up_to` when given).
     async fn fetch_new(
         &mut self,
         cache: &mut Cache,
         folder_id: i64,
         from: u32,
+        up_to: Option<u32>,
         expected: u64,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(u64, u64), BackendError> {
         let imap = self.imap().await?;
         let modseq = if imap.has("CONDSTORE") { " MODSEQ" } else { "" };
+        let last = up_to.map_or_else(|| "*".to_string(), |u| u.to_string());
         let cmd = format!(
-            "UID FETCH {from}:* (UID FLAGS RFC822.SIZE{modseq} BODYSTRUCTURE \
+            "UID FETCH {from}:{last} (UID FLAGS RFC822.SIZE{modseq} BODYSTRUCTURE \
              BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])"
         );
         // NOTE: the rows are written to the cache on another thread, with its own cache
@@ -711,20 +714,13 @@ impl ImapBackend {
         let outcome = self.run_queued(folder, commands).await?;
         if outcome.is_some() && matches!(op, QueuedOp::Move { .. } | QueuedOp::Delete { .. }) {
             // NOTE: the row left the cache when the change was made here, and the server
-            // kept the message. Fetching the folder again from its UID brings the row back
-            // at the next sync (the messages after it are held already: only their flags are
-            // refreshed).
+            // kept the message (the folder is still selected): fetch that one message again.
+            // Under another UIDVALIDITY the next sync refetches the whole folder anyway.
             if let Some(f) = cache.folder_by_name(account, folder)?
                 && f.sync.uidvalidity == sel.uidvalidity
-                && f.sync.uidnext.is_some_and(|next| next > uid)
             {
-                cache.set_sync_state(
-                    f.id,
-                    SyncState {
-                        uidnext: Some(uid),
-                        ..f.sync
-                    },
-                )?;
+                self.fetch_new(cache, f.id, uid, Some(uid), 1, &mut |_| {})
+                    .await?;
             }
         }
         Ok(outcome)
@@ -1279,7 +1275,7 @@ impl MailBackend for ImapBackend {
         if maybe_new && sel.exists > 0 {
             let expected = u64::from(sel.uidnext.map_or(sel.exists, |n| n - from));
             let (n, bytes) = self
-                .fetch_new(cache, folder_id, from, expected, progress)
+                .fetch_new(cache, folder_id, from, None, expected, progress)
                 .await?;
             report.new_messages += n;
             report.bytes += bytes;
