@@ -296,6 +296,21 @@ impl Profile {
     }
 }
 
+impl Profile {
+    /// Sort the downloaded mail into conversations, as mailbag's next session does (the
+    /// command line's sync leaves it); the time it took. Every message must be threaded.
+    fn thread_afterwards(&self) -> Res<Duration> {
+        let cache = Cache::open(&self.dir.path().join("data/mailbag"))?;
+        let started = Instant::now();
+        let n = cache.thread_pending()?;
+        let took = started.elapsed();
+        if n != MESSAGES as u64 || cache.has_unthreaded()? {
+            return Err(format!("{n} of {MESSAGES} messages were threaded afterwards").into());
+        }
+        Ok(took)
+    }
+}
+
 /// "work: 10000 new, 0 removed, 3 flag changes, ..." → (new, flag changes).
 fn summary(line: &str) -> Option<(u64, u64)> {
     let line = line.lines().last()?;
@@ -423,7 +438,30 @@ fn mbsync_available() -> bool {
 
 // ---- main ---------------------------------------------------------------------------------
 
+/// Set (to anything) to make the bench binary run the floor once, as a process of its own,
+/// against a server already running: `MAILBAG_BENCH_IMAP_FLOOR=1 <bench binary> PORT CA_FILE`
+/// (the harness's user and password). It prints the session's and the FETCH's wall times.
+/// For comparing candidate builds in turns with the floor against one held Dovecot.
+const FLOOR_ENV: &str = "MAILBAG_BENCH_IMAP_FLOOR";
+
 fn main() -> Res<()> {
+    if std::env::var_os(FLOOR_ENV).is_some() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let [port, ca] = args.as_slice() else {
+            return Err(format!("usage: {FLOOR_ENV}=1 <bench binary> PORT CA_FILE").into());
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let run = rt.block_on(raw_floor(port.parse()?, Path::new(ca), Some(FLOOR_FETCH)))?;
+        println!(
+            "floor: {:.1} ms, FETCH {:.1} ms, {} responses",
+            ms(run.total),
+            ms(run.fetch),
+            run.responses
+        );
+        return Ok(());
+    }
     let Some(d) = Dovecot::start() else {
         eprintln!("SKIPPED: the IMAP benchmark needs Dovecot");
         return Ok(());
@@ -472,6 +510,7 @@ fn main() -> Res<()> {
     let mut initial = Vec::new();
     let mut peak = Vec::new();
     let mut kept = None;
+    let mut threaded = Vec::new();
     for _ in 0..INITIAL_ROUNDS {
         let r = rt.block_on(raw_floor(d.imap_tls_port(), &ca, Some(FLOOR_FETCH)))?;
         totals.push(r.total);
@@ -484,6 +523,7 @@ fn main() -> Res<()> {
         }
         initial.push(t);
         peak.extend(kib);
+        threaded.push(p.thread_afterwards()?);
         kept = Some(p);
     }
     let floor = stat(totals);
@@ -552,6 +592,12 @@ fn main() -> Res<()> {
         note: peak_kib
             .map(|k| format!("peak RSS {:.1} MiB", k as f64 / 1024.0))
             .unwrap_or_default(),
+    });
+    rows.push(Row {
+        name: "conversations, sorted out after the initial sync".into(),
+        stat: stat(threaded),
+        vs_floor: false,
+        note: "by the next session or the first threaded list; not in the sync's time".into(),
     });
     let Some(p) = kept else {
         return Err("no profile".into());

@@ -457,6 +457,7 @@ impl AccountTask {
             .await;
         match result {
             Ok(_) => {
+                self.thread_new_mail();
                 let changed = self
                     .cache
                     .account(&self.name)
@@ -476,6 +477,17 @@ impl AccountTask {
                 }
             }
             Err(e) => self.went_offline(e),
+        }
+    }
+
+    /// Give the mail the last sync brought in its conversations (a download leaves that for
+    /// afterwards, see `Cache::insert_download`), before the list is told it changed.
+    fn thread_new_mail(&self) {
+        if let Err(e) = self.cache.thread_pending() {
+            self.emit(EngineEvent::Warning(format!(
+                "{}: new mail not sorted into conversations yet (the flat list shows it): {e}",
+                self.name
+            )));
         }
     }
 
@@ -558,8 +570,10 @@ impl AccountTask {
                 }
             }
         }
-        // Whatever happened, counts may have moved. The list first, the search index after
-        // (it reads and parses bodies, and may correct attachment marks).
+        // Whatever happened, counts may have moved. The list first (its conversations too),
+        // the search index after (it reads and parses bodies, and may correct attachment
+        // marks).
+        self.thread_new_mail();
         self.all_folders_changed();
         if self.index_for_search() {
             self.all_folders_changed();

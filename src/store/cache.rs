@@ -447,13 +447,29 @@ const FOLDER_COLUMNS: &str = "f.id, f.account_id, f.name, f.delimiter, f.role, f
      (SELECT count(*) FROM messages m WHERE m.folder_id = f.id AND (m.flags & 1) = 0), \
      f.mbox_scanned, f.mbox_append_from, f.mbox_rewrite";
 
+/// When new messages join their conversations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Threads {
+    /// As they are inserted.
+    Now,
+    /// Afterwards, by [`Cache::thread_pending`]: the rows are written with no thread
+    /// (`thread_id` NULL). Downloads do this: threading was a third of their cache writes, and
+    /// the flat list, reading and search do not need it.
+    Later,
+}
+
 /// Insert or update messages inside a transaction; returns their ids in order.
 fn insert_in(
     tx: &rusqlite::Transaction<'_>,
     folder: i64,
     messages: &[NewMessage],
+    threads: Threads,
 ) -> rusqlite::Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(messages.len());
+    // NOTE: while older messages wait for their threads, new ones wait too: messages are
+    // threaded in the order of their ids, whenever that happens, so the conversations come
+    // out the same as if each had been threaded at once.
+    let later = threads == Threads::Later || unthreaded_exist(tx)?;
     // NOTE: a new message's id is chosen here, above every message id and every thread id
     // ever recorded, so its thread is known before the row is written (one insert instead of
     // an insert and an update) and a new conversation never takes the id of an old one whose
@@ -508,7 +524,12 @@ fn insert_in(
         };
         let e = &m.envelope;
         let refs = (!e.references.is_empty()).then(|| e.references.join(" "));
-        let thread = threading.find(e)?;
+        let thread = if later {
+            None
+        } else {
+            Some(threading.find(e)?)
+        };
+        let thread_id = thread.as_ref().map(|t| t.joined.unwrap_or(next_id));
         // NOTE: no RETURNING: the id is ours already, and RETURNING makes SQLite open a
         // temporary table for every row (a third of the cost of an insert).
         let inserted = insert.execute(params![
@@ -530,20 +551,22 @@ fn insert_in(
             m.mbox.map(|s| s.offset as i64),
             m.mbox.map(|s| s.length as i64),
             next_id,
-            thread.joined.unwrap_or(next_id),
+            thread_id,
         ])?;
         let id = match inserted {
             1 => {
                 let id = next_id;
                 next_id += 1;
-                record_thread(tx, &mut threading, &thread, id)?;
-                add_to_conversation.execute(params![
-                    folder,
-                    thread.joined.unwrap_or(id),
-                    id,
-                    e.date,
-                    !m.flags.contains(Flags::SEEN),
-                ])?;
+                if let (Some(thread), Some(thread_id)) = (&thread, thread_id) {
+                    record_thread(tx, &mut threading, thread, id)?;
+                    add_to_conversation.execute(params![
+                        folder,
+                        thread_id,
+                        id,
+                        e.date,
+                        !m.flags.contains(Flags::SEEN),
+                    ])?;
+                }
                 if uniform_body.is_some() {
                     ids.push(id);
                     continue;
@@ -586,6 +609,16 @@ fn insert_in(
         .execute(params![first_new, next_id, body])?;
     }
     Ok(ids)
+}
+
+/// Whether any message waits for its thread ([`Threads::Later`]): one index lookup per
+/// folder (`messages_by_folder_thread`).
+fn unthreaded_exist(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM messages
+                        WHERE folder_id IN (SELECT id FROM folders) AND thread_id IS NULL)",
+    )?
+    .query_row([], |r| r.get(0))
 }
 
 /// What `search_pending` holds for a message until it is indexed: its body's words, `""`
@@ -766,11 +799,39 @@ fn assign_thread(tx: &rusqlite::Transaction<'_>, id: i64, e: &Envelope) -> rusql
 
 /// Thread every message of a cache from before threading (schema 1), oldest first.
 fn thread_existing(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    type Ids = (i64, Option<String>, Option<String>, Option<String>);
-    let rows: Vec<Ids> = tx
+    let rows = tx
         .prepare("SELECT id, message_id, in_reply_to, refs FROM messages ORDER BY id")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    thread_rows(tx, rows)
+}
+
+/// How many unthreaded messages [`Cache::thread_pending`] threads per transaction.
+const THREAD_CHUNK: u64 = 2_000;
+
+/// Thread the oldest [`THREAD_CHUNK`] messages that wait for it; returns how many.
+fn thread_chunk(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<u64> {
+    // NOTE: folder by folder, so that messages_by_folder_thread finds the rows.
+    let rows: Vec<ThreadIds> = tx
+        .prepare_cached(
+            "SELECT id, message_id, in_reply_to, refs FROM messages
+             WHERE folder_id IN (SELECT id FROM folders) AND thread_id IS NULL
+             ORDER BY id LIMIT ?1",
+        )?
+        .query_map(params![THREAD_CHUNK as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let n = rows.len() as u64;
+    thread_rows(tx, rows)?;
+    Ok(n)
+}
+
+/// A message's id, Message-ID, In-Reply-To and References, as threading reads them.
+type ThreadIds = (i64, Option<String>, Option<String>, Option<String>);
+
+/// Give each of `rows` (oldest first) its conversation.
+fn thread_rows(tx: &rusqlite::Transaction<'_>, rows: Vec<ThreadIds>) -> rusqlite::Result<()> {
     for (id, message_id, in_reply_to, refs) in rows {
         let e = Envelope {
             message_id,
@@ -1369,7 +1430,48 @@ impl Cache {
         folder: i64,
         messages: &[NewMessage],
     ) -> Result<Vec<i64>, CacheError> {
-        self.transaction(|tx| insert_in(tx, folder, messages))
+        self.transaction(|tx| insert_in(tx, folder, messages, Threads::Now))
+    }
+
+    /// [`Cache::insert_messages`] for a download from a server: the messages join their
+    /// conversations afterwards, in [`Cache::thread_pending`], not in this transaction.
+    pub fn insert_download(
+        &mut self,
+        folder: i64,
+        messages: &[NewMessage],
+    ) -> Result<Vec<i64>, CacheError> {
+        self.transaction(|tx| insert_in(tx, folder, messages, Threads::Later))
+    }
+
+    /// Whether any message waits for [`Cache::thread_pending`].
+    pub fn has_unthreaded(&self) -> Result<bool, CacheError> {
+        unthreaded_exist(&self.conn).map_err(|e| self.err(e))
+    }
+
+    /// Thread every message a download left without a conversation ([`Threads::Later`]),
+    /// oldest first, a chunk per transaction so that other writers are not held up; returns
+    /// how many. A read-only cache cannot: it does nothing (its threaded list shows what is
+    /// threaded; the flat list shows everything).
+    pub fn thread_pending(&self) -> Result<u64, CacheError> {
+        if self.read_only {
+            return Ok(0);
+        }
+        let mut done = 0;
+        loop {
+            // NOTE: IMMEDIATE, as in index_pending: the rows are read and written under one
+            // write lock, so no other writer threads the same messages meanwhile.
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )
+            .map_err(|e| self.err(e))?;
+            let n = thread_chunk(&tx).map_err(|e| self.err(e))?;
+            tx.commit().map_err(|e| self.err(e))?;
+            done += n;
+            if n < THREAD_CHUNK {
+                return Ok(done);
+            }
+        }
     }
 
     /// Record a POP3 download batch in one transaction: the messages (already durable in the
@@ -1389,7 +1491,7 @@ impl Cache {
         append_from: Option<u64>,
     ) -> Result<Vec<i64>, CacheError> {
         self.transaction(|tx| {
-            let ids = insert_in(tx, folder, messages)?;
+            let ids = insert_in(tx, folder, messages, Threads::Later)?;
             let mut history = tx.prepare_cached(
                 "INSERT OR IGNORE INTO pop3_uidls(account_id, uidl, downloaded_at)
                  VALUES (?1, ?2, ?3)",
@@ -1414,7 +1516,7 @@ impl Cache {
         messages: &[NewMessage],
     ) -> Result<Vec<i64>, CacheError> {
         self.transaction(|tx| {
-            let ids = insert_in(tx, folder, messages)?;
+            let ids = insert_in(tx, folder, messages, Threads::Now)?;
             tx.execute(
                 "UPDATE folders SET mbox_scanned = 1 WHERE id = ?1",
                 params![folder],
@@ -2549,6 +2651,10 @@ boundary=b\n\n--b\n\nlions\n--b--\n";
         Remove { n: usize },
         /// Move the `n`-th inserted message to the other folder.
         Move { n: usize },
+        /// As `Insert`, but as a download: its thread is assigned later.
+        Download { date: i64, parent: Option<usize> },
+        /// Thread what downloads left unthreaded.
+        Thread,
     }
 
     proptest::proptest! {
@@ -2563,6 +2669,9 @@ boundary=b\n\n--b\n\nlions\n--b--\n";
                 (0usize..40, proptest::bool::ANY).prop_map(|(n, seen)| ThreadOp::Seen { n, seen }),
                 (0usize..40).prop_map(|n| ThreadOp::Remove { n }),
                 (0usize..40).prop_map(|n| ThreadOp::Move { n }),
+                (0i64..20, proptest::option::of(0usize..40))
+                    .prop_map(|(date, parent)| ThreadOp::Download { date, parent }),
+                proptest::strategy::Just(ThreadOp::Thread),
             ],
             1..60,
         )) {
@@ -2576,13 +2685,22 @@ boundary=b\n\n--b\n\nlions\n--b--\n";
             let mut uid = 0;
             for op in ops {
                 match op {
-                    ThreadOp::Insert { date, parent } => {
+                    ThreadOp::Insert { date, parent } | ThreadOp::Download { date, parent } => {
                         uid += 1;
                         let mut m = msg(uid, date, "s");
                         if let Some(p) = parent.filter(|p| *p < ids.len()) {
                             m.envelope.in_reply_to = Some(format!("<{}@test>", p + 1));
                         }
-                        ids.extend(cache.insert_messages(f, &[m]).unwrap());
+                        let new = if matches!(op, ThreadOp::Download { .. }) {
+                            cache.insert_download(f, &[m]).unwrap()
+                        } else {
+                            cache.insert_messages(f, &[m]).unwrap()
+                        };
+                        ids.extend(new);
+                    }
+                    ThreadOp::Thread => {
+                        cache.thread_pending().unwrap();
+                        proptest::prop_assert!(!cache.has_unthreaded().unwrap());
                     }
                     ThreadOp::Seen { n, seen } => {
                         if let Some(id) = ids.get(n)
@@ -2615,7 +2733,110 @@ boundary=b\n\n--b\n\nlions\n--b--\n";
                     proptest::prop_assert_eq!(cache.thread_count(folder).unwrap(), kept.len() as u64);
                 }
             }
+            cache.thread_pending().unwrap();
+            let unthreaded: i64 = cache
+                .conn
+                .query_row("SELECT count(*) FROM messages WHERE thread_id IS NULL", [], |r| r.get(0))
+                .unwrap();
+            proptest::prop_assert_eq!(unthreaded, 0);
+            for folder in [f, other] {
+                let kept = cache.thread_window(folder, 0, 1000).unwrap();
+                proptest::prop_assert_eq!(&kept, &threads_by_grouping(&cache, folder));
+            }
         }
+    }
+
+    /// Which messages (by UID) share a conversation, folder by folder.
+    fn conversations_by_uid(cache: &Cache) -> Vec<Vec<u32>> {
+        let mut by_thread: HashMap<(i64, i64), Vec<u32>> = HashMap::new();
+        let rows: Vec<(i64, i64, u32)> = cache
+            .conn
+            .prepare("SELECT folder_id, thread_id, uid FROM messages")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        for (folder, thread, uid) in rows {
+            by_thread.entry((folder, thread)).or_default().push(uid);
+        }
+        let mut out: Vec<Vec<u32>> = by_thread
+            .into_values()
+            .map(|mut v| {
+                v.sort_unstable();
+                v
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Threading a download afterwards, in any number of steps and with more mail coming
+        /// in between, makes the same conversations as threading each message at once.
+        #[test]
+        fn threading_later_makes_the_same_conversations(
+            parents in proptest::collection::vec(proptest::option::of(0usize..30), 1..40),
+            later in proptest::collection::vec(proptest::bool::ANY, 40),
+            catch_up in proptest::collection::vec(proptest::bool::ANY, 40),
+        ) {
+            let mut now = Cache::open_in_memory().unwrap();
+            let mut then = Cache::open_in_memory().unwrap();
+            let (fa, fb) = (inbox(&mut now), inbox(&mut then));
+            for (i, parent) in parents.iter().enumerate() {
+                let uid = i as u32 + 1;
+                let mut m = msg(uid, 100 - i as i64, "s");
+                // A parent later in the list arrives after its reply: conversations merge.
+                if let Some(p) = parent.filter(|p| *p != i) {
+                    m.envelope.references = vec![format!("<{}@test>", p + 1)];
+                }
+                now.insert_messages(fa, std::slice::from_ref(&m)).unwrap();
+                if later[i] {
+                    then.insert_download(fb, &[m]).unwrap();
+                } else {
+                    then.insert_messages(fb, &[m]).unwrap();
+                }
+                if catch_up[i] {
+                    then.thread_pending().unwrap();
+                }
+            }
+            then.thread_pending().unwrap();
+            proptest::prop_assert!(!then.has_unthreaded().unwrap());
+            proptest::prop_assert_eq!(conversations_by_uid(&then), conversations_by_uid(&now));
+            proptest::prop_assert_eq!(
+                then.thread_window(fb, 0, 100).unwrap().len(),
+                now.thread_window(fa, 0, 100).unwrap().len()
+            );
+        }
+    }
+
+    #[test]
+    fn a_download_is_threaded_afterwards_and_counted_then() {
+        let mut cache = Cache::open_in_memory().unwrap();
+        let f = inbox(&mut cache);
+        let root = msg(1, 10, "plan");
+        let mut reply = msg(2, 20, "Re: plan");
+        reply.envelope.references = vec!["<1@test>".into()];
+        let ids = cache.insert_download(f, &[root, reply]).unwrap();
+        assert_eq!(cache.count(f).unwrap(), 2, "the flat list has them at once");
+        assert_eq!(cache.message(ids[1]).unwrap().unwrap().thread_id, None);
+        assert_eq!(cache.thread_count(f).unwrap(), 0);
+        assert!(cache.has_unthreaded().unwrap());
+        // A message inserted meanwhile waits its turn rather than threading ahead of them.
+        let mut late = msg(3, 30, "Re: plan");
+        late.envelope.in_reply_to = Some("<2@test>".into());
+        let late = cache.insert_messages(f, &[late]).unwrap();
+        assert_eq!(cache.message(late[0]).unwrap().unwrap().thread_id, None);
+        assert_eq!(cache.thread_pending().unwrap(), 3);
+        assert!(!cache.has_unthreaded().unwrap());
+        let threads = cache.thread_window(f, 0, 10).unwrap();
+        assert_eq!(threads.len(), 1);
+        assert_eq!(threads[0].count, 3);
+        assert_eq!(threads[0].unread, 3);
+        assert_eq!(threads[0].newest, late[0]);
+        assert_eq!(threads[0].thread_id, ids[0], "the oldest message names it");
+        assert_eq!(cache.thread_pending().unwrap(), 0, "nothing twice");
     }
 
     #[test]

@@ -161,6 +161,9 @@ impl MessageList {
                 Mode::Search { query, hits }
             }
             _ if threads => {
+                // NOTE: mail a download left unthreaded (`Cache::insert_download`; a sync by
+                // the command line, say) joins its conversations before they are counted.
+                cache.thread_pending()?;
                 // NOTE: new mail moves conversations: find the expanded ones again.
                 let mut kept = Vec::with_capacity(expanded.len());
                 for e in expanded {

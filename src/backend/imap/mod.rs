@@ -430,7 +430,7 @@ impl ImapBackend {
                         while let Ok(more) = rx.try_recv() {
                             rows.extend(more);
                         }
-                        n += other.insert_messages(folder_id, &rows)?.len() as u64;
+                        n += other.insert_download(folder_id, &rows)?.len() as u64;
                     }
                     Ok(n)
                 })
@@ -449,7 +449,7 @@ impl ImapBackend {
                 // A closed channel means the writer failed; its error comes from join below.
                 let _ = tx.send(rows);
             } else {
-                count += cache.insert_messages(folder_id, &rows)?.len() as u64;
+                count += cache.insert_download(folder_id, &rows)?.len() as u64;
             }
             Ok(())
         };
