@@ -658,6 +658,12 @@ fn a_server_without_starttls_is_refused_before_any_password() {
             && !l.to_uppercase().contains("AUTHENTICATE")),
         "credentials were sent in clear text: {seen:?}"
     );
+    // The greeting listed the capabilities: they are not asked for again.
+    assert!(
+        seen.iter()
+            .all(|l| !l.to_uppercase().contains("CAPABILITY")),
+        "CAPABILITY was asked although the greeting had them: {seen:?}"
+    );
 }
 
 /// Run an IDLE loop on the library directly, the way the engine does.

@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use async_imap::imap_proto::{Capability as ImapCap, Response, Status};
+use async_imap::imap_proto::{Capability as ImapCap, Response, ResponseCode, Status};
 
 use super::guard::Guarded;
 use crate::backend::{BackendError, ConnectStep, PasswordSource};
@@ -277,6 +277,16 @@ impl Imap {
                     during: "before its greeting".into(),
                 });
             };
+            // NOTE: a greeting that lists the capabilities (RFC 3501 §7.1, Dovecot's and
+            // most servers') saves the CAPABILITY round trip.
+            let mut greeted: Option<HashSet<String>> = match greeting.parsed() {
+                Response::Data {
+                    status: Status::Ok,
+                    code: Some(ResponseCode::Capabilities(c)),
+                    ..
+                } => Some(cap_names(c)),
+                _ => None,
+            };
             if let Response::Data {
                 status: Status::Bye,
                 information,
@@ -293,7 +303,10 @@ impl Imap {
             }
 
             if account.security == Security::Starttls {
-                let caps = pre_auth_capabilities(&mut client, &host, port, timeouts).await?;
+                let caps = match greeted.take() {
+                    Some(caps) => caps,
+                    None => pre_auth_capabilities(&mut client, &host, port, timeouts).await?,
+                };
                 if !caps.contains("STARTTLS") {
                     return Err(BackendError::NoStartTls {
                         host: host.clone(),
@@ -324,7 +337,12 @@ impl Imap {
                 client = async_imap::Client::new(Guarded::new(Transport::Tls(Box::new(tls))));
             }
 
-            let caps = pre_auth_capabilities(&mut client, &host, port, timeouts).await?;
+            // NOTE: after STARTTLS `greeted` is gone: what the server said in clear text is
+            // asked again over TLS.
+            let caps = match greeted {
+                Some(caps) => caps,
+                None => pre_auth_capabilities(&mut client, &host, port, timeouts).await?,
+            };
             let mut names: Vec<String> = caps.iter().cloned().collect();
             names.sort();
             step(ConnectStep::Capabilities(names));
@@ -346,7 +364,7 @@ impl Imap {
             let (client, caps) = secure.await?;
             let session = oauth2_login(client, name, account, &caps, timeouts).await?;
             step(ConnectStep::LoggedIn);
-            return Imap::finish(session, host, port, timeouts).await;
+            return Imap::finish(session, &caps, host, port, timeouts).await;
         }
         let (secured, password) =
             tokio::join!(secure, password.resolve_when(when_secured, name, account));
@@ -388,12 +406,14 @@ impl Imap {
             }
         };
         step(ConnectStep::LoggedIn);
-        Imap::finish(session, host, port, timeouts).await
+        Imap::finish(session, &caps, host, port, timeouts).await
     }
 
-    /// After login: read the capabilities again and enable QRESYNC when offered.
+    /// After login: read the capabilities again and enable QRESYNC when offered. `before`
+    /// are the capabilities the server announced before login.
     async fn finish(
         session: async_imap::Session<Stream>,
+        before: &HashSet<String>,
         host: String,
         port: u16,
         timeouts: Timeouts,
@@ -417,10 +437,32 @@ impl Imap {
             selected: None,
         };
         // Capabilities may grow after login (RFC 3501 §6.2.3).
-        imap.caps = imap.capabilities().await?;
-        if imap.has("QRESYNC") {
-            imap.run("ENABLE QRESYNC", |_| Ok(())).await?;
-            imap.qresync = true;
+        if before.contains("ENABLE") {
+            // NOTE: ENABLE goes out with CAPABILITY, one round trip for both: a server
+            // ignores a name it does not know (RFC 5161 §3.1), so QRESYNC is on when the
+            // capabilities list it and ENABLE was not refused.
+            let enable = imap.start("ENABLE QRESYNC").await?;
+            let mut enabled = false;
+            let mut caps = HashSet::new();
+            imap.run("CAPABILITY", |r| {
+                match r {
+                    Response::Capabilities(c) => caps.extend(cap_names(c)),
+                    Response::Done { tag, status, .. } if *tag == enable => {
+                        enabled = *status == Status::Ok;
+                    }
+                    _ => {}
+                }
+                Ok(())
+            })
+            .await?;
+            imap.caps = caps;
+            imap.qresync = enabled && imap.has("QRESYNC");
+        } else {
+            imap.caps = imap.capabilities().await?;
+            if imap.has("QRESYNC") {
+                imap.run("ENABLE QRESYNC", |_| Ok(())).await?;
+                imap.qresync = true;
+            }
         }
         Ok(imap)
     }
