@@ -187,6 +187,8 @@ struct Log {
     quit: bool,
     /// How many RETRs had arrived when the first one was answered (with `wait_for_retrs`).
     retrs_before_first_reply: Option<usize>,
+    /// Whether LIST had arrived when UIDL was answered (with `wait_for_retrs`).
+    list_before_uidl_reply: Option<bool>,
     /// Commands that arrived before the previous command was answered (with `check_lockstep`).
     lockstep_violations: Vec<String>,
     /// Whether the STARTTLS handshake completed.
@@ -416,6 +418,24 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Before answering UIDL, wait for a LIST to arrive too (or a timeout).
+    async fn wait_for_list(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let has_list = |buf: &[u8]| {
+            buf.split_inclusive(|&b| b == b'\n').any(|l| {
+                l.ends_with(b"\n") && l.get(..4).is_some_and(|v| v.eq_ignore_ascii_case(b"LIST"))
+            })
+        };
+        while !has_list(&self.buf) && !self.eof {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.fill(left).await? {
+                break;
+            }
+        }
+        self.log.list_before_uidl_reply = Some(has_list(&self.buf));
+        Ok(())
+    }
+
     fn live(&self) -> impl Iterator<Item = (u32, &Msg)> {
         self.script
             .messages
@@ -446,6 +466,9 @@ impl Session<'_> {
             && let Some(want) = self.script.wait_for_retrs
         {
             self.wait_for_retrs(want).await?;
+        }
+        if verb == "UIDL" && arg.is_none() && self.script.wait_for_retrs.is_some() {
+            self.wait_for_list().await?;
         }
 
         let overridden = self
@@ -1124,6 +1147,11 @@ fn with_pipelining_the_retrs_arrive_before_the_first_reply() {
         log.retrs_before_first_reply,
         Some(5),
         "RETRs were not pipelined"
+    );
+    assert_eq!(
+        log.list_before_uidl_reply,
+        Some(true),
+        "UIDL and LIST were not sent together"
     );
     assert_eq!(log.count("RETR"), 5);
     assert_mbox_holds(&p.mbox(), &all);

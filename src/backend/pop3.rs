@@ -999,9 +999,13 @@ impl Session {
 
     /// The server's UIDL and LIST listings joined; `true` if UIDL had to be stood in for.
     async fn listing(&mut self) -> Result<(Vec<Listed>, bool), BackendError> {
+        // NOTE: with PIPELINING (RFC 2449) both listings are asked for at once: one round
+        // trip, and the server builds the second while this side reads the first.
         let pipelined = self.pipelining();
         self.send(Command::Uidl(None))?;
-        if !pipelined {
+        if pipelined {
+            self.send(Command::List(None))?;
+        } else {
             self.flush().await?;
         }
         let uidls = match self.event().await? {
@@ -1009,7 +1013,10 @@ impl Session {
             Event::Err { .. } => None,
             other => return Err(self.unexpected("UIDL", &other)),
         };
-        let sizes = match self.command(Command::List(None)).await? {
+        if !pipelined {
+            self.send(Command::List(None))?;
+        }
+        let sizes = match self.event().await? {
             Event::ListReceived(list) => list,
             Event::Err { code, text, .. } => {
                 return Err(self.refused(CommandKind::List(None), code, &text));
