@@ -351,6 +351,8 @@ fn child_non_interactive_oauth2() {
             "--no-browser",
         ],
     )
+    // NOTE: the secret comes from the environment, where `ps` does not show it.
+    .env("MAILBAG_OAUTH2_CLIENT_SECRET", "env-secret-42")
     .stdin(std::process::Stdio::piped())
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped())
@@ -379,6 +381,10 @@ fn child_non_interactive_oauth2() {
     let text = std::fs::read_to_string(&config_file).expect("config written");
     assert!(text.contains("auth = \"oauth2\""), "{text}");
     assert!(!text.contains("password"), "{text}");
+    assert!(
+        text.contains("oauth2_client_secret = \"env-secret-42\""),
+        "the client secret from the environment was not saved: {text}"
+    );
     let config = mailbag::config::load(&config_file).expect("load");
     let account = config.account("work").expect("account");
     let stored = mailbag::oauth2::store::load_refresh_token("work", account)

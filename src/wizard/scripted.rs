@@ -90,8 +90,14 @@ pub struct SetupArgs {
     /// With --auth oauth2: the client id of the app you registered.
     #[arg(long, value_name = "ID")]
     pub oauth2_client_id: Option<String>,
-    /// With --auth oauth2: the client secret, if the registration has one.
-    #[arg(long, value_name = "SECRET")]
+    /// With --auth oauth2: the client secret, if the registration has one. Better given in
+    /// the environment: other users on the machine can read a command line (`ps`).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "MAILBAG_OAUTH2_CLIENT_SECRET",
+        hide_env_values = true
+    )]
     pub oauth2_client_secret: Option<String>,
     /// With --oauth2-provider custom: the authorization endpoint.
     #[arg(long, value_name = "URL")]
