@@ -252,6 +252,73 @@ fn setup_command(home: &std::path::Path, args: &[&str]) -> std::process::Command
     c
 }
 
+/// `mailbag setup --non-interactive` for alice at `host:port` with OAuth2 against `auth`
+/// (plus `extra` options), consenting in the "browser" and pasting the address it ends on;
+/// whether setup succeeded, and what it said on stderr.
+fn sign_in_non_interactive(
+    home: &std::path::Path,
+    auth: &AuthServer,
+    host: &str,
+    port: &str,
+    extra: &[&str],
+) -> (bool, String) {
+    use std::io::{BufRead, BufReader};
+    let (auth_url, token_url) = (auth.url("/authorize"), auth.url("/token"));
+    let auth_ca = auth.ca_path().display().to_string();
+    let mut args = vec![
+        "--name",
+        "work",
+        "--email",
+        "alice@mailbag.test",
+        "--host",
+        host,
+        "--port",
+        port,
+        "--username",
+        "alice",
+        "--auth",
+        "oauth2",
+        "--oauth2-provider",
+        "custom",
+        "--oauth2-client-id",
+        CLIENT_ID,
+        "--oauth2-auth-url",
+        &auth_url,
+        "--oauth2-token-url",
+        &token_url,
+        "--oauth2-scopes",
+        "mail offline_access",
+        "--oauth2-ca-file",
+        &auth_ca,
+        "--no-browser",
+    ];
+    args.extend_from_slice(extra);
+    let mut child = setup_command(home, &args)
+        // NOTE: the secret comes from the environment, where `ps` does not show it.
+        .env("MAILBAG_OAUTH2_CLIENT_SECRET", "env-secret-42")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start mailbag setup");
+    let stdout = child.stdout.take().expect("stdout");
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| l.trim().to_string())
+        .find(|l| l.starts_with(&auth.url("/authorize?")))
+        .expect("the authorization URL on stdout");
+    let (status, location) = browser_get(&url, auth.ca_path());
+    assert!(status.contains("302"), "{status}");
+    // A headless box: the address the browser ended on is pasted on stdin.
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "{}", location.expect("a redirect")).expect("paste");
+    }
+    finish(child)
+}
+
 #[test]
 fn non_interactive_oauth2_needs_a_client_id() {
     let home = tempfile::tempdir().expect("home");
@@ -296,6 +363,54 @@ fn non_interactive_oauth2_needs_a_client_id() {
 }
 
 #[test]
+fn a_sign_in_that_is_not_saved_leaves_no_refresh_token() {
+    in_keyring_session("child_unsaved_sign_in");
+}
+
+#[test]
+#[ignore = "run by a_sign_in_that_is_not_saved_leaves_no_refresh_token in a private keyring"]
+fn child_unsaved_sign_in() {
+    if !is_child() {
+        return;
+    }
+    let auth = AuthServer::start().expect("start the authorization server");
+    let home = tempfile::tempdir().expect("home");
+    // Nothing listens there: the sign-in succeeds, the login test that follows cannot.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let (ok, err) = sign_in_non_interactive(home.path(), &auth, "127.0.0.1", &port, &[]);
+    assert!(!ok, "setup should fail: nothing listens on the port: {err}");
+    assert_eq!(
+        auth.valid_refresh_tokens().len(),
+        1,
+        "the sign-in did not complete: {err}"
+    );
+    let config_file = home.path().join("config/mailbag/config.toml");
+    assert!(!config_file.exists(), "nothing was to be saved");
+    // The keyring entry is named after the user name and host of the account signed in.
+    let account: mailbag::config::Account = toml::from_str(
+        r#"
+        email = "alice@mailbag.test"
+        protocol = "imap"
+        host = "127.0.0.1"
+        username = "alice"
+        auth = "oauth2"
+        "#,
+    )
+    .expect("account");
+    let stored =
+        mailbag::oauth2::store::load_refresh_token("work", &account).expect("read the keyring");
+    assert!(
+        stored.is_none(),
+        "the unsaved sign-in left its refresh token in the keyring"
+    );
+    println!("{CHILD_OK}");
+}
+
+#[test]
 fn non_interactive_oauth2_signs_in_then_saves() {
     in_keyring_session("child_non_interactive_oauth2");
 }
@@ -303,7 +418,6 @@ fn non_interactive_oauth2_signs_in_then_saves() {
 #[test]
 #[ignore = "run by non_interactive_oauth2_signs_in_then_saves in a private keyring"]
 fn child_non_interactive_oauth2() {
-    use std::io::{BufRead, BufReader};
     if !is_child() {
         return;
     }
@@ -314,66 +428,14 @@ fn child_non_interactive_oauth2() {
     d.seed(ALICE.name, "INBOX", 3).expect("seed");
     let home = tempfile::tempdir().expect("home");
     let port = d.imap_tls_port().to_string();
-    let (dovecot_ca, auth_ca) = (
-        d.ca_path().display().to_string(),
-        auth.ca_path().display().to_string(),
-    );
-    let (auth_url, token_url) = (auth.url("/authorize"), auth.url("/token"));
-    let mut child = setup_command(
+    let dovecot_ca = d.ca_path().display().to_string();
+    let (ok, err) = sign_in_non_interactive(
         home.path(),
-        &[
-            "--name",
-            "work",
-            "--email",
-            "alice@mailbag.test",
-            "--host",
-            common::TLS_NAME,
-            "--port",
-            &port,
-            "--username",
-            "alice",
-            "--tls-ca-file",
-            &dovecot_ca,
-            "--auth",
-            "oauth2",
-            "--oauth2-provider",
-            "custom",
-            "--oauth2-client-id",
-            CLIENT_ID,
-            "--oauth2-auth-url",
-            &auth_url,
-            "--oauth2-token-url",
-            &token_url,
-            "--oauth2-scopes",
-            "mail offline_access",
-            "--oauth2-ca-file",
-            &auth_ca,
-            "--no-browser",
-        ],
-    )
-    // NOTE: the secret comes from the environment, where `ps` does not show it.
-    .env("MAILBAG_OAUTH2_CLIENT_SECRET", "env-secret-42")
-    .stdin(std::process::Stdio::piped())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("start mailbag setup");
-    let stdout = child.stdout.take().expect("stdout");
-    let url = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .map(|l| l.trim().to_string())
-        .find(|l| l.starts_with(&auth.url("/authorize?")))
-        .expect("the authorization URL on stdout");
-    let (status, location) = browser_get(&url, auth.ca_path());
-    assert!(status.contains("302"), "{status}");
-    // A headless box: the address the browser ended on is pasted on stdin.
-    {
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().expect("stdin");
-        writeln!(stdin, "{}", location.expect("a redirect")).expect("paste");
-    }
-    let (ok, err) = finish(child);
+        &auth,
+        common::TLS_NAME,
+        &port,
+        &["--tls-ca-file", &dovecot_ca],
+    );
     assert!(ok, "setup failed: {err}");
     assert!(err.contains("✓") || err.contains("ok      login"), "{err}");
     assert!(err.contains("signed in with OAuth2"), "{err}");

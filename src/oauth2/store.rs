@@ -134,6 +134,37 @@ pub fn delete_refresh_token(
     Ok(found)
 }
 
+/// Removes the refresh tokens that sign-ins stored for `signed_in` when no OAuth2 account in
+/// `config_file` uses them: a setup that signed in and then was cancelled, failed, or saved
+/// another server's account leaves no live credential behind. A config that cannot be read
+/// keeps them (what uses them cannot be told). Returns how many were removed. Blocking.
+pub fn forget_unsaved(
+    config_file: &std::path::Path,
+    signed_in: &[Account],
+) -> Result<usize, CredentialError> {
+    let Ok(config) = crate::config::load(config_file) else {
+        return Ok(0);
+    };
+    let used: std::collections::HashSet<String> = config
+        .accounts
+        .values()
+        .filter(|a| a.uses_oauth2())
+        .map(refresh_user)
+        .collect();
+    let mut removed = 0;
+    let mut seen = std::collections::HashSet::new();
+    for account in signed_in {
+        let user = refresh_user(account);
+        if used.contains(&user) || !seen.insert(user) {
+            continue;
+        }
+        if delete_refresh_token("the new account", account)? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Forgets the in-memory access token of `account`.
 pub fn forget(account: &Account) {
     if let Ok(mut guard) = CACHE.lock()

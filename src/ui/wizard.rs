@@ -2238,6 +2238,9 @@ pub enum Finish {
 #[derive(Default)]
 struct Running {
     sign_in: Option<(u64, tokio::task::JoinHandle<()>, mpsc::Sender<String>)>,
+    /// Every account a sign-in was started for: their refresh tokens go when the wizard
+    /// ends without an account that uses them (`oauth2::store::forget_unsaved`).
+    signed_in: Vec<crate::config::Account>,
 }
 
 impl Running {
@@ -2311,6 +2314,7 @@ fn carry_out(
             open_browser,
         } => {
             running.stop();
+            running.signed_in.push((*account).clone());
             let (paste_tx, paste_rx) = mpsc::channel(4);
             let method = if device {
                 crate::oauth2::Method::Device
@@ -2418,11 +2422,32 @@ fn carry_out(
 
 /// Run the wizard in the terminal until an account is saved or the user leaves.
 pub async fn run(tty: &mut super::Tty, mut wizard: Wizard) -> std::io::Result<Finish> {
+    let mut running = Running::default();
+    let finish = drive(tty, &mut wizard, &mut running).await;
+    running.stop();
+    // NOTE: a sign-in stored its refresh token before anything was saved; if the wizard
+    // ended without an account that uses it (cancelled, quit, another server saved), it
+    // goes. A keyring error here leaves it, as before; nothing else depends on it.
+    let signed_in = std::mem::take(&mut running.signed_in);
+    if !signed_in.is_empty() {
+        let config_file = wizard.options.config_file.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::oauth2::store::forget_unsaved(&config_file, &signed_in)
+        })
+        .await;
+    }
+    finish
+}
+
+async fn drive(
+    tty: &mut super::Tty,
+    wizard: &mut Wizard,
+    running: &mut Running,
+) -> std::io::Result<Finish> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut running = Running::default();
     loop {
         tty.terminal.draw(|f| wizard.draw(f))?;
         let effects = tokio::select! {
@@ -2448,7 +2473,7 @@ pub async fn run(tty: &mut super::Tty, mut wizard: Wizard) -> std::io::Result<Fi
             _ = hup.recv() => return Ok(Finish::Quit),
         };
         for effect in effects {
-            if let Some(finish) = carry_out(effect, &tx, &mut running) {
+            if let Some(finish) = carry_out(effect, &tx, running) {
                 return Ok(finish);
             }
         }

@@ -149,7 +149,17 @@ pub fn run(paths: &Paths, args: SetupArgs) -> Result<i32> {
         println!("{}", INTERACTIVE_PENDING);
         return Ok(0);
     }
-    runtime.block_on(non_interactive(paths, &args))
+    let mut signed_in = Vec::new();
+    let result = runtime.block_on(non_interactive(paths, &args, &mut signed_in));
+    // NOTE: whatever happened, a refresh token that no saved account uses goes (a failed
+    // login test, another candidate saved instead, an error).
+    if let Err(e) = crate::oauth2::store::forget_unsaved(&paths.config_file, &signed_in) {
+        eprintln!(
+            "warning: a refresh token of the unsaved sign-in may be left in the OS keyring: {}",
+            sanitize::line(&e.to_string())
+        );
+    }
+    result
 }
 
 /// What `mailbag setup` prints when it is not run in a terminal.
@@ -253,7 +263,12 @@ fn parse_security(s: &str) -> Security {
     }
 }
 
-async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
+/// `signed_in` gets every account an OAuth2 sign-in was run for.
+async fn non_interactive(
+    paths: &Paths,
+    args: &SetupArgs,
+    signed_in: &mut Vec<crate::config::Account>,
+) -> Result<i32> {
     let name = args
         .name
         .as_deref()
@@ -411,6 +426,7 @@ async fn non_interactive(paths: &Paths, args: &SetupArgs) -> Result<i32> {
                 "signing in {} with OAuth2 ...",
                 sanitize::line(account.username())
             );
+            signed_in.push(account.clone());
             crate::oauth2::sign_in(name, &account, method, &mut crate::cli::PrintPrompt).await?;
         }
         eprintln!(
