@@ -106,7 +106,7 @@ impl Incoming {
     ///
     /// NOTE: the parsers are only asked once this says yes. Asked after every read, they
     /// parsed a long response again from its start each time: a `UID SEARCH ALL` of a
-    /// 500,000-message folder (~4 MB on one line, read 16 KiB at a time) cost hundreds of
+    /// 500,000-message folder (3.4 MB on one line, read 16 KiB at a time) cost hundreds of
     /// megabytes of parsing. The search resumes where it stopped, so each byte is looked at
     /// once. A `{N}` at the end of a line cannot be inside a quoted string (which cannot hold
     /// a line break), so it always announces a literal.
