@@ -66,6 +66,40 @@ fn oauth2_sign_in_in_the_wizard_then_the_account_syncs() {
     in_keyring_session("child_oauth2_sign_in_in_the_wizard");
 }
 
+#[test]
+fn leaving_the_wizard_after_a_sign_in_leaves_no_refresh_token() {
+    in_keyring_session("child_wizard_left_after_sign_in");
+}
+
+#[test]
+#[ignore = "run by leaving_the_wizard_after_a_sign_in_leaves_no_refresh_token in a private keyring"]
+fn child_wizard_left_after_sign_in() {
+    if !is_child() {
+        return;
+    }
+    let (mut s, auth, _d, path) = wizard_signed_in();
+    assert_eq!(auth.valid_refresh_tokens().len(), 1, "signed in");
+    // C-c: leave without saving.
+    s.send(b"\x03");
+    assert!(s.wait_exit(), "mailbag exits cleanly");
+    let config_file = path.join("config/mailbag/config.toml");
+    assert!(!config_file.exists(), "nothing was to be saved");
+    // The keyring entry is named after the user name and host the wizard signed in with.
+    let account: mailbag::config::Account = toml::from_str(&format!(
+        "email = \"alice@mailbag.test\"\nprotocol = \"imap\"\nhost = \"{}\"\n\
+         username = \"alice\"\nauth = \"oauth2\"\n",
+        common::TLS_NAME
+    ))
+    .expect("account");
+    let stored =
+        mailbag::oauth2::store::load_refresh_token("work", &account).expect("read the keyring");
+    assert!(
+        stored.is_none(),
+        "leaving the wizard left the sign-in's refresh token in the keyring"
+    );
+    println!("{CHILD_OK}");
+}
+
 /// The authorization URL the sign-in screen shows: the wrapped lines after "Open this
 /// address", joined.
 fn url_on_screen(screen: &str) -> String {
@@ -118,12 +152,10 @@ fn wait_url(s: &Session, auth: &AuthServer) -> String {
     url
 }
 
-#[test]
-#[ignore = "run by oauth2_sign_in_in_the_wizard_then_the_account_syncs in a private keyring"]
-fn child_oauth2_sign_in_in_the_wizard() {
-    if !is_child() {
-        return;
-    }
+/// The wizard in a PTY, from the first screen to a completed OAuth2 sign-in whose login test
+/// passed ("The login works"), with one sign-in cancelled on the way; the session, the
+/// servers, and the profile's directory.
+fn wizard_signed_in() -> (Session, AuthServer, Dovecot, std::path::PathBuf) {
     let auth = AuthServer::start().expect("start the authorization server");
     let Some(d) = Dovecot::start_oauth2(&auth.introspection_url()) else {
         panic!("the wizard OAuth2 test needs dovecot");
@@ -203,6 +235,16 @@ fn child_oauth2_sign_in_in_the_wizard() {
     let page = browser_follow(&location.expect("a redirect to mailbag"));
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     s.wait_for("The login works");
+    (s, auth, d, path)
+}
+
+#[test]
+#[ignore = "run by oauth2_sign_in_in_the_wizard_then_the_account_syncs in a private keyring"]
+fn child_oauth2_sign_in_in_the_wizard() {
+    if !is_child() {
+        return;
+    }
+    let (mut s, auth, d, path) = wizard_signed_in();
     let screen = s.screen();
     assert!(screen.contains("✓ login"), "{screen}");
     assert!(screen.contains("signed in with OAuth2"), "{screen}");
