@@ -435,7 +435,7 @@ impl Imap {
             let (client, caps) = secure.await?;
             let session = oauth2_login(client, name, account, &caps, timeouts).await?;
             step(ConnectStep::LoggedIn);
-            return Imap::finish(session, &caps, host, port, timeouts).await;
+            return Imap::finish(session, host, port, timeouts).await;
         }
         let (secured, password) =
             tokio::join!(secure, password.resolve_when(when_secured, name, account));
@@ -477,14 +477,12 @@ impl Imap {
             }
         };
         step(ConnectStep::LoggedIn);
-        Imap::finish(session, &caps, host, port, timeouts).await
+        Imap::finish(session, host, port, timeouts).await
     }
 
-    /// After login: read the capabilities again and enable QRESYNC when offered. `before`
-    /// are the capabilities the server announced before login.
+    /// After login: read the capabilities again and enable QRESYNC when offered.
     async fn finish(
         session: async_imap::Session<Stream>,
-        before: &HashSet<String>,
         host: String,
         port: u16,
         timeouts: Timeouts,
@@ -508,32 +506,14 @@ impl Imap {
             selected: None,
         };
         // Capabilities may grow after login (RFC 3501 §6.2.3).
-        if before.contains("ENABLE") {
-            // NOTE: ENABLE goes out with CAPABILITY, one round trip for both: a server
-            // ignores a name it does not know (RFC 5161 §3.1), so QRESYNC is on when the
-            // capabilities list it and ENABLE was not refused.
-            let enable = imap.start("ENABLE QRESYNC").await?;
-            let mut enabled = false;
-            let mut caps = HashSet::new();
-            imap.run("CAPABILITY", |r| {
-                match r {
-                    Response::Capabilities(c) => caps.extend(cap_names(c)),
-                    Response::Done { tag, status, .. } if *tag == enable => {
-                        enabled = *status == Status::Ok;
-                    }
-                    _ => {}
-                }
-                Ok(())
-            })
-            .await?;
-            imap.caps = caps;
-            imap.qresync = enabled && imap.has("QRESYNC");
-        } else {
-            imap.caps = imap.capabilities().await?;
-            if imap.has("QRESYNC") {
-                imap.run("ENABLE QRESYNC", |_| Ok(())).await?;
-                imap.qresync = true;
-            }
+        // NOTE: ENABLE QRESYNC is not sent along with CAPABILITY to save the round trip: a
+        // server that has QRESYNC without announcing it (Dovecot with `imap_capability` set)
+        // would turn it on, and expunges would then come as VANISHED on a connection that
+        // mailbag runs as CONDSTORE-only.
+        imap.caps = imap.capabilities().await?;
+        if imap.has("QRESYNC") {
+            imap.run("ENABLE QRESYNC", |_| Ok(())).await?;
+            imap.qresync = true;
         }
         Ok(imap)
     }
