@@ -606,13 +606,17 @@ fn starttls_on_the_plain_port_works() {
     assert_eq!(p.cached("INBOX").len(), 2);
 }
 
-#[test]
-fn a_server_without_starttls_is_refused_before_any_password() {
-    // Dovecot always offers STARTTLS when it has a certificate, so a tiny scripted server
-    // plays one that does not; it fails the test if a password ever reaches it.
+/// A scripted IMAP server on loopback for one connection: it sends `greeting`, then answers
+/// each line the client sends with `reply(line)` (nothing when `None`), and returns every line
+/// it received once the client has gone (or 10 s passed without a line).
+fn scripted_server(
+    greeting: &str,
+    mut reply: impl FnMut(&str) -> Option<String> + Send + 'static,
+) -> (u16, std::thread::JoinHandle<Vec<String>>) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let greeting = greeting.to_string();
     let server = std::thread::spawn(move || {
         let (stream, _) = listener.accept().expect("accept");
         stream
@@ -620,30 +624,49 @@ fn a_server_without_starttls_is_refused_before_any_password() {
             .expect("timeout");
         let mut out = stream.try_clone().expect("clone");
         let mut lines = BufReader::new(stream);
-        out.write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n")
-            .expect("greet");
+        out.write_all(greeting.as_bytes()).expect("greet");
         let mut seen = Vec::new();
         let mut line = String::new();
         while lines.read_line(&mut line).unwrap_or(0) > 0 {
-            seen.push(line.clone());
-            let tag = line.split_whitespace().next().unwrap_or("*").to_string();
-            if line.to_uppercase().contains("CAPABILITY") {
-                let _ = out.write_all(
-                    format!("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n").as_bytes(),
-                );
-            } else {
-                let _ = out.write_all(format!("{tag} BAD no\r\n").as_bytes());
+            seen.push(line.trim_end().to_string());
+            if let Some(r) = reply(&line)
+                && out.write_all(r.as_bytes()).is_err()
+            {
+                break;
             }
             line.clear();
         }
         seen
     });
-    let d = Dovecot::start();
-    let Some(d) = d else { return };
-    let p = Profile::with(&d, port, "starttls", ALICE.password, true);
+    (port, server)
+}
+
+/// A profile of `d`'s kind for a scripted server on 127.0.0.1:`port`.
+fn scripted_profile(d: &Dovecot, port: u16, security: &str) -> Profile {
+    let p = Profile::with(d, port, security, ALICE.password, true);
     let config = p.dir.path().join("config/mailbag/config.toml");
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(&config, text.replace("localhost", "127.0.0.1")).expect("config");
+    p
+}
+
+#[test]
+fn a_server_without_starttls_is_refused_before_any_password() {
+    // Dovecot always offers STARTTLS when it has a certificate, so a tiny scripted server
+    // plays one that does not; it fails the test if a password ever reaches it.
+    let (port, server) = scripted_server(
+        "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n",
+        |line| {
+            let tag = line.split_whitespace().next().unwrap_or("*").to_string();
+            Some(if line.to_uppercase().contains("CAPABILITY") {
+                format!("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n")
+            } else {
+                format!("{tag} BAD no\r\n")
+            })
+        },
+    );
+    let Some(d) = Dovecot::start() else { return };
+    let p = scripted_profile(&d, port, "starttls");
     let out = p.run(&["sync"]);
     assert!(!out.status.success());
     assert!(
@@ -663,6 +686,57 @@ fn a_server_without_starttls_is_refused_before_any_password() {
         seen.iter()
             .all(|l| !l.to_uppercase().contains("CAPABILITY")),
         "CAPABILITY was asked although the greeting had them: {seen:?}"
+    );
+}
+
+#[test]
+fn qresync_is_enabled_only_when_announced_after_login() {
+    // Dovecot turns QRESYNC on when asked even where `imap_capability` hides it, and then
+    // sends VANISHED where a CONDSTORE-only client expects nothing of the kind; the Dovecot
+    // tests pass either way. A scripted server that announces ENABLE and CONDSTORE but not
+    // QRESYNC fails this test if mailbag asks for QRESYNC anyway.
+    const CAPS: &str = "IMAP4rev1 ENABLE CONDSTORE AUTH=PLAIN";
+    let mut authenticating: Option<String> = None;
+    let (port, server) = scripted_server(
+        &format!("* OK [CAPABILITY {CAPS}] fake ready\r\n"),
+        move |line| {
+            if let Some(tag) = authenticating.take() {
+                return Some(format!("{tag} OK logged in\r\n"));
+            }
+            let mut words = line.split_whitespace();
+            let tag = words.next().unwrap_or("*").to_string();
+            Some(
+                match words.next().unwrap_or("").to_ascii_uppercase().as_str() {
+                    "AUTHENTICATE" => {
+                        authenticating = Some(tag);
+                        "+ \r\n".to_string()
+                    }
+                    "CAPABILITY" => format!("* CAPABILITY {CAPS}\r\n{tag} OK done\r\n"),
+                    // As Dovecot does: it has QRESYNC, announced or not.
+                    "ENABLE" => format!("* ENABLED QRESYNC\r\n{tag} OK enabled\r\n"),
+                    "LIST" => format!("* LIST () \"/\" INBOX\r\n{tag} OK done\r\n"),
+                    "SELECT" | "EXAMINE" => format!(
+                        "* 0 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 1] n\r\n\
+                     * OK [HIGHESTMODSEQ 1] m\r\n{tag} OK [READ-WRITE] selected\r\n"
+                    ),
+                    "LOGOUT" => format!("* BYE bye\r\n{tag} OK done\r\n"),
+                    _ => format!("{tag} OK done\r\n"),
+                },
+            )
+        },
+    );
+    let Some(d) = Dovecot::start() else { return };
+    let p = scripted_profile(&d, port, "none");
+    let out = p.run(&["sync"]);
+    let seen = server.join().expect("server");
+    assert!(out.status.success(), "{} {seen:?}", stderr(&out));
+    assert!(
+        seen.iter().any(|l| l.to_uppercase().contains("SELECT")),
+        "the folder was never selected: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|l| !l.to_uppercase().contains("QRESYNC")),
+        "QRESYNC was asked for though not announced: {seen:?}"
     );
 }
 
