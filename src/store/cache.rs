@@ -1453,7 +1453,9 @@ impl Cache {
     /// how many. A read-only cache cannot: it does nothing (its threaded list shows what is
     /// threaded; the flat list shows everything).
     pub fn thread_pending(&self) -> Result<u64, CacheError> {
-        if self.read_only {
+        // NOTE: no write transaction (and no wait for the write lock) when nothing waits: the
+        // threaded list calls this on every reload, the engine after every sync.
+        if self.read_only || !self.has_unthreaded()? {
             return Ok(0);
         }
         let mut done = 0;
@@ -2809,6 +2811,21 @@ boundary=b\n\n--b\n\nlions\n--b--\n";
                 now.thread_window(fa, 0, 100).unwrap().len()
             );
         }
+    }
+
+    #[test]
+    fn with_nothing_to_thread_no_write_lock_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = Cache::open(dir.path()).unwrap();
+        let f = inbox(&mut cache);
+        cache.insert_messages(f, &[msg(1, 10, "threaded")]).unwrap();
+        let mut other = cache.open_another().unwrap();
+        // Another connection holds the write lock: the list's reload must not wait for it.
+        let n = other
+            .transaction(|_| Ok(cache.thread_pending()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0);
     }
 
     #[test]
