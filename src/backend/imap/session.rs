@@ -592,20 +592,19 @@ impl Imap {
         let deadline = tokio::time::Instant::now() + limit;
         let mut f = Some(f);
         loop {
-            let whole = self.incoming.has_response();
-            let pending = self.incoming.pending();
-            let mut incomplete = !whole;
-            if whole {
-                match quick(pending) {
+            // NOTE: what the fast reader leaves goes to imap-proto; if it disagrees that the
+            // response is whole, more is read first.
+            let parse = self.incoming.has_response()
+                && match quick(self.incoming.pending()) {
                     Quick::Done(used, out) => {
                         self.incoming.consume(used);
                         return Ok(Some(Got::Quick(out)));
                     }
-                    Quick::Incomplete => incomplete = true,
-                    Quick::Other => {}
-                }
-            }
-            if whole && !incomplete {
+                    Quick::Incomplete => false,
+                    Quick::Other => true,
+                };
+            if parse {
+                let pending = self.incoming.pending();
                 let parsed = match async_imap::imap_proto::parser::parse_response(pending) {
                     Ok((rest, response)) => {
                         Some((pending.len() - rest.len(), f.take().map(|f| f(&response))))
