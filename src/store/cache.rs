@@ -611,6 +611,33 @@ fn insert_in(
     Ok(ids)
 }
 
+/// Keep message `id`'s raw bytes and queue `text` for its search words; `false` (and
+/// nothing written) when the cache no longer holds the message.
+///
+/// NOTE: the words wait for `index_pending` like a download's, replacing any that wait
+/// already; an id is either indexed or pending, never both.
+fn store_body_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    raw: &[u8],
+    text: &str,
+) -> rusqlite::Result<bool> {
+    let stored = tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO bodies(message_id, raw)
+             SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?1)",
+        )?
+        .execute(params![id, raw])?
+        == 1;
+    if stored {
+        tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?
+            .execute(params![id])?;
+        tx.prepare_cached("INSERT OR REPLACE INTO search_pending(id, body) VALUES (?1, ?2)")?
+            .execute(params![id, text])?;
+    }
+    Ok(stored)
+}
+
 /// Whether any message waits for its thread ([`Threads::Later`]): one index lookup per
 /// folder (`messages_by_folder_thread`).
 fn unthreaded_exist(conn: &Connection) -> rusqlite::Result<bool> {
@@ -1945,20 +1972,7 @@ impl Cache {
     /// Keep a message's raw bytes in the cache (fetched on demand) and index its text.
     pub fn store_body(&mut self, id: i64, raw: &[u8], text: &str) -> Result<(), CacheError> {
         self.message(id)?.ok_or(CacheError::NoSuchMessage(id))?;
-        self.transaction(|tx| {
-            tx.execute(
-                "INSERT OR REPLACE INTO bodies(message_id, raw) VALUES (?1, ?2)",
-                params![id, raw],
-            )?;
-            // NOTE: the words wait for `index_pending` like a download's, replacing any that
-            // wait already; an id is either indexed or pending, never both.
-            tx.execute("DELETE FROM search WHERE rowid = ?1", params![id])?;
-            tx.execute(
-                "INSERT OR REPLACE INTO search_pending(id, body) VALUES (?1, ?2)",
-                params![id, text],
-            )?;
-            Ok(())
-        })
+        self.transaction(|tx| store_body_in(tx, id, raw, text).map(|_| ()))
     }
 
     /// [`Cache::store_body`] for several messages in one transaction: `(id, raw bytes,
@@ -1968,19 +1982,8 @@ impl Cache {
             return Ok(());
         }
         self.transaction(|tx| {
-            let mut body = tx.prepare_cached(
-                "INSERT OR REPLACE INTO bodies(message_id, raw)
-                 SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?1)",
-            )?;
-            let mut unindex = tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?;
-            let mut queue = tx.prepare_cached(
-                "INSERT OR REPLACE INTO search_pending(id, body) VALUES (?1, ?2)",
-            )?;
             for (id, raw, text) in bodies {
-                if body.execute(params![id, raw])? == 1 {
-                    unindex.execute(params![id])?;
-                    queue.execute(params![id, text])?;
-                }
+                store_body_in(tx, *id, raw, text)?;
             }
             Ok(())
         })
