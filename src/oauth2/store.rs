@@ -142,6 +142,9 @@ pub fn forget_unsaved(
     config_file: &std::path::Path,
     signed_in: &[Account],
 ) -> Result<usize, CredentialError> {
+    if signed_in.is_empty() {
+        return Ok(0);
+    }
     let Ok(config) = crate::config::load(config_file) else {
         return Ok(0);
     };

@@ -2429,13 +2429,11 @@ pub async fn run(tty: &mut super::Tty, mut wizard: Wizard) -> std::io::Result<Fi
     // ended without an account that uses it (cancelled, quit, another server saved), it
     // goes. A keyring error here leaves it, as before; nothing else depends on it.
     let signed_in = std::mem::take(&mut running.signed_in);
-    if !signed_in.is_empty() {
-        let config_file = wizard.options.config_file.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            crate::oauth2::store::forget_unsaved(&config_file, &signed_in)
-        })
-        .await;
-    }
+    let config_file = wizard.options.config_file.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        crate::oauth2::store::forget_unsaved(&config_file, &signed_in)
+    })
+    .await;
     finish
 }
 
