@@ -12,6 +12,8 @@ use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders, Par
 use crate::backend::{Envelope, Flags};
 use crate::sanitize;
 
+mod plain;
+
 /// Format an address header as `Name <addr>, Other <addr2>` (raw, not yet sanitised).
 fn addresses(addr: Option<&Address<'_>>) -> String {
     let Some(addr) = addr else {
@@ -70,7 +72,7 @@ pub fn envelope_of_head(head: &[u8], size: u64) -> Envelope {
 /// [`envelope_of_head`] of a header that holds only the fields an envelope is made of (an
 /// IMAP server's `BODY[HEADER.FIELDS (...)]`): nothing to pick out first.
 pub fn envelope_of_fields(fields: &[u8], size: u64) -> Envelope {
-    parse_fields(fields, size).envelope
+    parse_head_of(fields, size).envelope
 }
 
 /// What recording a message needs before its body is looked at.
@@ -146,7 +148,7 @@ pub fn parse_head(raw: &[u8]) -> Head {
 }
 
 fn parse_head_of(raw: &[u8], size: u64) -> Head {
-    parse_fields(&envelope_header(raw), size)
+    plain::head(raw, size).unwrap_or_else(|| parse_fields(&envelope_header(raw), size))
 }
 
 /// [`Head`] of a header block that holds the wanted fields (and maybe others).
@@ -160,16 +162,33 @@ fn parse_fields(header: &[u8], size: u64) -> Head {
             sender: String::new(),
         };
     };
-    let mixed = msg.content_type().is_some_and(|ct| {
+    Head {
+        envelope: envelope_fields(&msg, size, is_multipart_mixed(&msg)),
+        sender: sender_of(&msg),
+    }
+}
+
+/// The value of base64 digit `b` (RFC 4648 §4), whose 64th digit is `last` (`/`, or `,` in
+/// IMAP's modified UTF-7).
+fn base64_digit(b: u8, last: u8) -> Option<u8> {
+    match b {
+        b'A'..=b'Z' => Some(b - b'A'),
+        b'a'..=b'z' => Some(b - b'a' + 26),
+        b'0'..=b'9' => Some(b - b'0' + 52),
+        b'+' => Some(62),
+        _ if b == last => Some(63),
+        _ => None,
+    }
+}
+
+/// Whether `msg`'s top-level type is multipart/mixed: the guess that it has attachments.
+fn is_multipart_mixed(msg: &Message<'_>) -> bool {
+    msg.content_type().is_some_and(|ct| {
         ct.c_type.eq_ignore_ascii_case("multipart")
             && ct
                 .subtype()
                 .is_some_and(|s| s.eq_ignore_ascii_case("mixed"))
-    });
-    Head {
-        envelope: envelope_fields(&msg, size, mixed),
-        sender: sender_of(&msg),
-    }
+    })
 }
 
 fn envelope_fields(msg: &Message<'_>, size: u64, has_attachments: bool) -> Envelope {
@@ -945,14 +964,7 @@ fn decode_modified_utf7(raw: &str) -> Option<String> {
             let mut nbits = 0;
             let mut units = Vec::new();
             for c in encoded.bytes() {
-                let v = match c {
-                    b'A'..=b'Z' => c - b'A',
-                    b'a'..=b'z' => c - b'a' + 26,
-                    b'0'..=b'9' => c - b'0' + 52,
-                    b'+' => 62,
-                    b',' => 63,
-                    _ => return None,
-                };
+                let v = base64_digit(c, b',')?;
                 bits = (bits << 6) | u32::from(v);
                 nbits += 6;
                 if nbits >= 16 {
