@@ -8,7 +8,7 @@
 //! a server without STLS when `security = "starttls"` (RFC 2595 §4), bytes injected after the
 //! STLS `+OK` and before the TLS handshake (RFC 2595 §4, CVE-2011-0411), a server without UIDL
 //! (RFC 1939 §7 makes it optional), a server with or without PIPELINING (RFC 2449 §6.6), a
-//! message that vanished between LIST and RETR, and a `-ERR` greeting (RFC 1939 §4).
+//! message that vanished between UIDL and RETR, and a `-ERR` greeting (RFC 1939 §4).
 //!
 //! The fake listens on `127.0.0.1:0`, serves exactly one connection from a [`Script`] on its own
 //! thread, and records what the client sent ([`Log`]). Every accept and read has a timeout, so a
@@ -187,8 +187,6 @@ struct Log {
     quit: bool,
     /// How many RETRs had arrived when the first one was answered (with `wait_for_retrs`).
     retrs_before_first_reply: Option<usize>,
-    /// Whether LIST had arrived when UIDL was answered (with `wait_for_retrs`).
-    list_before_uidl_reply: Option<bool>,
     /// Commands that arrived before the previous command was answered (with `check_lockstep`).
     lockstep_violations: Vec<String>,
     /// Whether the STARTTLS handshake completed.
@@ -418,24 +416,6 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Before answering UIDL, wait for a LIST to arrive too (or a timeout).
-    async fn wait_for_list(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + IO_TIMEOUT;
-        let has_list = |buf: &[u8]| {
-            buf.split_inclusive(|&b| b == b'\n').any(|l| {
-                l.ends_with(b"\n") && l.get(..4).is_some_and(|v| v.eq_ignore_ascii_case(b"LIST"))
-            })
-        };
-        while !has_list(&self.buf) && !self.eof {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || !self.fill(left).await? {
-                break;
-            }
-        }
-        self.log.list_before_uidl_reply = Some(has_list(&self.buf));
-        Ok(())
-    }
-
     fn live(&self) -> impl Iterator<Item = (u32, &Msg)> {
         self.script
             .messages
@@ -466,9 +446,6 @@ impl Session<'_> {
             && let Some(want) = self.script.wait_for_retrs
         {
             self.wait_for_retrs(want).await?;
-        }
-        if verb == "UIDL" && arg.is_none() && self.script.wait_for_retrs.is_some() {
-            self.wait_for_list().await?;
         }
 
         let overridden = self
@@ -924,8 +901,8 @@ fn a_bad_uidl_line_is_a_protocol_error_and_nothing_is_fetched() {
 fn an_unterminated_listing_then_close_is_a_clear_error() {
     let p = Profile::new();
     let script = Script::new(messages(3)).reply(
-        "LIST",
-        Reply::RawThenClose(b"+OK 3 messages\r\n1 120\r\n2 13".to_vec()),
+        "UIDL",
+        Reply::RawThenClose(b"+OK\r\n1 uid-1\r\n2 ui".to_vec()),
     );
     let (out, log) = p.sync_plain(script, "leave_on_server = false");
     let err = assert_failed_cleanly(&out);
@@ -1093,6 +1070,11 @@ fn without_uidl_a_stable_stand_in_downloads_each_message_once() {
     );
     assert!(err.contains("pop: 4 new"), "{err}");
     assert_fake_ok(&log);
+    assert!(
+        log.sent("LIST"),
+        "the sizes come from LIST: {:?}",
+        log.commands
+    );
     assert_eq!(log.count("RETR"), 4);
     assert_mbox_holds(&p.mbox(), &all);
 
@@ -1148,10 +1130,10 @@ fn with_pipelining_the_retrs_arrive_before_the_first_reply() {
         Some(5),
         "RETRs were not pipelined"
     );
-    assert_eq!(
-        log.list_before_uidl_reply,
-        Some(true),
-        "UIDL and LIST were not sent together"
+    assert!(
+        !log.sent("LIST"),
+        "LIST was asked for although UIDL answered: {:?}",
+        log.commands
     );
     assert_eq!(log.count("RETR"), 5);
     assert_mbox_holds(&p.mbox(), &all);

@@ -258,7 +258,6 @@ impl MailBackend for Pop3Backend {
 struct Listed {
     msg: u32,
     uidl: String,
-    size: u64,
 }
 
 impl Pop3Backend {
@@ -997,45 +996,32 @@ impl Session {
         Err(auth_error("the server refused the access token".into()))
     }
 
-    /// The server's UIDL and LIST listings joined; `true` if UIDL had to be stood in for.
+    /// What the server holds, by UIDL; `true` if UIDL had to be stood in for.
+    ///
+    /// NOTE: only UIDL is asked for. LIST's sizes would only serve a progress total nobody
+    /// shows, and on a mailbox left on the server (the default) every sync would fetch a
+    /// second listing as long as the first: Dovecot builds it after UIDL, before the first
+    /// RETR can be answered. A server without UIDL gets LIST, for the sizes its stand-in
+    /// UIDLs are made of.
     async fn listing(&mut self) -> Result<(Vec<Listed>, bool), BackendError> {
-        // NOTE: with PIPELINING (RFC 2449) both listings are asked for at once: one round
-        // trip, and the server builds the second while this side reads the first.
-        let pipelined = self.pipelining();
-        self.send(Command::Uidl(None))?;
-        if pipelined {
-            self.send(Command::List(None))?;
-        } else {
-            self.flush().await?;
-        }
-        let uidls = match self.event().await? {
-            Event::UidlReceived(list) => Some(list),
-            Event::Err { .. } => None,
-            other => return Err(self.unexpected("UIDL", &other)),
-        };
-        if !pipelined {
-            self.send(Command::List(None))?;
-        }
-        let sizes = match self.event().await? {
-            Event::ListReceived(list) => list,
-            Event::Err { code, text, .. } => {
-                return Err(self.refused(CommandKind::List(None), code, &text));
-            }
-            other => return Err(self.unexpected("LIST", &other)),
-        };
-        let size_of: HashMap<u32, u64> = sizes.iter().copied().collect();
-        match uidls {
-            Some(list) => Ok((
+        match self.command(Command::Uidl(None)).await? {
+            Event::UidlReceived(list) => Ok((
                 list.into_iter()
-                    .map(|(msg, uidl)| Listed {
-                        msg,
-                        size: size_of.get(&msg).copied().unwrap_or(0),
-                        uidl,
-                    })
+                    .map(|(msg, uidl)| Listed { msg, uidl })
                     .collect(),
                 false,
             )),
-            None => Ok((self.hashed_ids(&sizes).await?, true)),
+            Event::Err { .. } => {
+                let sizes = match self.command(Command::List(None)).await? {
+                    Event::ListReceived(list) => list,
+                    Event::Err { code, text, .. } => {
+                        return Err(self.refused(CommandKind::List(None), code, &text));
+                    }
+                    other => return Err(self.unexpected("LIST", &other)),
+                };
+                Ok((self.hashed_ids(&sizes).await?, true))
+            }
+            other => Err(self.unexpected("UIDL", &other)),
         }
     }
 
@@ -1075,7 +1061,7 @@ impl Session {
             let n = used.entry(base.clone()).or_insert(0);
             *n += 1;
             let uidl = if *n == 1 { base } else { format!("{base}-{n}") };
-            out.push(Listed { msg, uidl, size });
+            out.push(Listed { msg, uidl });
         }
         Ok(out)
     }
@@ -1122,7 +1108,6 @@ impl Session {
         let stopped = || internal("the cache writer stopped");
         let mut state = Progress {
             total: wanted.len() as u64,
-            total_bytes: wanted.iter().map(|l| l.size).sum(),
             ..Progress::default()
         };
         progress(state);
