@@ -56,7 +56,7 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const PIPELINE_DEPTH: usize = 64;
 
 /// A batch is committed (fsync + one transaction) after this many messages ...
-const BATCH_MESSAGES: usize = 1000;
+const BATCH_MESSAGES: usize = 5000;
 /// ... or this many bytes ...
 const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 /// ... or this long after it began, whichever comes first, so that a slow link that keeps
