@@ -1520,14 +1520,33 @@ impl Cache {
         append_from: Option<u64>,
     ) -> Result<Vec<i64>, CacheError> {
         self.transaction(|tx| {
+            let before: i64 =
+                tx.query_row("SELECT coalesce(max(id), 0) FROM messages", [], |r| {
+                    r.get(0)
+                })?;
             let ids = insert_in(tx, folder, messages, Threads::Later)?;
-            let mut history = tx.prepare_cached(
-                "INSERT OR IGNORE INTO pop3_uidls(account_id, uidl, downloaded_at)
-                 VALUES (?1, ?2, ?3)",
-            )?;
-            for m in messages {
-                if let RemoteId::Uidl(u) = &m.remote {
-                    history.execute(params![account, u, now])?;
+            let all_new = ids.first().is_some_and(|&first| first > before)
+                && ids.windows(2).all(|w| w[1] == w[0] + 1);
+            if let (true, Some(first), Some(last)) = (all_new, ids.first(), ids.last()) {
+                // NOTE: the usual case, every row new: their ids are a range of this
+                // transaction's own, rows written with exactly these messages' UIDLs, and
+                // one statement records those from the rows instead of one statement (and
+                // three bound values) per message.
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO pop3_uidls(account_id, uidl, downloaded_at)
+                     SELECT ?1, uidl, ?2 FROM messages
+                     WHERE id BETWEEN ?3 AND ?4 AND uidl IS NOT NULL",
+                )?
+                .execute(params![account, now, first, last])?;
+            } else {
+                let mut history = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO pop3_uidls(account_id, uidl, downloaded_at)
+                     VALUES (?1, ?2, ?3)",
+                )?;
+                for m in messages {
+                    if let RemoteId::Uidl(u) = &m.remote {
+                        history.execute(params![account, u, now])?;
+                    }
                 }
             }
             tx.execute(
@@ -3087,8 +3106,8 @@ boundary=b\n\n--b\n\nlions\n--b--\n";
         assert_eq!(cache.folder(f).unwrap().unwrap().sync, SyncState::default());
     }
 
-    #[test]
-    fn uidl_history_and_mbox_spans() {
+    /// A cache with a POP3 account and its INBOX: (cache, account, folder).
+    fn pop_inbox() -> (Cache, i64, i64) {
         let mut cache = Cache::open_in_memory().unwrap();
         let acct = cache.ensure_account("pop", "pop3").unwrap();
         let f = cache
@@ -3101,6 +3120,12 @@ boundary=b\n\n--b\n\nlions\n--b--\n";
                 },
             )
             .unwrap();
+        (cache, acct, f)
+    }
+
+    #[test]
+    fn uidl_history_and_mbox_spans() {
+        let (mut cache, acct, f) = pop_inbox();
         let mut m = msg(0, 5, "pop");
         m.remote = RemoteId::Uidl("abc".into());
         m.mbox = Some(Span {
@@ -3123,5 +3148,52 @@ boundary=b\n\n--b\n\nlions\n--b--\n";
         );
         cache.forget_uidls(acct, &["abc".to_string()]).unwrap();
         assert!(!cache.uidl_downloaded(acct, "abc").unwrap());
+    }
+    /// Every downloaded UIDL lands in the history, whether its batch is all new rows (one
+    /// statement from the rows) or holds a message the folder had already (one per message).
+    #[test]
+    fn a_download_batch_records_every_uidl_new_rows_or_not() {
+        let (mut cache, acct, f) = pop_inbox();
+        let download = |n: u32, uidl: &str| {
+            let mut m = msg(0, i64::from(n), "pop");
+            m.envelope.message_id = Some(format!("<{uidl}@test>"));
+            m.remote = RemoteId::Uidl(uidl.into());
+            m.mbox = Some(Span {
+                offset: u64::from(n) * 100,
+                length: 50,
+            });
+            m.body_text = BodyText::InMbox;
+            m
+        };
+        let history = |cache: &Cache| {
+            let mut h: Vec<String> = cache
+                .uidl_history(acct)
+                .unwrap()
+                .into_iter()
+                .map(|(u, at)| {
+                    assert_eq!(at, 7);
+                    u
+                })
+                .collect();
+            h.sort();
+            h
+        };
+        cache
+            .commit_downloads(acct, f, &[download(0, "a"), download(1, "b")], 7, None)
+            .unwrap();
+        assert_eq!(history(&cache), ["a", "b"]);
+        // An mbox message indexed before (no UIDL) at the offset the next download reuses.
+        let mut imported = msg(0, 9, "imported");
+        imported.remote = RemoteId::Local(0);
+        imported.mbox = Some(Span {
+            offset: 200,
+            length: 50,
+        });
+        cache.insert_messages(f, &[imported]).unwrap();
+        cache
+            .commit_downloads(acct, f, &[download(2, "c"), download(3, "d")], 7, None)
+            .unwrap();
+        assert_eq!(history(&cache), ["a", "b", "c", "d"]);
+        assert_eq!(cache.count(f).unwrap(), 4);
     }
 }
