@@ -989,3 +989,38 @@ mod decoding {
         assert_eq!(subject("=?UTF-8?B?IA==?="), None);
     }
 }
+
+#[cfg(test)]
+mod corpus {
+    /// A check to run by hand against any collection of real mail:
+    /// `MAILBAG_EML_LIST=FILE cargo test --lib envelope_corpus -- --ignored --nocapture`,
+    /// where FILE lists one message file per line (for example mail-parser's
+    /// `resources/eml` and Python's `test_email/data`, 365 files, all alike).
+    #[test]
+    #[ignore]
+    fn envelope_corpus_is_read_as_mail_parser_reads_it() {
+        let list = std::env::var("MAILBAG_EML_LIST")
+            .expect("MAILBAG_EML_LIST names a file that lists message files, one per line");
+        let list = std::fs::read_to_string(&list).expect("the list of message files");
+        let (mut all, mut here, mut differ) = (0, 0, Vec::new());
+        for path in list.lines().filter(|l| !l.is_empty()) {
+            let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            all += 1;
+            let size = raw.len() as u64;
+            let full = super::super::parse_fields(&super::super::envelope_header(&raw), size);
+            if let Some(quick) = super::head(&raw, size) {
+                here += 1;
+                if quick != full {
+                    differ.push(format!(
+                        "{path}
+  here: {quick:?}
+  mail-parser: {full:?}"
+                    ));
+                }
+            }
+        }
+        eprintln!("{all} messages, {here} read here, {} differ", differ.len());
+        assert!(all > 0, "the list names no message");
+        assert!(differ.is_empty(), "{}", differ.join("\n"));
+    }
+}
