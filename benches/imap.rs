@@ -22,6 +22,10 @@
 //! floor and mailbag's initial sync run in turns, round by round, so that a change in the
 //! machine's load falls on both alike.
 //! Results go into docs/performance.md. Speed is never asserted in tests.
+//!
+//! For comparing builds in turns: `MAILBAG_BENCH_IMAP_HOLD=SECS` seeds the server, prints its
+//! port and CA file and keeps it up for SECS seconds instead of running the bench; the floor
+//! then runs against it as a process of its own (see [`FLOOR_ENV`]).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -474,6 +478,23 @@ fn main() -> Res<()> {
         seeding.elapsed().as_secs_f64()
     );
     let ca = d.ca_path();
+    if let Some(secs) = std::env::var("MAILBAG_BENCH_IMAP_HOLD")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        // NOTE: a profiling aid, as MAILBAG_BENCH_POP3_HOLD: keep the seeded server up to
+        // run builds and the floor (FLOOR_ENV) against it in turns by hand.
+        println!(
+            "holding for {secs} s: IMAP over TLS on {}:{}, CA {}, user {} password {}",
+            common::TLS_NAME,
+            d.imap_tls_port(),
+            ca.display(),
+            ALICE.name,
+            ALICE.password
+        );
+        std::thread::sleep(Duration::from_secs(secs));
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

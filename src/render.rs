@@ -70,7 +70,7 @@ pub fn envelope_of_head(head: &[u8], size: u64) -> Envelope {
 }
 
 /// [`envelope_of_head`] of a header that holds only the fields an envelope is made of (an
-/// IMAP server's `BODY[HEADER.FIELDS (...)]`): nothing to pick out first.
+/// IMAP server's `BODY[HEADER.FIELDS (...)]`).
 pub fn envelope_of_fields(fields: &[u8], size: u64) -> Envelope {
     parse_head_of(fields, size).envelope
 }
