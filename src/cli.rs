@@ -21,7 +21,7 @@ use crate::backend::changes::{Change, change_locally};
 use crate::backend::imap::ImapBackend;
 use crate::backend::local::{self, LocalBackend};
 use crate::backend::pop3::Pop3Backend;
-use crate::backend::{Backend, Flags, MailBackend, Progress};
+use crate::backend::{Backend, Flags, MailBackend, Progress, ProgressPacer};
 use crate::config::{Paths, Protocol};
 use crate::error::{Error, Result};
 use crate::render;
@@ -320,8 +320,9 @@ fn sync(paths: &Paths, only: &[String]) -> Result<i32> {
             }
         };
         let started = std::time::Instant::now();
+        let mut pacer = ProgressPacer::default();
         let mut show = |p: Progress| {
-            if tty {
+            if tty && pacer.due(&p) {
                 eprint!(
                     "\r{}: {}/{} messages, {:.1} MB   ",
                     sanitize::line(name),

@@ -29,14 +29,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 use crate::backend::changes::{Change, Snapshot, change_locally, snapshot, undo_locally};
 use crate::backend::imap::{ImapBackend, Watched};
 use crate::backend::pop3::Pop3Backend;
-use crate::backend::{Backend, BackendError, Capabilities, Flags, MailBackend, Progress};
+use crate::backend::{
+    Backend, BackendError, Capabilities, Flags, MailBackend, Progress, ProgressPacer,
+};
 use crate::config::{Config, Paths, Protocol};
 use crate::store::cache::{Cache, CacheError};
 
@@ -591,11 +593,9 @@ impl AccountTask {
         };
         let events = self.events.clone();
         let name = self.name.clone();
-        let mut last = Instant::now();
+        let mut pacer = ProgressPacer::default();
         let mut progress = move |p: Progress| {
-            // NOTE: at most ten progress events a second; the status bar needs no more.
-            if last.elapsed() >= Duration::from_millis(100) {
-                last = Instant::now();
+            if pacer.due(&p) {
                 let _ = events.send(EngineEvent::AccountStateChanged {
                     account: name.clone(),
                     state: AccountState::Syncing(p),

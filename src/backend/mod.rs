@@ -287,6 +287,28 @@ pub struct Progress {
     pub total_bytes: u64,
 }
 
+/// Lets through at most ten [`Progress`] reports a second, and always the first and the
+/// last: a report per message (10,000 in a large download) would keep a terminal or the
+/// UI's event queue busier than the download itself.
+#[derive(Debug, Default)]
+pub struct ProgressPacer {
+    last: Option<std::time::Instant>,
+}
+
+impl ProgressPacer {
+    /// The least time between two reports let through (but the last).
+    pub const INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+    /// Whether `p` is to be shown.
+    pub fn due(&mut self, p: &Progress) -> bool {
+        let due = p.done == p.total || self.last.is_none_or(|t| t.elapsed() >= Self::INTERVAL);
+        if due {
+            self.last = Some(std::time::Instant::now());
+        }
+        due
+    }
+}
+
 /// What one sync pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
@@ -466,5 +488,33 @@ impl MailBackend for Backend {
             Backend::Pop3(b) => Pop3Backend::take_warnings(b),
             Backend::Imap(b) => imap::ImapBackend::take_warnings(b),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_lets_through_the_first_and_last_reports_and_few_between() {
+        let mut pacer = ProgressPacer::default();
+        let at = |done| Progress {
+            done,
+            total: 10_000,
+            ..Progress::default()
+        };
+        // NOTE: 10,000 reports in a row take far less than the interval, so only the first
+        // and the last may pass; a report the interval after the last passed also passes.
+        let passed: Vec<u64> = (0..=10_000)
+            .map(at)
+            .filter(|p| pacer.due(p))
+            .map(|p| p.done)
+            .collect();
+        assert_eq!(passed.first(), Some(&0));
+        assert_eq!(passed.last(), Some(&10_000));
+        assert!(passed.len() < 100, "{} reports passed", passed.len());
+        std::thread::sleep(ProgressPacer::INTERVAL);
+        assert!(pacer.due(&at(5)));
+        assert!(!pacer.due(&at(6)));
     }
 }
