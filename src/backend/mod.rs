@@ -283,8 +283,6 @@ pub struct Progress {
     pub total: u64,
     /// Bytes received so far.
     pub bytes: u64,
-    /// Bytes to receive in all, when the server said (0 if unknown).
-    pub total_bytes: u64,
 }
 
 /// Lets through at most ten [`Progress`] reports a second, and always the first and the

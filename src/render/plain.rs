@@ -110,10 +110,9 @@ pub(super) fn head(raw: &[u8], size: u64) -> Option<Head> {
             if !mini.is_empty() {
                 mini.extend_from_slice(b"X-Mailbag-Gap: .\n");
             }
+            // NOTE: ends with its line break: `pick` only answers for a header that goes on
+            // to its empty line.
             mini.extend_from_slice(&raw[f.line..f.end]);
-            if !mini.ends_with(b"\n") {
-                mini.push(b'\n');
-            }
         }
         mini.push(b'\n');
         let msg = MessageParser::default().parse_headers(&mini[..])?;
